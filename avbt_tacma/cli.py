@@ -55,3 +55,6 @@ def main(argv=None) -> int:
         print(f"avbt {args.command}: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr); return 130
+
+# %% ../nbs/90_cli.ipynb 7
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())
