@@ -12,9 +12,9 @@ from .core import AVBTError, atomic_path, atomic_write_text, save_json, save_che
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 
 # %% auto 0
-__all__ = ['SAMPLE_RATE', 'Video', 'decode_video', 'write_video', 'to_windows', 'Localizer', 'localize_video', 'localize',
-           'event_spans', 'format_table', 'plot_timeline', 'write_outputs', 'save_pipeline', 'load_pipeline',
-           'localize_files', 'localize_parser', 'localize_main']
+__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'write_video', 'to_windows', 'Localizer', 'localize_video',
+           'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs', 'save_pipeline',
+           'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
 SAMPLE_RATE = 16000   # the VGGish front-end's rate
@@ -27,79 +27,56 @@ class Video:
     audio: np.ndarray         # [n * SAMPLE_RATE] float32, mono
     duration: float           # seconds of video in the file
     fps: float
-    audio_stream: str = ''    # which audio stream was used, for the report
+    info: dict | None = None  # what decode_clip reports (sample rate, channels, audio streams, padding)
 
     @property
     def n_seconds(self) -> int: return len(self.frames)
 
     def __repr__(self):
-        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.3g} fps, "
-                f"frames {tuple(self.frames.shape)}, audio: {self.audio_stream})")
+        i = self.info or {}
+        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.5g} fps, frames "
+                f"{tuple(self.frames.shape)}, audio {i.get('sample_rate')} Hz x {i.get('channels')} of {i.get('audio_streams')} stream(s))")
 
 # %% ../nbs/16_localize.ipynb 7
-def _audio_stream(container):
-    "The default audio stream of a container, else its first; None when it has none."
+def video_seconds(path) -> float:
+    "Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet times."
     import av
-    streams = list(container.streams.audio)
-    default = [s for s in streams if s.disposition & av.stream.Disposition.default]
-    return (default or streams or [None])[0]
+    from avbt_tacma.video import ClipError, default_stream
+    path = Path(path)
+    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not a video file")
+    if not path.exists(): raise ClipError(path, 'missing', 'file not found')
+    if path.stat().st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
+    try: c = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise ClipError(path, 'corrupt', f"unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
+    with c:
+        vs = default_stream(c.streams.video)
+        if vs is None: raise ClipError(path, 'no_video', 'no video stream')
+        if default_stream(c.streams.audio) is None:
+            raise ClipError(path, 'no_audio', 'no audio track (localization needs both the sound and the pictures)')
+        origin, end = max((c.start_time or 0) / 1e6, 0.0), None
+        period = 1 / float(vs.average_rate or vs.guessed_rate or 25)
+        try:
+            for pkt in c.demux(vs):
+                if pkt.pts is None: continue
+                e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
+                end = e if end is None else max(end, e)
+        except av.FFmpegError as e: raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
+    if end is None: raise ClipError(path, 'corrupt', 'the video stream holds no frame')
+    return end - origin
 
 def _ffmpeg_reason(e) -> str:
     return (getattr(e, 'strerror', None) or str(e)).strip().rstrip('.').lower()
 
 def decode_video(path, size: int = 256, min_seconds: float = 1.0) -> Video:
-    "Decode `path` into the middle frame of every second (resized to `size` x `size`) and 16-kHz mono sound."
-    import av
-    path = Path(path)
-    if not path.exists(): raise AVBTError(f"{path}: file not found")
-    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not a video file")
-    if path.stat().st_size == 0: raise AVBTError(f"{path}: empty file (0 bytes)")
-    try: container = av.open(str(path))
-    except av.FFmpegError as e:
-        raise AVBTError(f"{path}: not a video FFmpeg can read: unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
-    with container:
-        if not container.streams.video: raise AVBTError(f"{path}: no video stream")
-        vs, aus = container.streams.video[0], _audio_stream(container)
-        if aus is None: raise AVBTError(f"{path}: no audio track (localization needs both the sound and the pictures)")
-        n_audio = len(container.streams.audio)
-        info = f"{aus.codec_context.name} {aus.sample_rate} Hz {aus.layout.name}" + (f" (stream {aus.index}, default of {n_audio})" if n_audio > 1 else '')
-        vs.thread_type = 'AUTO'
-        fps = float(vs.average_rate or vs.guessed_rate or 25)
-        sr = aus.sample_rate or aus.codec_context.sample_rate
-        resampler = av.AudioResampler(format='fltp', rate=sr)   # float planar, same layout and rate
-        sound, picked = [], {}
-        t0 = last = None; cur, best, best_d, k = -1, None, 0., 0
-        def keep(frame): picked[cur] = frame.to_ndarray(format='rgb24', width=size, height=size)
-        try:
-            for packet in container.demux(vs, aus):
-                for frame in packet.decode():
-                    if packet.stream is aus:
-                        sound += [r.to_ndarray().mean(0) for r in resampler.resample(frame)]
-                        continue
-                    t = frame.time if frame.time is not None else k / fps
-                    k += 1
-                    if t0 is None: t0 = t
-                    t -= t0; last = t if last is None else max(last, t)
-                    s, d = int(math.floor(t)), abs(t - math.floor(t) - 0.5)
-                    if s != cur:
-                        if best is not None: keep(best)
-                        cur, best, best_d = s, frame, d
-                    elif d < best_d: best, best_d = frame, d
-            sound += [r.to_ndarray().mean(0) for r in resampler.resample(None)]
-        except av.FFmpegError as e:
-            raise AVBTError(f"{path}: corrupt or truncated video ({_ffmpeg_reason(e)})") from None
-        if best is not None: keep(best)
-    if not picked: raise AVBTError(f"{path}: the video stream holds no decodable frame")
-    duration = last + 1 / fps
-    if duration < min_seconds - 0.05: raise AVBTError(f"{path}: video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
+    "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
+    from avbt_tacma.video import decode_clip
+    duration = video_seconds(path)
+    if duration < min_seconds - 0.05:
+        raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
     n = max(1, int(math.floor(duration + 0.5)))
-    have = np.array(sorted(picked))
-    frames = np.stack([picked[s] if s in picked else picked[int(have[np.abs(have - s).argmin()])] for s in range(n)])
-    if not sound or not sum(map(len, sound)): raise AVBTError(f"{path}: the audio track holds no decodable sound")
-    from avbt_tacma.audio import resample
-    audio = resample(np.concatenate(sound), sr).numpy().astype(np.float32)
-    audio = np.pad(audio, (0, max(0, n * SAMPLE_RATE - len(audio))))[:n * SAMPLE_RATE]
-    return Video(str(path), frames, audio, duration, fps, info)
+    frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
+    return Video(str(path), frames, audio, duration, info['fps'], info)
 
 # %% ../nbs/16_localize.ipynb 9
 def write_video(path, frames, fps: float = 25, tracks=(), sample_rate: int = 16000) -> Path:
@@ -156,12 +133,10 @@ class Localizer:
 
     def frames_tensor(self, frames):
         "uint8 frames [n, H, W, 3] -> float [n, 3, image_size, image_size], ImageNet-normalised."
-        import torch, torch.nn.functional as F
-        from avbt_tacma.backbones import IMAGENET_MEAN, IMAGENET_STD
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True, align_corners=False)
-        return (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+        import torch
+        from avbt_tacma.datasets import frame_transform, normalize_frames
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        return normalize_frames(frame_transform(None, self.image_size)(x))     # the evaluation transform of training
 
     def inputs(self, video: Video):
         "(log-mel [n, 1, 96, 64], frames [n, 3, S, S]) of a decoded video, one row per second."
