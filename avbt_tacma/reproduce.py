@@ -154,11 +154,13 @@ def _papermill():
 
 def kernel_for_this_python(folder) -> str:
     "Write a kernel spec that runs this interpreter into `folder`/kernels and put it on JUPYTER_PATH; return its name."
-    try: from ipykernel.kernelspec import write_kernel_spec
-    except ImportError as e: raise AVBTError("avbt reproduce needs ipykernel (a development dependency): pip install -e '.[dev]'") from e
+    import importlib.util
+    if importlib.util.find_spec('ipykernel') is None:
+        raise AVBTError("avbt reproduce needs ipykernel (a development dependency): pip install -e '.[dev]'")
     name, folder = 'avbt-tacma-python', Path(folder).absolute()
-    write_kernel_spec(folder / 'kernels' / name, overrides={
-        'display_name': 'avbt-tacma (this Python)', 'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}']})
+    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=ERROR'],
+            'display_name': 'avbt-tacma (this Python)', 'language': 'python'}
+    save_json(spec, folder / 'kernels' / name / 'kernel.json')
     paths = os.environ.get('JUPYTER_PATH', '').split(os.pathsep)
     if str(folder) not in paths: os.environ['JUPYTER_PATH'] = os.pathsep.join([str(folder)] + [p for p in paths if p])
     return name

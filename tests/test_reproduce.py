@@ -1,0 +1,110 @@
+"The reproduction driver: dependency resolution, up-to-date skipping, failure handling (tiny notebooks), and one end-to-end run."
+import json, os, subprocess, sys, time
+from pathlib import Path
+import pytest
+from avbt_tacma.core import AVBTError
+from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, PAPER_VALUES, write_summary
+
+def write_nb(path, params: str, body: str):
+    cell = lambda src, tags: {'cell_type': 'code', 'metadata': {'tags': tags}, 'source': src, 'outputs': [], 'execution_count': None}
+    nb = {'cells': [cell(params, ['parameters']), cell(body, [])], 'nbformat': 4, 'nbformat_minor': 4,
+          'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}}
+    Path(path).write_text(json.dumps(nb))
+
+# each notebook appends its name to runs.log, so a test sees exactly what executed
+LOG = "from pathlib import Path\nopen(Path(out, 'runs.log'), 'a').write({name!r} + '\\n')\n"
+
+@pytest.fixture
+def graph(tmp_path):
+    nbs = tmp_path / 'nbs'; nbs.mkdir()
+    write_nb(nbs / 'a.ipynb', "out = ''\nscale = 'smoke'", LOG.format(name='a') + "Path(out, 'a.txt').write_text(scale)")
+    write_nb(nbs / 'b.ipynb', "out = ''\nseeds = 1", LOG.format(name='b') + "Path(out, 'b.txt').write_text(Path(out, 'a.txt').read_text() + str(seeds))")
+    write_nb(nbs / 'c.ipynb', "out = ''", LOG.format(name='c') + "Path(out, 'c.txt').write_text(Path(out, 'b.txt').read_text() + 'c')")
+    write_nb(nbs / 'd.ipynb', "out = ''", LOG.format(name='d') + "Path(out, 'd.txt').write_text('d')")
+    steps = (Step('a', 'a.ipynb', (), ('a.txt',)), Step('b', 'b.ipynb', ('a',), ('b.txt',)),
+             Step('c', 'c.ipynb', ('b',), ('c.txt',)), Step('d', 'd.ipynb', (), ('d.txt',)))
+    out = tmp_path / 'run'; out.mkdir()
+    def run(params=None, **kw):
+        if (out / 'runs.log').exists(): (out / 'runs.log').unlink()
+        p = {'out': str(out), 'scale': 'smoke', 'seeds': 1, **(params or {})}
+        res = run_steps(out, p, steps, notebooks=nbs, log=lambda *a: None, **kw)
+        executed = (out / 'runs.log').read_text().split() if (out / 'runs.log').exists() else []
+        assert executed == res['ran']
+        return executed
+    return nbs, out, steps, run
+
+def test_plan_pulls_in_dependencies():
+    assert [s.name for s in plan(only=['fig7'])] == ['data', 'avbt', 'table3', 'fig7']
+    assert [s.name for s in plan(only=['table4', 'data'])] == ['data', 'avbt', 'table2', 'table4']
+    with pytest.raises(AVBTError, match='unknown step'): plan(only=['tabel2'])
+
+def test_only_then_up_to_date_then_changes(graph):
+    nbs, out, steps, run = graph
+    assert run(only=['b']) == ['a', 'b']                                # --only pulls in the dependency, nothing else
+    assert not (out / 'c.txt').exists() and not (out / 'd.txt').exists()
+    assert run() == ['c', 'd']                                           # a and b are up to date
+    assert (out / 'c.txt').read_text() == 'smoke1c'
+    assert run() == []                                                   # a second run executes nothing
+    assert run({'seeds': 2}) == ['b', 'c']                               # only b declares seeds; c depends on b
+    assert (out / 'c.txt').read_text() == 'smoke2c'
+    assert run({'seeds': 2, 'scale': 'quick'}) == ['a', 'b', 'c']        # a declares scale; d does not
+    (out / 'c.txt').unlink()
+    assert run({'seeds': 2, 'scale': 'quick'}) == ['c']                  # a missing output re-runs its step only
+    nb = json.loads((nbs / 'b.ipynb').read_text()); nb['cells'][1]['source'] += "\n# edited"
+    (nbs / 'b.ipynb').write_text(json.dumps(nb))
+    assert run({'seeds': 2, 'scale': 'quick'}) == ['b', 'c']             # an edited notebook re-runs with its dependants
+    assert run({'seeds': 2, 'scale': 'quick'}, only=['b'], force=True) == ['b']   # --force: the named step only
+    assert (out / 'notebooks' / 'b.ipynb').exists() and json.loads((out / 'stamps' / 'b.json').read_text())['parameters'] == {'out': str(out), 'seeds': 2}
+
+def test_failure_stops_with_path_and_keeps_outputs(graph):
+    nbs, out, steps, run = graph
+    write_nb(nbs / 'bad.ipynb', "out = ''", LOG.format(name='bad') + "raise ValueError('boom: the input is wrong')")
+    steps2 = steps[:1] + (Step('bad', 'bad.ipynb', ('a',), ()), Step('after', 'd.ipynb', ('bad',), ('d.txt',)))
+    with pytest.raises(AVBTError) as e:
+        run_steps(out, dict(out=str(out), scale='smoke'), steps2, notebooks=nbs, log=lambda *a: None)
+    msg = str(e.value)
+    executed = out / 'notebooks' / 'bad.ipynb'
+    assert 'notebook bad failed' in msg and 'ValueError: boom: the input is wrong' in msg and str(executed) in msg
+    assert '\n' not in msg and executed.exists() and 'boom' in executed.read_text()
+    assert (out / 'a.txt').exists() and (out / 'stamps' / 'a.json').exists()    # what was produced stays
+    assert not (out / 'stamps' / 'bad.json').exists() and not (out / 'd.txt').exists()
+    write_nb(nbs / 'bad.ipynb', "out = ''", LOG.format(name='bad'))         # fixed: the next run starts at the failed step
+    (out / 'runs.log').unlink()
+    res = run_steps(out, dict(out=str(out), scale='smoke'), steps2, notebooks=nbs, log=lambda *a: None)
+    assert res['ran'] == ['bad', 'after'] and res['skipped'] == ['a']
+
+def test_missing_output_is_an_error(graph):
+    nbs, out, steps, run = graph
+    with pytest.raises(AVBTError, match=r"did not write nothing\.txt"):
+        run_steps(out, dict(out=str(out)), (Step('d', 'd.ipynb', (), ('nothing.txt',)),), notebooks=nbs, log=lambda *a: None)
+    assert not (out / 'stamps' / 'd.json').exists()
+
+def test_paper_values_complete():
+    "Every number of Tables 2-5 (paper-notes section 5) is in PAPER_VALUES, with the quoted rows marked."
+    v = {t: {r['key']: r['paper'] for r in PAPER_VALUES[t]} for t in ('table2', 'table3', 'table4', 'table5')}
+    assert v['table2'] == {'avel_a': 59.5, 'avel_v': 55.3, 'avel_av': 71.3, 'probe_a': 63.5, 'probe_v': 61.0, 'probe_av': 75.6}
+    assert sorted(v['table3'].values()) == [73.3, 74.8, 75.2, 75.2, 76.2, 76.6, 76.8, 77.2]
+    assert [r['key'] for r in PAPER_VALUES['table3'] if not r['quoted']] == ['avbt_tacma']
+    assert v['table4'] == {'baseline_av': 75.6, 'baseline_a': 63.5, 'baseline_v': 61.0, 'agva_av': 71.5,
+                           'noshare_av': 72.5, 'noshare_a': 63.0, 'noshare_v': 60.4}
+    assert list(v['table5'].values()) == [74.0, 74.5, 74.2, 74.3, 74.4, 75.6, 74.3, 74.7, 74.5, 74.4]
+    assert PAPER_VALUES['fig6']['best_theta'] == 0.03 and PAPER_VALUES['fig6']['good_range'] == (0.01, 0.06)
+
+@pytest.mark.slow
+def test_reproduce_smoke_end_to_end(tmp_path):
+    "`avbt reproduce --scale smoke` writes every table, figure, the report and the model; a second run executes nothing."
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--out', str(out), '--device', 'cpu']
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    print(f"smoke reproduce: {time.time() - t0:.0f} s")
+    for t in ('table2', 'table3', 'table4', 'table5'):
+        assert (out / 'tables' / f'{t}.csv').exists() and (out / 'tables' / f'{t}.md').exists()
+    for s in STEPS:
+        for o in s.outputs: assert (out / o).exists(), o
+    text = (out / 'summary.md').read_text()
+    assert "'paper'" in text and 'this run' in text and 'scale smoke' in text
+    assert (out / 'summary.html').stat().st_size > 10_000
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0 and 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
