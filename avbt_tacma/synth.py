@@ -302,7 +302,7 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
         x += level * 10 ** (-plan['snr_db'] / 20) * n / n.std()
     return np.clip(x, -1, 1).astype(np.float32)
 
-# %% ../nbs/02_synth.ipynb 23
+# %% ../nbs/02_synth.ipynb 25
 def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int = 23) -> Path:
     "Encode `frames` [F, H, W, 3] uint8 and mono `audio` float32 into an H.264 + AAC mp4, atomically."
     import av
@@ -328,7 +328,7 @@ def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate
             c.mux(vs.encode()); c.mux(as_.encode())
     return Path(path)
 
-# %% ../nbs/02_synth.ipynb 25
+# %% ../nbs/02_synth.ipynb 27
 def _render_one(job):
     cfg, plan, path = job
     specs = class_specs(cfg.classes)
@@ -340,8 +340,10 @@ def split_assignment(classes_of: list[int], seed: int) -> list[str]:
     rng = np.random.default_rng([seed, 0, 2])
     order = sorted(range(len(classes_of)), key=lambda i: (classes_of[i], rng.random()))
     # rng.random() is called in index order by `sorted`'s key, so the order is reproducible
-    out = [''] * len(classes_of)
-    for j, i in enumerate(order): out[i] = 'test' if j % 10 == 0 else 'val' if j % 10 == 1 else 'train'
+    n = len(classes_of); out = ['train'] * n
+    n_eval = max(1, round(0.1 * n)) if n >= 3 else 0       # clips in val, and in test
+    for k in range(n_eval):                                 # evenly along the class-sorted order
+        j = int(k * n / n_eval); out[order[j]], out[order[j + 1]] = 'test', 'val'
     return out
 
 def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, size: int = 96, fps: int = 16,
@@ -387,7 +389,7 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     marker.unlink()
     return out
 
-# %% ../nbs/02_synth.ipynb 28
+# %% ../nbs/02_synth.ipynb 31
 def synth_parser(p):
     "Arguments of `avbt synth`."
     d = SynthConfig()

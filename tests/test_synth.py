@@ -1,0 +1,130 @@
+"The synthetic AVE generator: real decodable mp4 files, the real annotation format, labels that match the content."
+import subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+import av
+from avbt_tacma.ave import read_annotations, label_matrix, CATEGORIES, T_SEGMENTS
+from avbt_tacma.core import load_json, AVBTError
+from avbt_tacma.synth import make_synthetic, COLOURS, video_ids
+
+N, SEED, SIZE = 12, 3, 64
+
+@pytest.fixture(scope='module')
+def ds(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp('synth') / 'a', videos=N, seed=SEED, size=SIZE, workers=2, progress=False)
+
+@pytest.fixture(scope='module')
+def meta(ds): return load_json(ds / 'synth_meta.json')
+
+def decode(path):
+    "Frames [F, H, W, 3] uint8, mono audio float32, sample rate, container duration (s)."
+    with av.open(str(path)) as c:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == 1, path
+        dur = c.duration / 1e6
+        assert c.streams.video[0].codec_context.name == 'h264' and c.streams.audio[0].codec_context.name == 'aac'
+        frames = np.stack([f.to_ndarray(format='rgb24') for f in c.decode(video=0)])
+    with av.open(str(path)) as c:
+        fs = list(c.decode(audio=0))
+        audio = np.concatenate([f.to_ndarray().mean(0) if f.format.is_planar else f.to_ndarray().reshape(-1) for f in fs])
+        sr = fs[0].sample_rate
+    return frames, audio, sr, dur
+
+@pytest.fixture(scope='module')
+def clips(ds, meta): return {v['video_id']: decode(ds / 'AVE' / f"{v['video_id']}.mp4") for v in meta['videos']}
+
+def test_layout_and_decoding(ds, meta, clips):
+    files = sorted(p.name for p in (ds / 'AVE').iterdir())
+    assert files == sorted(f"{v['video_id']}.mp4" for v in meta['videos']) and len(files) == N
+    for vid, (frames, audio, sr, dur) in clips.items():
+        assert abs(dur - 10) < 0.05, (vid, dur)
+        assert frames.shape == (160, SIZE, SIZE, 3), frames.shape      # 16 fps x 10 s
+        assert sr == 16000 and abs(len(audio) - 160000) <= 2048, len(audio)
+    assert not list(ds.glob('.*')), 'temporary or marker files left behind'
+
+def test_annotations_match_meta(ds, meta):
+    recs = read_annotations(ds / 'Annotations.txt')
+    assert (ds / 'Annotations.txt').read_text().splitlines()[0] == 'Category&VideoID&Quality&StartTime&EndTime'
+    assert len(recs) == N
+    y = label_matrix(recs).argmax(-1)
+    for r, v, lab in zip(recs, meta['videos'], y):
+        assert (r.video_id, r.category, r.start, r.end) == (v['video_id'], CATEGORIES[v['cls']], v['start'], v['end'])
+        ev = np.array(v['visible']) & np.array(v['audible'])
+        assert ev.tolist() == v['event'] and (lab != 28).astype(int).tolist() == v['event']   # event = visible AND audible
+        assert set(lab.tolist()) <= {v['cls'], 28}
+        assert len(r.video_id) == 11 and r.video_id.replace('-', '').replace('_', '').isalnum()
+    assert {r.category for r in recs} <= set(CATEGORIES[:10])
+    splits = {s: read_annotations(ds / f'{s}Set.txt') for s in ('train', 'val', 'test')}
+    assert sorted(r.line() for s in splits.values() for r in s) == sorted(r.line() for r in recs)   # a partition
+    assert (len(splits['train']), len(splits['val']), len(splits['test'])) == (10, 1, 1)
+
+def test_same_seed_same_bytes_any_workers(ds, tmp_path):
+    b = make_synthetic(tmp_path / 'b', videos=N, seed=SEED, size=SIZE, workers=1, progress=False)
+    for name in ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt', 'synth_meta.json'):
+        assert (ds / name).read_bytes() == (b / name).read_bytes(), name
+    for p in (ds / 'AVE').glob('*.mp4'): assert p.read_bytes() == (b / 'AVE' / p.name).read_bytes(), p.name
+
+def test_other_seed_differs(ds, meta, tmp_path):
+    c = make_synthetic(tmp_path / 'c', videos=4, seed=SEED + 1, size=32, workers=2, progress=False)
+    m2 = load_json(c / 'synth_meta.json')
+    assert {v['video_id'] for v in m2['videos']}.isdisjoint(v['video_id'] for v in meta['videos'])
+    strip = lambda m: [(v['cls'], v['visible'], v['audible'], v['f0']) for v in m['videos']]
+    assert strip(m2) != strip(meta)[:4]
+    assert m2['classes'] == meta['classes']          # class identity does not depend on the seed
+
+def test_background_fraction_and_balance():
+    from avbt_tacma.synth import SynthConfig, plan_video
+    cfg = SynthConfig(videos=2000, seed=0)
+    ev = np.array([plan_video(cfg, i, i % 10)['event'] for i in range(2000)])
+    assert abs((1 - ev.mean()) - 0.17) < 0.02
+    assert 0.6 < (ev.sum(1) == 10).mean() < 0.72            # two thirds of the clips are all event, as in AVE
+
+def test_sound_matches_labels(meta, clips):
+    "Energy around the class's pitch is high exactly where the class is audible (ignoring segments with a distracting sound)."
+    for v in meta['videos']:
+        _, audio, sr, _ = clips[v['video_id']]
+        seg = audio[:T_SEGMENTS * sr].reshape(T_SEGMENTS, sr)
+        S = np.abs(np.fft.rfft(seg, axis=1)) ** 2; f = np.fft.rfftfreq(sr, 1 / sr)
+        bw = 0.1 if meta['classes'][v['cls']]['audio']['timbre'] == 'noise' else 0.05
+        share = S[:, np.abs(f - v['f0']) < bw * v['f0']].sum(1) / S.sum(1)
+        aud = np.array(v['audible'], bool)
+        clean = ~np.isin(np.arange(T_SEGMENTS), [t for d in v['distractors'] if d['modality'] == 'audio' for t in d['segments']])
+        if aud.any(): assert share[aud].min() > 0.2, (v['video_id'], share.round(3))
+        if (~aud & clean).any(): assert share[~aud & clean].max() < 0.08, (v['video_id'], share.round(3))
+
+def test_object_matches_labels(meta, clips):
+    "Pixels of the class's colour are present exactly in the segments where its object is visible."
+    for v in meta['videos']:
+        frames = clips[v['video_id']][0].astype(np.float32)
+        spec = meta['classes'][v['cls']]['visual']
+        px = (np.linalg.norm(frames - np.float32(COLOURS[spec['colour']]), axis=-1) < 60).reshape(T_SEGMENTS, 16, -1).sum(-1)
+        px = px[:, [4, 8, 12]].mean(1)
+        vis = np.array(v['visible'], bool)
+        same = [d for d in v['distractors'] if d['modality'] == 'visual' and meta['classes'][d['cls']]['visual']['colour'] == spec['colour']]
+        clean = ~np.isin(np.arange(T_SEGMENTS), [t for d in same for t in d['segments']])
+        if vis.any(): assert px[vis].min() > 0.004 * SIZE * SIZE, (v['video_id'], px)
+        if (~vis & clean).any(): assert px[~vis & clean].max() < 0.001 * SIZE * SIZE, (v['video_id'], px)
+
+def test_resume_and_refusal(tmp_path):
+    d = make_synthetic(tmp_path / 'r', videos=3, seed=0, size=32, workers=1, progress=False)
+    clip = sorted((d / 'AVE').glob('*.mp4'))[0]; data = clip.read_bytes(); clip.unlink()
+    make_synthetic(d, videos=3, seed=0, size=32, workers=1, progress=False)          # a killed run resumes
+    assert clip.read_bytes() == data
+    with pytest.raises(AVBTError, match='other settings'): make_synthetic(d, videos=3, seed=1, size=32, progress=False)
+    make_synthetic(d, videos=2, seed=1, size=32, workers=1, force=True, progress=False)
+    assert len(list((d / 'AVE').glob('*.mp4'))) == 2 and len(read_annotations(d / 'Annotations.txt')) == 2
+
+def run(*args):
+    return subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', *args], capture_output=True, text=True, timeout=300)
+
+def test_cli(tmp_path):
+    r = run('synth', '--help')
+    assert r.returncode == 0 and '--videos' in r.stdout and '--seed' in r.stdout
+    for bad, msg in ((['--videos', '0'], 'videos must be at least 1'), (['--classes', '99'], 'classes must be between 2 and 28'),
+                     (['--size', '33'], 'size must be'), (['--noise', '-1'], 'noise must be')):
+        r = run('synth', '--out', str(tmp_path / 'x'), *bad)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / 'x').exists()             # nothing written for bad settings
+    r = run('synth', '--out', str(tmp_path / 'y'), '--videos', '2', '--size', '32', '--workers', '1', '--classes', '3')
+    assert r.returncode == 0, r.stderr
+    assert {x.category for x in read_annotations(tmp_path / 'y' / 'Annotations.txt')} <= set(CATEGORIES[:3])
