@@ -241,10 +241,20 @@ def _state(ckpt: dict, where) -> dict:
         if isinstance(ckpt.get(k), dict): return ckpt[k]
     raise AVBTError(f"{where}: checkpoint holds no model state")
 
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {s[0][:200]}" if s else type(e).__name__
+
+def _load(path, kind: str) -> dict:
+    try: return load_checkpoint(path, kind)
+    except AVBTError: raise
+    except Exception as e:   # torch's weights-only unpickler raises more than core catches (e.g. KeyError on junk)
+        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({_first_line(e)})") from None
+
 def save_pipeline(path, avbt_checkpoint, head_checkpoint) -> Path:
     "Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at `path`."
-    a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else load_checkpoint(avbt_checkpoint, 'avbt')
-    h = head_checkpoint if isinstance(head_checkpoint, dict) else load_checkpoint(head_checkpoint, 'head')
+    a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else _load(avbt_checkpoint, 'avbt')
+    h = head_checkpoint if isinstance(head_checkpoint, dict) else _load(head_checkpoint, 'head')
     names_a, names_h = a.get('class_names'), h.get('class_names')
     if names_a and names_h and list(names_a) != list(names_h):
         raise AVBTError(f"{head_checkpoint}: the head's class names differ from the AV-BT checkpoint's")
@@ -256,13 +266,9 @@ def save_pipeline(path, avbt_checkpoint, head_checkpoint) -> Path:
     return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
 
 # %% ../nbs/16_localize.ipynb 28
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {s[0][:200]}" if s else type(e).__name__
-
 def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
     "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
-    ck = load_checkpoint(path, 'avbt_tacma')
+    ck = _load(path, 'avbt_tacma')
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
         from avbt_tacma.train_heads import build_head
