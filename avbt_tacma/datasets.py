@@ -14,8 +14,8 @@ from .ave import T_SEGMENTS
 
 # %% auto 0
 __all__ = ['FRAMES_PER_SEGMENT', 'MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE',
-           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'frame_transform', 'normalize_frames', 'denormalize_frames',
-           'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader']
+           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'frame_transform',
+           'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader']
 
 # %% ../nbs/07_datasets.ipynb 5
 FRAMES_PER_SEGMENT = 16
@@ -111,6 +111,24 @@ class AugConfig:
     def none(cls) -> 'AugConfig': return cls(crop=False, blur=False)
 
 # %% ../nbs/07_datasets.ipynb 13
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    "Separable Gaussian blur of [..., C, H, W] (uint8 or float), kernel cut at 3 sigma, reflect padding."
+    import math, torch.nn.functional as F
+    r = max(1, math.ceil(3 * sigma)); x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2)); k = k / k.sum()
+    h, w = img.shape[-2:]
+    f = img.to(torch.float32).reshape(-1, 1, h, w)
+    f = F.conv2d(F.pad(f, (r, r, 0, 0), mode='reflect'), k.view(1, 1, 1, -1))
+    f = F.conv2d(F.pad(f, (0, 0, r, r), mode='reflect'), k.view(1, 1, -1, 1)).reshape(img.shape)
+    return f.round_().clamp_(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else f.to(img.dtype)
+
+class GaussianBlur(torch.nn.Module):
+    "Blur with sigma drawn uniformly from `sigma` (Barlow Twins: 0.1 to 2.0)."
+    def __init__(self, sigma=(0.1, 2.0)): super().__init__(); self.sigma = tuple(sigma)
+    def forward(self, img): return gaussian_blur(img, float(torch.empty(1).uniform_(*self.sigma)))
+    def extra_repr(self): return f"sigma={self.sigma}"
+
+# %% ../nbs/07_datasets.ipynb 16
 def _row(crop, flip, solarize, grayscale, jitter, blur, scale=BT_CROP_SCALE):
     return AugConfig(crop=bool(crop), flip=bool(flip), solarize=bool(solarize), grayscale=bool(grayscale),
                      jitter=bool(jitter), blur=bool(blur), crop_scale=scale)
@@ -128,7 +146,7 @@ TABLE5_ROWS = [  # (config, paper accuracy); switches: crop, flip, solarize, gra
     (_row(0, 0, 0, 0, 0, 0), 74.4),
 ]
 
-# %% ../nbs/07_datasets.ipynb 16
+# %% ../nbs/07_datasets.ipynb 19
 def frame_transform(aug: AugConfig | None, size: int = 224):
     "uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is None."
     from torchvision.transforms import v2, InterpolationMode
@@ -139,7 +157,7 @@ def frame_transform(aug: AugConfig | None, size: int = 224):
     if aug.flip: ops.append(v2.RandomHorizontalFlip(aug.flip_p))
     if aug.jitter: ops.append(v2.RandomApply([v2.ColorJitter(*aug.jitter_strength)], p=aug.jitter_p))
     if aug.grayscale: ops.append(v2.RandomGrayscale(aug.grayscale_p))
-    if aug.blur: ops.append(v2.RandomApply([v2.GaussianBlur(int(0.1 * size) // 2 * 2 + 1, sigma=aug.blur_sigma)], p=aug.blur_p))
+    if aug.blur: ops.append(v2.RandomApply([GaussianBlur(aug.blur_sigma)], p=aug.blur_p))
     if aug.solarize: ops.append(v2.RandomSolarize(aug.solarize_threshold, p=aug.solarize_p))
     return v2.Compose(ops)
 
@@ -153,7 +171,7 @@ def denormalize_frames(x: torch.Tensor) -> torch.Tensor:
     mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
     return (x * std + mean).clamp(0, 1)
 
-# %% ../nbs/07_datasets.ipynb 19
+# %% ../nbs/07_datasets.ipynb 22
 def _open(cache):
     if isinstance(cache, (str, os.PathLike)):
         from avbt_tacma.prepare import open_cache
@@ -219,7 +237,7 @@ class AVClipDataset(torch.utils.data.Dataset):
     def __repr__(self):
         return f"AVClipDataset({self.split}, {len(self)} clips, train={self.train}, aug={self.aug.name if self.aug else None}, size={self.size})"
 
-# %% ../nbs/07_datasets.ipynb 31
+# %% ../nbs/07_datasets.ipynb 34
 def seed_worker(worker_id: int) -> None:
     "Seed python's and NumPy's generators of a loader worker from the seed torch gave it."
     s = torch.initial_seed() % 2**32
