@@ -120,16 +120,16 @@ def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge'):
 class Localizer:
     "Trained AV-BT encoders and a head, in eval mode: per-second log-mel and frames in, class probabilities out."
     def __init__(self, avbt, head, class_names=CLASS_NAMES, image_size: int = 224, frame_size: int = 256,
-                 device='cpu', batch_size: int = 8, meta: dict | None = None):
+                 framing: str = 'segment', spatial: bool = False, device='cpu', batch_size: int = 8, meta: dict | None = None):
         import torch
         self.device = torch.device(device)
         self.avbt, self.head = avbt.to(self.device).eval(), head.to(self.device).eval()
         self.class_names, self.image_size, self.frame_size = list(class_names), image_size, frame_size
-        self.batch_size, self.meta = batch_size, meta or {}
+        self.framing, self.spatial, self.batch_size, self.meta = framing, spatial, batch_size, meta or {}
 
     def __repr__(self):
         return (f"Localizer({type(self.avbt).__name__} + {type(self.head).__name__}, {len(self.class_names)} classes, "
-                f"image {self.image_size}px, {self.device})")
+                f"frames {self.frame_size} -> {self.image_size} px, log-mel framing {self.framing!r}, {self.device})")
 
     def frames_tensor(self, frames):
         "uint8 frames [n, H, W, 3] -> float [n, 3, image_size, image_size], ImageNet-normalised."
@@ -138,12 +138,17 @@ class Localizer:
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         return normalize_frames(frame_transform(None, self.image_size)(x))     # the evaluation transform of training
 
+    def logmel(self, audio):
+        "Log-mel [n, 1, 96, 64] of n seconds of 16-kHz audio, computed per 10-s window like the training clips."
+        import torch
+        from avbt_tacma.audio import vggish_log_mel
+        n, w = len(audio) // SAMPLE_RATE, T_SEGMENTS * SAMPLE_RATE
+        x = np.pad(np.asarray(audio, np.float32), (0, -len(audio) % w))
+        return torch.cat([vggish_log_mel(x[i:i + w], SAMPLE_RATE, self.framing) for i in range(0, len(x), w)])[:n, None]
+
     def inputs(self, video: Video):
         "(log-mel [n, 1, 96, 64], frames [n, 3, S, S]) of a decoded video, one row per second."
-        from avbt_tacma.audio import vggish_log_mel
-        logmel = vggish_log_mel(video.audio, SAMPLE_RATE)
-        assert len(logmel) == video.n_seconds, (logmel.shape, video.n_seconds)
-        return logmel[:, None], self.frames_tensor(video.frames)
+        return self.logmel(video.audio), self.frames_tensor(video.frames)
 
     def predict(self, logmel, frames, pad: str = 'edge', progress: bool = False):
         "Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S]."
@@ -156,7 +161,8 @@ class Localizer:
             for i in tqdm(range(0, len(A), self.batch_size), desc='windows', unit='batch', leave=False,
                           disable=not progress or len(A) <= self.batch_size):
                 a, v = A[i:i + self.batch_size].to(self.device), V[i:i + self.batch_size].to(self.device)
-                f_a, f_v = self.avbt.encode(a, v)
+                if self.spatial: f_a, _, f_v = self.avbt.encode(a, v, return_spatial=True)   # heads on the visual map (AVEL)
+                else: f_a, f_v = self.avbt.encode(a, v)
                 out.append(self.head(f_a, f_v).float().softmax(-1).cpu())
         return torch.cat(out).reshape(-1, out[0].shape[-1])[:n]
 
@@ -251,18 +257,40 @@ def _load(path, kind: str) -> dict:
     except Exception as e:   # torch's weights-only unpickler raises more than core catches (e.g. KeyError on junk)
         raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({_first_line(e)})") from None
 
-def save_pipeline(path, avbt_checkpoint, head_checkpoint) -> Path:
+def _cache_settings(avbt_ck: dict) -> dict:
+    "Frame size and log-mel framing of the cache the AV-BT model was trained on (the defaults when it is gone)."
+    from avbt_tacma.core import load_json
+    cache = Path(str(avbt_ck.get('config', {}).get('cache', '')))
+    st = load_json(cache / 'cache.json').get('settings', {}) if (cache / 'cache.json').is_file() else {}
+    return {'frame_size': int(st.get('size', 256)), 'framing': st.get('framing', 'segment')}
+
+def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None = None, framing: str | None = None) -> Path:
     "Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at `path`."
     a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else _load(avbt_checkpoint, 'avbt')
     h = head_checkpoint if isinstance(head_checkpoint, dict) else _load(head_checkpoint, 'head')
+    wa = 'AV-BT checkpoint' if isinstance(avbt_checkpoint, dict) else avbt_checkpoint
+    wh = 'head checkpoint' if isinstance(head_checkpoint, dict) else head_checkpoint
+    mc, hc = (a.get('config') or {}).get('model'), h.get('config') or {}
+    if not isinstance(mc, dict): raise AVBTError(f"{wa}: no AV-BT model config in this checkpoint")
+    if 'head' not in hc: raise AVBTError(f"{wh}: no head config in this checkpoint")
+    fm = hc.get('features_meta') or {}
+    if fm.get('encoder', 'avbt') != 'avbt' or fm.get('source') == 'community AVE features':
+        raise AVBTError(f"{wh}: this head was trained on {fm.get('source') or fm.get('encoder')} features, not on AV-BT "
+                        "features (train it on the output of `avbt extract`)")
+    if isinstance(fm.get('config'), dict) and fm['config'].get('model', mc) != mc:
+        raise AVBTError(f"{wh}: this head was trained on the features of another AV-BT model than {wa}")
+    if hc.get('d_a') != mc.get('d_l') or (not hc.get('spatial') and hc.get('d_v') != mc.get('d_l')):
+        raise AVBTError(f"{wh}: the head's input widths (audio {hc.get('d_a')}, visual {hc.get('d_v')}) do not fit "
+                        f"the AV-BT features (d_l = {mc.get('d_l')})")
     names_a, names_h = a.get('class_names'), h.get('class_names')
-    if names_a and names_h and list(names_a) != list(names_h):
-        raise AVBTError(f"{head_checkpoint}: the head's class names differ from the AV-BT checkpoint's")
-    config = {'avbt': a['config'], 'head': h['config'],
-              'sources': {'avbt': str(avbt_checkpoint) if not isinstance(avbt_checkpoint, dict) else None,
-                          'head': str(head_checkpoint) if not isinstance(head_checkpoint, dict) else None},
+    if names_a and names_h and list(names_a) != list(names_h): raise AVBTError(f"{wh}: the head's class names differ from {wa}'s")
+    prep = _cache_settings(a)
+    prep.update({k: v for k, v in dict(frame_size=frame_size, framing=framing).items() if v is not None})
+    config = {'avbt': mc, 'head': hc, 'prepare': prep, 'avbt_run': a['config'],
+              'sources': {'avbt': None if isinstance(avbt_checkpoint, dict) else str(avbt_checkpoint),
+                          'head': None if isinstance(head_checkpoint, dict) else str(head_checkpoint)},
               'trained_with': {'avbt': a.get('versions'), 'head': h.get('versions')}}
-    state = {'avbt_state': _state(a, avbt_checkpoint), 'head_state': _state(h, head_checkpoint)}
+    state = {'avbt_state': _state(a, wa), 'head_state': _state(h, wh)}
     return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
 
 # %% ../nbs/16_localize.ipynb 28
@@ -272,16 +300,17 @@ def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
         from avbt_tacma.train_heads import build_head
-        cfg = AVBTConfig.from_dict(ck['config']['avbt'])
-        avbt = AVBT(cfg, weights='none')                       # the checkpoint holds every weight
-        avbt.load_state_dict(ck['avbt_state'])
-        head = build_head(ck['config']['head']); head.load_state_dict(ck['head_state'])
-        names = ck.get('class_names') or CLASS_NAMES
+        cfg = AVBTConfig.from_dict({**ck['config']['avbt'], 'weights': 'none'})   # every weight is in the checkpoint
+        avbt = AVBT(cfg, download=False); avbt.load_state_dict(ck['avbt_state'])
+        hc, prep = ck['config']['head'], ck['config'].get('prepare') or {}
+        head = build_head(hc['head'], hc['d_a'], hc['d_v'], **(hc.get('head_kw') or {})); head.load_state_dict(ck['head_state'])
     except AVBTError as e: raise AVBTError(f"{path}: incompatible checkpoint ({e})") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise AVBTError(f"{path}: incompatible checkpoint ({_first_line(e)})") from None
-    return Localizer(avbt, head, names, image_size=cfg.image_size, device=get_device(device), batch_size=batch_size,
-                     meta={'checkpoint': str(path), 'versions': ck.get('versions')})
+    return Localizer(avbt, head, ck.get('class_names') or CLASS_NAMES, image_size=cfg.image_size,
+                     frame_size=int(prep.get('frame_size', 256)), framing=prep.get('framing', 'segment'),
+                     spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
+                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
 
 # %% ../nbs/16_localize.ipynb 30
 def _unique_names(paths) -> list[str]:
