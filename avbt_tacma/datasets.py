@@ -237,7 +237,7 @@ class AVClipDataset(torch.utils.data.Dataset):
     def __repr__(self):
         return f"AVClipDataset({self.split}, {len(self)} clips, train={self.train}, aug={self.aug.name if self.aug else None}, size={self.size})"
 
-# %% ../nbs/07_datasets.ipynb 34
+# %% ../nbs/07_datasets.ipynb 32
 def seed_worker(worker_id: int) -> None:
     "Seed python's and NumPy's generators of a loader worker from the seed torch gave it."
     s = torch.initial_seed() % 2**32

@@ -132,3 +132,33 @@ def test_community_feature_layout_on_real_audio_file(tmp_path):
     assert [len(fs.splits[s]) for s in ('train', 'val', 'test')] == [150, 14, 14]
     a, v, y = feature_dataset(fs.pooled(), 'val')[0]
     assert a.shape == (10, 128) and v.shape == (10, 4) and y.tolist() == [(1500 + t) % 29 for t in range(10)]
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+    from avbt_tacma.synth import make_synthetic
+    from avbt_tacma.prepare import prepare
+    root = tmp_path_factory.mktemp('synth')
+    make_synthetic(root / 'ave', videos=6, seed=1, classes=3, progress=False)
+    prepare(root / 'ave', root / 'cache', size=64, progress=False)
+    return root / 'cache'
+
+
+def test_real_cache_by_path_with_workers(prepared):
+    from avbt_tacma.prepare import open_cache
+    cache = open_cache(prepared)
+    ev = AVClipDataset(prepared, 'train', train=False, size=32)
+    assert list(ev.rows) == list(cache.splits['train']) and len(ev) > 0
+    row = int(ev.rows[0])
+    it = ev[0]
+    assert it['row'] == row and torch.equal(it['labels'], torch.from_numpy(cache.labels(row)))
+    # the evaluation frames are the middle frames of the cache, resized
+    from avbt_tacma.datasets import frame_transform, normalize_frames
+    mid = torch.from_numpy(cache.frames(row, np.arange(10) * 16 + 8)).permute(0, 3, 1, 2)
+    assert torch.allclose(it['frames'], normalize_frames(frame_transform(None, 32)(mid)))
+    tr = AVClipDataset(prepared, 'train', train=True, aug=AugConfig(), size=32, seed=2)
+    def frames(workers):
+        loader = make_loader(tr, 2, shuffle=True, workers=workers)
+        return [torch.cat([b['frames'] for b in loader]) for e in range(2) if tr.set_epoch(e) is None]
+    a, b = frames(0), frames(2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], a[1])
