@@ -152,7 +152,7 @@ def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None) -> dict:
         visible=vis.astype(int).tolist(), audible=aud.astype(int).tolist(), event=(vis & aud).astype(int).tolist(),
         asynchrony=async_, distractors=distractors,
         f0=round(specs[cls]['audio']['f0'] * float(rng.uniform(0.985, 1.015)), 2),
-        radius=round(float(rng.uniform(0.13, 0.18)), 4), motion_seed=int(rng.integers(2**31)),
+        radius=round(float(rng.uniform(0.12, 0.17)), 4), motion_seed=int(rng.integers(2**31)),
         snr_db=None if n == 0 else round(float(rng.uniform(0, 20)) - 10 * (n - 1), 2),
         camera=dict(pan=[round(float(x), 3) for x in rng.uniform(-1, 1, 2) * 0.04 * n], shake=round(0.01 * n, 4)),
         render_seed=int(rng.integers(2**31)))
@@ -168,14 +168,14 @@ def _shape_value(shape, dx, dy, r):
         w = 0.33 * r
         return np.maximum(np.minimum(w - abs(dx), r - abs(dy)), np.minimum(w - abs(dy), r - abs(dx)))
     if shape == 'triangle':
-        y = -dy - 0.2 * r   # pointing up, centred on its area
+        y = 0.3 * r - dy    # pointing up, reaching 0.9 r above and below the centre
         return 0.6 * r - np.maximum(np.maximum(-y, 0.866 * dx + 0.5 * y), -0.866 * dx + 0.5 * y)
     raise ValueError(shape)
 
 def _texture(texture, dx, dy, r):
     "Brightness factor of a texture in object coordinates."
     p = np.maximum(r * 0.5, 2.0)
-    if texture == 'solid': return np.ones_like(dx)
+    if texture == 'solid': return np.ones(np.broadcast_shapes(dx.shape, dy.shape), np.float32)
     if texture == 'stripes': return np.where(np.sin(2 * np.pi * dx / p) > 0, 1.0, 0.4)
     if texture == 'checker': return np.where((np.floor(dx / p) + np.floor(dy / p)) % 2 == 0, 1.0, 0.4)
     if texture == 'dots': return np.where(np.hypot((dx / p) % 1 - 0.5, (dy / p) % 1 - 0.5) < 0.3, 0.35, 1.0)
@@ -202,16 +202,18 @@ def _trajectory(motion, t, lo, hi, seed):
     else: raise ValueError(motion)
     return x, y, scale
 
-def _draw(frames, vis_spec, x, y, scale, r, offset):
-    "Draw an object on `frames` [F, H, W, 3] (float, in place) at world centre (x, y) seen from camera `offset`."
+def _draw(frames, idx, vis_spec, x, y, scale, r):
+    "Draw an object on frames `idx` of `frames` [F, H, W, 3] (float, in place), centred at (x, y) pixels."
     F, H, W, _ = frames.shape
-    xs, ys = np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)
-    dx = xs[None, None, :] - (x - offset[:, 0])[:, None, None]
-    dy = ys[None, :, None] - (y - offset[:, 1])[:, None, None]
-    rr = (r * scale)[:, None, None]
+    R = int(np.ceil(1.2 * r * scale.max() + 2)); w = min(2 * R + 1, H, W)     # a window that holds the object
+    x0 = np.clip(np.floor(x).astype(int) - R, 0, W - w); y0 = np.clip(np.floor(y).astype(int) - R, 0, H - w)
+    iy, ix = y0[:, None] + np.arange(w), x0[:, None] + np.arange(w)            # [n, w] pixel rows / columns
+    dx = (ix - x[:, None]).astype(np.float32)[:, None, :]; dy = (iy - y[:, None]).astype(np.float32)[:, :, None]
+    rr = np.float32(r) * scale.astype(np.float32)[:, None, None]
     alpha = np.clip(_shape_value(vis_spec['shape'], dx, dy, rr) + 0.5, 0, 1)[..., None]
     col = np.asarray(COLOURS[vis_spec['colour']], np.float32) * _texture(vis_spec['texture'], dx, dy, rr)[..., None]
-    frames *= 1 - alpha; frames += alpha * col
+    sel = (np.asarray(idx)[:, None, None], iy[:, :, None], ix[:, None, :])
+    frames[sel] = frames[sel] * (1 - alpha) + alpha * col
 
 # %% ../nbs/02_synth.ipynb 19
 def _background(rng, size, margin, noise):
@@ -234,7 +236,7 @@ def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     rng = np.random.default_rng([plan['render_seed'], 2])
     S, fps, F = cfg.size, cfg.fps, T_SEGMENTS * cfg.fps
     t = np.arange(F, dtype=np.float32) / fps
-    margin = max(1, int(round(min(0.1, 0.06 * cfg.noise) * S)))
+    margin = max(1, int(round(min(0.08, 0.04 * cfg.noise) * S)))
     world = _background(rng, S, margin, cfg.noise)
     # camera: slow pan (reflected inside the margin) + shake
     pan = np.asarray(plan['camera']['pan'], np.float32) * S
@@ -244,7 +246,7 @@ def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     frames = np.stack([world[oy:oy + S, ox:ox + S] for ox, oy in off])
     seg = (np.arange(F) // fps)
     objs = [(plan['cls'], np.asarray(plan['visible'], bool), plan['radius'], plan['motion_seed'])]
-    objs += [(d['cls'], np.isin(np.arange(T_SEGMENTS), d['segments']), float(rng.uniform(0.11, 0.16)), int(rng.integers(2**31)))
+    objs += [(d['cls'], np.isin(np.arange(T_SEGMENTS), d['segments']), float(rng.uniform(0.1, 0.14)), int(rng.integers(2**31)))
              for d in plan['distractors'] if d['modality'] == 'visual']
     order = rng.permutation(len(objs))      # who is in front
     for k in order:
@@ -252,11 +254,15 @@ def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
         on = vis[seg]
         if not on.any(): continue
         spec = specs[c]['visual']; r = rad * S
-        # the centre stays where the object is fully in view whatever the camera does: world [2 margin, S]
-        x, y, sc = _trajectory(spec['motion'], t, 2 * margin + 1.3 * r, S - 1.3 * r, mseed)
-        sub = frames[on]; _draw(sub, spec, x[on], y[on], sc[on], r, off[on].astype(np.float32)); frames[on] = sub
-    if cfg.noise > 0: frames += rng.standard_normal(frames.shape, dtype=np.float32) * np.float32(5 * cfg.noise)
-    return np.clip(frames, 0, 255).astype(np.uint8)
+        # shapes reach 1.2 r (x 1.25 when pulsing): keep the centre where the object is in view whatever the camera
+        # does, world [2 margin + ext, S - ext]; draw in frame coordinates (world - camera offset)
+        ext = 1.2 * r * (1.25 if spec['motion'] == 'pulse' else 1) + 1
+        x, y, sc = _trajectory(spec['motion'], t, 2 * margin + ext, S - ext, mseed)
+        _draw(frames, np.flatnonzero(on), spec, (x - off[:, 0])[on], (y - off[:, 1])[on], sc[on], r)
+    if cfg.noise > 0:   # sensor noise from a small bank of noise frames (cheaper than fresh noise per frame)
+        bank = rng.standard_normal((8, S, S, 3), dtype=np.float32) * np.float32(5 * cfg.noise)
+        frames += bank[rng.integers(0, 8, F)]
+    return np.clip(frames, 0, 255, out=frames).astype(np.uint8)
 
 # %% ../nbs/02_synth.ipynb 21
 _PARTIALS = {'sine': ([1], [1]), 'odd': ([1, 3, 5, 7], [1, 1/3, 1/5, 1/7]), 'saw': ([1, 2, 3, 4, 5, 6], [1, 1/2, 1/3, 1/4, 1/5, 1/6]),
@@ -277,11 +283,14 @@ def _tone(aud_spec, f0, t, rng):
     elif rhythm == 'tremolo': x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 6 * t))
     return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
+def _smooth(x, k):
+    "Moving average of `x` over `k` samples (centred, zero beyond the ends)."
+    c = np.concatenate([[0], np.cumsum(np.pad(x, (k // 2, k - 1 - k // 2)))])
+    return (c[k:] - c[:-k]) / k
+
 def _gate(active, sr, ramp=0.01):
     "Per-sample gain 0/1 from per-segment flags, with linear ramps at the switches."
-    g = np.repeat(np.asarray(active, np.float64), sr)
-    k = max(1, int(ramp * sr)); w = np.ones(k) / k
-    return np.convolve(g, w, mode='same')
+    return _smooth(np.repeat(np.asarray(active, np.float64), sr), max(1, int(ramp * sr)))
 
 def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     "The clip's mono waveform [10 * sample_rate] float32 in [-1, 1]."
@@ -297,12 +306,12 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
         x += level * rng.uniform(0.4, 0.8) * _tone(specs[d['cls']]['audio'], f0, t, rng) * _gate(act, sr)
     if plan['snr_db'] is not None:
         white = rng.standard_normal(len(t)); brown = np.cumsum(rng.standard_normal(len(t)))
-        brown = brown - np.convolve(brown, np.ones(401) / 401, mode='same')   # remove the drift
+        brown = brown - _smooth(brown, 401)   # remove the drift
         n = white / white.std() + brown / brown.std()
         x += level * 10 ** (-plan['snr_db'] / 20) * n / n.std()
     return np.clip(x, -1, 1).astype(np.float32)
 
-# %% ../nbs/02_synth.ipynb 25
+# %% ../nbs/02_synth.ipynb 26
 def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int = 23) -> Path:
     "Encode `frames` [F, H, W, 3] uint8 and mono `audio` float32 into an H.264 + AAC mp4, atomically."
     import av
@@ -312,7 +321,7 @@ def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate
             vs = c.add_stream('libx264', rate=fps, options={'preset': 'ultrafast', 'crf': str(crf), 'threads': '1'})
             vs.width, vs.height, vs.pix_fmt = W, H, 'yuv420p'
             vs.codec_context.time_base = Fraction(1, fps)
-            as_ = c.add_stream('aac', rate=sample_rate, layout='mono')
+            as_ = c.add_stream('aac', rate=sample_rate, layout='mono', options={'aac_coder': 'fast'})
             as_.bit_rate = 64000
             secs = int(np.ceil(F / fps)); n = 1024; a_pts = 0
             for s in range(secs):
@@ -328,7 +337,7 @@ def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate
             c.mux(vs.encode()); c.mux(as_.encode())
     return Path(path)
 
-# %% ../nbs/02_synth.ipynb 27
+# %% ../nbs/02_synth.ipynb 28
 def _render_one(job):
     cfg, plan, path = job
     specs = class_specs(cfg.classes)
@@ -389,7 +398,7 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     marker.unlink()
     return out
 
-# %% ../nbs/02_synth.ipynb 31
+# %% ../nbs/02_synth.ipynb 32
 def synth_parser(p):
     "Arguments of `avbt synth`."
     d = SynthConfig()
