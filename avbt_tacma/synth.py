@@ -80,7 +80,7 @@ class SynthConfig:
             if not ok: raise AVBTError(msg)
         need(self.videos >= 1, f"videos must be at least 1, got {self.videos}")
         need(2 <= self.classes <= MAX_CLASSES, f"classes must be between 2 and {MAX_CLASSES}, got {self.classes}")
-        need(32 <= self.size <= 512 and self.size % 2 == 0, f"size must be an even number of pixels in 32..512, got {self.size}")
+        need(32 <= self.size <= 256 and self.size % 2 == 0, f"size must be an even number of pixels in 32..256, got {self.size}")
         need(1 <= self.fps <= 60, f"fps must be in 1..60, got {self.fps}")
         need(self.sample_rate in (16000, 22050, 32000, 44100, 48000), f"sample rate must be 16000, 22050, 32000, 44100 or 48000, got {self.sample_rate}")
         need(0 <= self.background <= round(_MEAN_PARTIAL_BG, 3), f"background must be in 0..{_MEAN_PARTIAL_BG:.3f}, got {self.background}")
@@ -355,28 +355,36 @@ def split_assignment(classes_of: list[int], seed: int) -> list[str]:
         j = int(k * n / n_eval); out[order[j]], out[order[j + 1]] = 'test', 'val'
     return out
 
+def _previous(out: Path):
+    "Configuration and video ids of the synthetic set already in `out` (finished or not), or (None, set())."
+    for f in (out / '.synth_incomplete.json', out / 'synth_meta.json'):
+        if f.exists():
+            m = load_json(f)
+            return m.get('config'), set(m.get('video_ids') or [v['video_id'] for v in m.get('videos', [])])
+    return None, set()
+
 def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, size: int = 96, fps: int = 16,
                    workers: int | None = None, force: bool = False, progress: bool = True, **knobs) -> Path:
     "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
     out = Path(out); avdir = out / 'AVE'
     conf, marker, meta_path = asdict(cfg), out / '.synth_incomplete.json', out / 'synth_meta.json'
-    old = load_json(marker) if marker.exists() else load_json(meta_path).get('config') if meta_path.exists() else None
-    if old is not None and old != conf and not force:
-        raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
-    if old is None and avdir.exists() and any(avdir.glob('*.mp4')) and not force:
-        raise AVBTError(f"{avdir} already holds mp4 files that this generator did not write; use another --out or --force")
-    if force and avdir.exists():
-        for f in avdir.glob('*.mp4'): f.unlink()
+    old, old_ids = _previous(out)
+    foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
+    if foreign:   # never overwrite or delete videos we did not make (e.g. the real AVE folder)
+        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); choose another --out")
+    if old is not None and old != conf:
+        if not force: raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
+        for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
+    ids = video_ids(videos, seed)
     avdir.mkdir(parents=True, exist_ok=True)
-    save_json(conf, marker)
+    save_json(dict(config=conf, video_ids=ids), marker)
     specs = class_specs(classes)
     rng = np.random.default_rng([seed, 0, 0])
     cls_of = (rng.permutation(videos) % classes).tolist()
-    ids = video_ids(videos, seed)
     plans = [dict(video_id=v, **plan_video(cfg, i, c, specs)) for i, (v, c) in enumerate(zip(ids, cls_of))]
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
-    if len(todo) < len(plans): log.info(f"{out}: resuming, {len(plans) - len(todo)} of {len(plans)} clips already written")
+    if len(todo) < len(plans): log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
     from tqdm.auto import tqdm
     bar = tqdm(total=len(todo), desc='synth', unit='clip', disable=not progress)
@@ -394,7 +402,10 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     for s in ('train', 'val', 'test'):
         write_annotations([r for r, x in zip(recs, split) if x == s], out / f'{s}Set.txt')
     for p, s in zip(plans, split): p['split'] = s
-    save_json(dict(config=conf, classes=specs, videos=plans), meta_path)
+    ev = np.array([p['event'] for p in plans])
+    summary = dict(background_fraction=round(1 - float(ev.mean()), 4), all_event_clips=int((ev.sum(1) == T_SEGMENTS).sum()),
+                   clips_per_class=np.bincount(cls_of, minlength=classes).tolist(), split_sizes={s: split.count(s) for s in ('train', 'val', 'test')})
+    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans), meta_path)
     marker.unlink()
     return out
 

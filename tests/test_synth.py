@@ -113,18 +113,23 @@ def test_resume_and_refusal(tmp_path):
     with pytest.raises(AVBTError, match='other settings'): make_synthetic(d, videos=3, seed=1, size=32, progress=False)
     make_synthetic(d, videos=2, seed=1, size=32, workers=1, force=True, progress=False)
     assert len(list((d / 'AVE').glob('*.mp4'))) == 2 and len(read_annotations(d / 'Annotations.txt')) == 2
+    (d / 'AVE' / 'realvideo01.mp4').write_bytes(b'not ours')        # a file we did not write is never touched
+    with pytest.raises(AVBTError, match='did not write'): make_synthetic(d, videos=3, seed=0, size=32, force=True, progress=False)
+    assert (d / 'AVE' / 'realvideo01.mp4').read_bytes() == b'not ours'
 
 def run(*args):
     return subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', *args], capture_output=True, text=True, timeout=300)
 
-def test_cli(tmp_path):
-    r = run('synth', '--help')
+def test_cli(tmp_path, capsys):
+    r = run('synth', '--help')                        # the real entry point, in a fresh process
     assert r.returncode == 0 and '--videos' in r.stdout and '--seed' in r.stdout
+    from avbt_tacma.cli import main                   # the rest in-process: importing every command is slow
     for bad, msg in ((['--videos', '0'], 'videos must be at least 1'), (['--classes', '99'], 'classes must be between 2 and 28'),
-                     (['--size', '33'], 'size must be'), (['--noise', '-1'], 'noise must be')):
-        r = run('synth', '--out', str(tmp_path / 'x'), *bad)
-        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+                     (['--size', '33'], 'size must be'), (['--noise', '-1'], 'noise must be'), (['--workers', '0'], 'workers must be')):
+        assert main(['synth', '--out', str(tmp_path / 'x'), *bad]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.startswith('avbt synth: error:') and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / 'x').exists()             # nothing written for bad settings
-    r = run('synth', '--out', str(tmp_path / 'y'), '--videos', '2', '--size', '32', '--workers', '1', '--classes', '3')
-    assert r.returncode == 0, r.stderr
+    assert main(['synth', '--out', str(tmp_path / 'y'), '--videos', '2', '--size', '32', '--workers', '1', '--classes', '3']) == 0
+    assert 'wrote 2 clips' in capsys.readouterr().out
     assert {x.category for x in read_annotations(tmp_path / 'y' / 'Annotations.txt')} <= set(CATEGORIES[:3])
