@@ -15,7 +15,8 @@ from .ave import T_SEGMENTS
 # %% auto 0
 __all__ = ['FRAMES_PER_SEGMENT', 'MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE',
            'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'frame_transform',
-           'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader']
+           'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader',
+           'set_loader_epoch']
 
 # %% ../nbs/07_datasets.ipynb 5
 FRAMES_PER_SEGMENT = 16
@@ -114,13 +115,16 @@ class AugConfig:
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     "Separable Gaussian blur of [..., C, H, W] (uint8 or float), kernel cut at 3 sigma, reflect padding."
     import math, torch.nn.functional as F
-    r = max(1, math.ceil(3 * sigma)); x = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-x ** 2 / (2 * sigma ** 2)); k = k / k.sum()
+    r = max(1, math.ceil(3 * sigma)); x = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2)); k = (k / k.sum()).tolist()
     h, w = img.shape[-2:]
-    f = img.to(torch.float32).reshape(-1, 1, h, w)
-    f = F.conv2d(F.pad(f, (r, r, 0, 0), mode='reflect'), k.view(1, 1, 1, -1))
-    f = F.conv2d(F.pad(f, (0, 0, r, r), mode='reflect'), k.view(1, 1, -1, 1)).reshape(img.shape)
-    return f.round_().clamp_(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else f.to(img.dtype)
+    f = F.pad(img.to(torch.float32).reshape(-1, 1, h, w), (r, r, r, r), mode='reflect')[:, 0]   # [N, h + 2r, w + 2r]
+    rows = torch.zeros(f.shape[0], h + 2 * r, w)
+    for j, kj in enumerate(k): rows.add_(f[:, :, j:j + w], alpha=kj)                          # along each row
+    out = torch.zeros(f.shape[0], h, w)
+    for j, kj in enumerate(k): out.add_(rows[:, j:j + h], alpha=kj)                           # then each column
+    out = out.reshape(img.shape)
+    return out.round_().clamp_(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else out.to(img.dtype)
 
 class GaussianBlur(torch.nn.Module):
     "Blur with sigma drawn uniformly from `sigma` (Barlow Twins: 0.1 to 2.0)."
@@ -260,3 +264,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool = False, workers: int = 
     kw = dict(persistent_workers=True, worker_init_fn=seed_worker, prefetch_factor=prefetch_factor or 2) if workers > 0 else {}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                        pin_memory=pin_memory, drop_last=drop_last, generator=g, **kw)
+
+def set_loader_epoch(loader, epoch: int) -> None:
+    "Tell a loader's dataset and sampler (e.g. `DistributedSampler`) which epoch starts; call before iterating."
+    for o in (loader.dataset, loader.sampler):
+        if hasattr(o, 'set_epoch'): o.set_epoch(epoch)
