@@ -77,7 +77,7 @@ def video_dir(root) -> Path:
     root = Path(root)
     return root / 'AVE' if (root / 'AVE').is_dir() else root
 
-# %% ../nbs/05_prepare.ipynb 12
+# %% ../nbs/05_prepare.ipynb 14
 def _job(args):
     vid, src, dest, size, quality, framing, threads = args
     try: return vid, prepare_clip(src, dest, size, quality, framing, threads), None
@@ -173,7 +173,7 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
                        + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}")
     return summary
 
-# %% ../nbs/05_prepare.ipynb 14
+# %% ../nbs/05_prepare.ipynb 16
 class ClipCache:
     "Read access to a prepared cache: frames, log-mel, waveform, labels and splits by annotation row."
     def __init__(self, root, max_open: int = 64):
@@ -249,7 +249,7 @@ def open_cache(root) -> ClipCache:
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
-# %% ../nbs/05_prepare.ipynb 21
+# %% ../nbs/05_prepare.ipynb 23
 def prepare_parser(p):
     p.add_argument('--ave-root', required=True, help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
     p.add_argument('--out', required=True, help='cache folder (created; a re-run resumes it)')
