@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'AVE_PARTIAL_LENGTHS',
-           'class_specs', 'SynthConfig', 'video_ids', 'plan_video', 'render_frames', 'render_audio', 'write_mp4',
-           'split_assignment', 'make_synthetic', 'synth_parser', 'synth_main']
+           'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'render_frames', 'render_audio',
+           'write_mp4', 'split_assignment', 'make_synthetic', 'synth_parser', 'synth_main']
 
 # %% ../nbs/02_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -30,25 +30,27 @@ TIMBRES = ('sine', 'odd', 'saw', 'bell', 'noise')
 RHYTHMS = ('steady', 'pulse', 'tremolo', 'vibrato')
 MAX_CLASSES = len(CATEGORIES)
 
-def _visual(v: int) -> dict:
-    "Appearance and motion number `v` (distinct for v < 28)."
-    return dict(shape=SHAPES[v % 6], colour=list(COLOURS)[(v * 4 + v // 6) % 9], texture=TEXTURES[(v // 3) % 4],
-                motion=MOTIONS[v % 4])
+def _visual(j: int) -> dict:
+    "Look number `j`: a still appearance (shape, colour, texture; distinct for j < 21) and a motion."
+    return dict(shape=SHAPES[j % 6], colour=list(COLOURS)[2 * j % 9], texture=TEXTURES[(j + j // 6) % 4], motion=MOTIONS[j % 4])
 
-def _audio(a: int) -> dict:
-    "Sound number `a`: pitch on a 3-octave grid (200-1600 Hz), timbre, rhythm."
-    return dict(f0=round(200 * 2 ** ((a * 11 % 28) * 3 / 28), 2), timbre=TIMBRES[a % 5], rhythm=RHYTHMS[(a // 5 + a) % 4])
+def _audio(j: int) -> dict:
+    "Sound number `j`: timbre and rhythm (distinct for j < 20), pitch on 21 slots 1.9 semitones apart (180-1620 Hz)."
+    return dict(f0=round(180 * 2 ** ((8 * j % 21) * 1.9 / 12), 2), timbre=TIMBRES[j % 5], rhythm=RHYTHMS[(j // 5 + j % 5) % 4])
 
 def class_specs(k: int = 10) -> list[dict]:
     "The object and sound of each of the first `k` classes, with their look-alike / sound-alike partner."
     if not 2 <= k <= MAX_CLASSES: raise AVBTError(f"classes must be between 2 and {MAX_CLASSES}, got {k}")
-    out = []
+    out, nv, na = [], 0, 0
     for c in range(k):
-        p, partner = c // 2, c ^ 1
-        kind = 'look_alike' if p % 2 == 0 else 'sound_alike'
-        vis, aud = _visual(2 * p if kind == 'look_alike' else c), _audio(2 * p if kind == 'sound_alike' else c)
-        if kind == 'look_alike': vis['motion'] = MOTIONS[(p + c % 2 * 2) % 4]      # same still look, other motion
-        else: aud['f0'] = round(aud['f0'] * 2 ** ((c % 2) / 12), 2)                 # same timbre, a semitone apart
+        partner, second = c ^ 1, c % 2 == 1
+        kind = 'look_alike' if (c // 2) % 2 == 0 else 'sound_alike'
+        if kind == 'look_alike' and second:       # the same still look as the partner, moving differently
+            vis = dict(out[-1]['visual'], motion=MOTIONS[(MOTIONS.index(out[-1]['visual']['motion']) + 2) % 4])
+        else: vis = _visual(nv); nv += 1
+        if kind == 'sound_alike' and second:      # the partner's timbre and rhythm, a semitone higher
+            aud = dict(out[-1]['audio'], f0=round(out[-1]['audio']['f0'] * 2 ** (1 / 12), 2))
+        else: aud = _audio(na); na += 1
         out.append(dict(index=c, name=CATEGORIES[c], visual=vis, audio=aud,
                         look_alike=partner if kind == 'look_alike' and partner < k else None,
                         sound_alike=partner if kind == 'sound_alike' and partner < k else None))
@@ -102,19 +104,23 @@ def video_ids(n: int, seed: int) -> list[str]:
     return ids
 
 # %% ../nbs/02_synth.ipynb 14
+def full_fraction(background: float) -> float:
+    "Fraction of all-event clips that gives an expected `background` fraction of background segments."
+    return 1 - background / _MEAN_PARTIAL_BG
+
 def _span(rng, lo, hi):
     "A random contiguous span of 1..hi-lo segments inside [lo, hi)."
     n = int(rng.integers(1, hi - lo + 1)); s = int(rng.integers(lo, hi - n + 1))
     return list(range(s, s + n))
 
-def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None) -> dict:
-    "All random choices for clip `index` of class `cls` (JSON-able; the clip's ground truth)."
+def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None) -> dict:
+    "All random choices for clip `index` of class `cls` (JSON-able; the clip's ground truth); `full`: all-event clip."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([cfg.seed, index, 1])
     T = T_SEGMENTS
     # event span
-    p_full = 1 - cfg.background / _MEAN_PARTIAL_BG
-    if rng.random() < p_full: start, end = 0, T
+    u = rng.random()
+    if (u < full_fraction(cfg.background)) if full is None else full: start, end = 0, T
     else:
         ls, ws = zip(*AVE_PARTIAL_LENGTHS.items())
         L = int(rng.choice(ls, p=np.array(ws) / sum(ws))); start = int(rng.integers(0, T - L + 1)); end = start + L
@@ -289,8 +295,13 @@ def _smooth(x, k):
     return (c[k:] - c[:-k]) / k
 
 def _gate(active, sr, ramp=0.01):
-    "Per-sample gain 0/1 from per-segment flags, with linear ramps at the switches."
-    return _smooth(np.repeat(np.asarray(active, np.float64), sr), max(1, int(ramp * sr)))
+    "Per-sample gain from per-segment flags: 1 in active segments, 0 elsewhere, with linear ramps *inside* the active ones."
+    a = np.asarray(active, bool); g = np.repeat(a.astype(np.float64), sr); k = max(1, int(ramp * sr))
+    up = np.linspace(0, 1, k, endpoint=False)
+    for t in np.flatnonzero(a):
+        if t > 0 and not a[t - 1]: g[t * sr:t * sr + k] = up
+        if t < len(a) - 1 and not a[t + 1]: g[(t + 1) * sr - k:(t + 1) * sr] = up[::-1]
+    return g
 
 def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     "The clip's mono waveform [10 * sample_rate] float32 in [-1, 1]."
@@ -382,7 +393,8 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     specs = class_specs(classes)
     rng = np.random.default_rng([seed, 0, 0])
     cls_of = (rng.permutation(videos) % classes).tolist()
-    plans = [dict(video_id=v, **plan_video(cfg, i, c, specs)) for i, (v, c) in enumerate(zip(ids, cls_of))]
+    full = rng.permutation(videos) < round(full_fraction(cfg.background) * videos)   # exact count of all-event clips
+    plans = [dict(video_id=v, **plan_video(cfg, i, c, specs, bool(f))) for i, (v, c, f) in enumerate(zip(ids, cls_of, full))]
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
     if len(todo) < len(plans): log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
