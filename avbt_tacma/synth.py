@@ -4,8 +4,8 @@
 
 # %% ../nbs/02_synth.ipynb 3
 from __future__ import annotations
-import hashlib, json, logging, os, shutil
-from dataclasses import dataclass, asdict, field
+import hashlib, logging, os
+from dataclasses import dataclass, asdict
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
