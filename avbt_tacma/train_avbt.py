@@ -10,7 +10,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
-from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint
+from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader
@@ -116,14 +116,16 @@ def _same_or_fail(ck: dict, cfg, aug, seed, path):
 def _plain(v): return list(v) if isinstance(v, tuple) else v
 
 def _log_writer(path: Path, keep_below: int | None):
-    "Open log.csv for appending; on resume, first drop the rows logged after the checkpoint."
+    "Open log.csv; on resume keep (atomically) only the complete rows of the steps the checkpoint holds, then append."
     fields = ['epoch', 'step', 'loss', 'lr_weights', 'lr_biases', 'seconds']
     rows = []
     if keep_below is not None and path.exists():
-        with open(path, newline='') as f: rows = [r for r in csv.DictReader(f) if int(r['step']) < keep_below]
-    f = open(path, 'w', newline='', buffering=1)
-    w = csv.DictWriter(f, fields); w.writeheader(); w.writerows(rows); f.flush()
-    return f, w
+        with open(path, newline='') as f:
+            rows = [r for r in csv.DictReader(f) if None not in r.values() and r['step'].isdigit() and int(r['step']) < keep_below]
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w', newline='') as f: w = csv.DictWriter(f, fields); w.writeheader(); w.writerows(rows)
+    f = open(path, 'a', newline='', buffering=1)
+    return f, csv.DictWriter(f, fields)
 
 def _tensorboard(out: Path):
     try: from torch.utils.tensorboard import SummaryWriter
@@ -168,7 +170,7 @@ def train_avbt(cache, out, cfg: AVBTConfig | None = None, aug: AugConfig | None 
     config = _run_config(cfg, aug, seed, cache)
     if rank == 0:
         make_run_dir(out, {**config, 'world_size': world, 'device': str(device)})
-        for tmp in out.glob('.checkpoint.pt.*'): tmp.unlink()           # left by a run killed while saving
+        for tmp in [*out.glob('.checkpoint.pt.*'), *out.glob('.avbt.pt.*')]: tmp.unlink()   # left by a kill while saving
         logf, logw = _log_writer(out / 'log.csv', step if ck is not None else None)
         tb = _tensorboard(out)
     steps_per_epoch = len(loader); total = cfg.epochs * steps_per_epoch
