@@ -144,13 +144,14 @@ def train_avbt(cache, out, cfg: AVBTConfig | None = None, aug: AugConfig | None 
         raise AVBTError(f"{ck_path}: this run folder already holds a checkpoint; pass --resume to continue it or choose another --out")
     if ck is not None:
         cfg = cfg or AVBTConfig.from_dict(ck['config']['model'])
-        aug = aug or AugConfig(**ck['config']['aug'])
+        aug = aug or AugConfig.from_dict(ck['config']['aug'])
         seed = ck['config']['seed'] if seed is None else seed
         _same_or_fail(ck, cfg, aug, seed, ck_path)
     cfg, aug, seed = cfg or AVBTConfig.preset('synthetic'), aug or AugConfig(), seed or 0
     rank, world, device = dist_setup(get_device(device))
     if cfg.batch_size % world: raise AVBTError(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
-    set_seed(seed)
+    set_seed(seed, deterministic=device.type == 'cpu')                  # on GPUs: fast kernels (cuDNN autotuning)
+    if device.type == 'cuda': torch.backends.cudnn.benchmark = True
     ds = AVClipDataset(cache, 'train', train=True, aug=aug, size=cfg.image_size, seed=seed)
     if len(ds) < cfg.batch_size:
         raise AVBTError(f"{cache}: {len(ds)} training clips, fewer than one batch of {cfg.batch_size} (lower --batch-size)")
@@ -227,6 +228,7 @@ def extract_features(checkpoint, cache, out_h5, device='auto', batch_size: int =
     from avbt_tacma.features import save_features
     ck = load_checkpoint(checkpoint, kind='avbt')
     cfg = AVBTConfig.from_dict(ck['config']['model'])
+    if not ck.get('finished', True): log.warning(f"{checkpoint}: the run stopped early (step {ck.get('step')}); extracting anyway")
     device = get_device(device)
     model = AVBT(cfg); model.load_state_dict(ck['model']); model.to(device).eval()
     data = cache_object(cache)
