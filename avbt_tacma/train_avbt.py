@@ -147,7 +147,7 @@ def train_avbt(cache, out, cfg: AVBTConfig | None = None, aug: AugConfig | None 
         aug = aug or AugConfig.from_dict(ck['config']['aug'])
         seed = ck['config']['seed'] if seed is None else seed
         _same_or_fail(ck, cfg, aug, seed, ck_path)
-    cfg, aug, seed = cfg or AVBTConfig.preset('synthetic'), aug or AugConfig(), seed or 0
+    cfg, aug, seed = cfg or AVBTConfig.preset('paper'), aug or AugConfig(), seed or 0
     rank, world, device = dist_setup(get_device(device))
     if cfg.batch_size % world: raise AVBTError(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
     set_seed(seed, deterministic=device.type == 'cpu')                  # on GPUs: fast kernels (cuDNN autotuning)
@@ -268,7 +268,7 @@ def _aug(spec: str | None):
 def train_avbt_parser(p: argparse.ArgumentParser):
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='run folder: config.json, log.csv, checkpoint.pt, avbt.pt')
-    p.add_argument('--config', default=None, help="preset: 'paper' (ResNet-50 + VGGish) or 'synthetic' (default: synthetic)")
+    p.add_argument('--config', default=None, help="preset: 'paper' (ResNet-50 + VGGish, the default) or 'synthetic' (small CPU-sized backbones)")
     p.add_argument('--epochs', type=int, help='number of epochs (preset default)')
     p.add_argument('--batch-size', type=int, help='global batch of clips, over all processes (preset default)')
     p.add_argument('--seed', type=int, help='random seed (default 0; on --resume, the run\'s)')
@@ -284,7 +284,7 @@ def train_avbt_main(args) -> int:
     ck = Path(args.out) / 'checkpoint.pt'
     if not Path(args.data).exists(): raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
     if args.resume and ck.exists() and args.config is None: cfg = AVBTConfig.from_dict(load_checkpoint(ck, 'avbt')['config']['model'])
-    else: cfg = AVBTConfig.preset(args.config or 'synthetic')
+    else: cfg = AVBTConfig.preset(args.config or 'paper')
     changes = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
     if args.no_shared_projector: changes['shared_projector'] = False
     if args.agva: changes['agva'] = True
