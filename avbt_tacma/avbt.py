@@ -13,7 +13,7 @@ from .backbones import audio_backbone, visual_backbone
 
 # %% auto 0
 __all__ = ['AVBTConfig', 'AudioGuidedAttention', 'projector', 'AVBT', 'cross_correlation', 'avbt_loss', 'LARS', 'lr_at',
-           'adjust_lr', 'make_optimizer']
+           'adjust_lr', 'make_optimizer', 'update_bn_stats']
 
 # %% ../nbs/10_avbt.ipynb 5
 @dataclass
@@ -52,7 +52,7 @@ class AVBTConfig:
         presets = {'paper': {},
                    'synthetic': dict(audio_backbone='small', visual_backbone='small', weights='none', d_l=128,
                                      proj_dims=(256, 256, 256), agva_hidden=64, agva_att=16, image_size=64,
-                                     lr_factor=1.0, warmup_epochs=3, epochs=30, batch_size=32)}
+                                     lr_factor=10.0, warmup_epochs=3, epochs=30, batch_size=32)}
         if name not in presets: raise AVBTError(f"unknown AV-BT preset {name!r}; use one of {sorted(presets)}")
         return cls.from_dict({**presets[name], **overrides})
 
@@ -139,7 +139,8 @@ def cross_correlation(z_a, z_v, eps: float = 1e-6):
         z = z.float(); z = z - z.mean(1, keepdim=True)
         return z / torch.sqrt(z.pow(2).sum(1, keepdim=True) + eps)
     if z_a.shape != z_v.shape or z_a.ndim != 3: raise AVBTError(f"z_a {tuple(z_a.shape)} and z_v {tuple(z_v.shape)} must both be [B, T, D]")
-    return unit(z_a).transpose(1, 2) @ unit(z_v)
+    with torch.autocast(z_a.device.type, enabled=False):   # float32 even inside an autocast region
+        return unit(z_a).transpose(1, 2) @ unit(z_v)
 
 def avbt_loss(z_a, z_v, lambd: float = 5e-3, eps: float = 1e-6, distributed: bool = False, return_terms: bool = False):
     "Eq. 2 on the batch-averaged per-clip correlation; `distributed` averages over all ranks' clips."
@@ -208,3 +209,16 @@ def make_optimizer(model: AVBT, cfg: AVBTConfig | None = None) -> LARS:
     "LARS over the model's two parameter groups, with the config's decay, momentum and eta (lr set by `adjust_lr`)."
     cfg = cfg or model.cfg
     return LARS(model.param_groups(), lr=0.0, weight_decay=cfg.weight_decay, momentum=cfg.momentum, eta=cfg.eta)
+
+# %% ../nbs/10_avbt.ipynb 27
+@torch.no_grad()
+def update_bn_stats(model: nn.Module, batches) -> nn.Module:
+    "Re-estimate every BatchNorm's running mean and variance from `batches` of (logmel, frames); weights untouched."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns: return model
+    was, momenta = model.training, [m.momentum for m in bns]
+    for m in bns: m.reset_running_stats(); m.momentum = None          # None: cumulative average over the batches
+    model.train()
+    for logmel, frames in batches: model(logmel, frames)
+    for m, mo in zip(bns, momenta): m.momentum = mo
+    return model.train(was)

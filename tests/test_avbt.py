@@ -59,10 +59,14 @@ def test_constant_dimension_gives_no_nan():
     c = cross_correlation(z_a.detach(), z_v.detach())
     assert c[:, 1].abs().max() == 0 and c[0, :, 3].abs().max() == 0
 
-def test_loss_is_float32_under_bf16_inputs():
+def test_loss_is_float32_under_bf16_inputs_and_autocast():
     torch.manual_seed(3)
     z_a, z_v = torch.randn(2, 10, 8).bfloat16(), torch.randn(2, 10, 8).bfloat16()
     assert cross_correlation(z_a, z_v).dtype == torch.float32
+    x, y = torch.randn(2, 10, 8), torch.randn(2, 10, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):                      # autocast would run the matmul in bf16
+        c = cross_correlation(x, y)
+    assert c.dtype == torch.float32 and torch.equal(c, cross_correlation(x, y))
     with pytest.raises(AVBTError, match=r'must both be \[B, T, D\]'): cross_correlation(torch.zeros(2, 10, 8), torch.zeros(2, 10, 4))
 
 def _ddp_worker(rank, world, init, za, zv, out):
@@ -268,3 +272,17 @@ def test_config_round_trip_and_errors():
     assert AVBTConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(AVBTError, match='unknown AV-BT preset'): AVBTConfig.preset('huge')
     with pytest.raises(AVBTError, match='d_l must be even'): AVBT(tiny(d_l=15))
+
+def test_update_bn_stats_fits_statistics_without_touching_weights():
+    from avbt_tacma.avbt import update_bn_stats
+    torch.manual_seed(10)
+    net = AVBT(tiny()).eval()
+    w0 = [p.detach().clone() for p in net.parameters()]
+    b1, b2 = inputs(seed=3), inputs(seed=4)
+    update_bn_stats(net, [b1, b2])
+    assert not net.training and all(torch.equal(a, b) for a, b in zip(w0, net.parameters()))
+    bn = net.audio_cnn.body[1]
+    with torch.no_grad():
+        x = torch.cat([net.audio_cnn.body[0](b[0].flatten(0, 1)) for b in (b1, b2)])
+    torch.testing.assert_close(bn.running_mean, x.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)   # equal-size batches: the mean
+    assert bn.momentum == 0.1
