@@ -13,7 +13,8 @@ from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_pat
 __all__ = ['PAPER', 'TABLE5_FLAGS', 'PAPER_VALUES', 'SCALES', 'STEPS', 'paper_value', 'Step', 'plan', 'notebook_parameters',
            'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps', 'paper_notebooks', 'result_row',
            'mean_std', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'write_summary',
-           'data_source', 'synthetic_dir', 'reproduce', 'source_label', 'reproduce_parser', 'reproduce_main']
+           'data_source', 'synthetic_dir', 'ensure_synthetic', 'reproduce', 'source_label', 'Repro', 'reproduce_parser',
+           'reproduce_main']
 
 # %% ../nbs/17_reproduce.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
@@ -66,14 +67,16 @@ def paper_value(table: str, key: str):
 
 # %% ../nbs/17_reproduce.ipynb 8
 SCALES = {
-    'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=2, avbt_batch=16,
-                  head_epochs=15, head_batch=32, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
-    'quick': dict(videos=240, classes=6, size=96, fps=8, avbt='synthetic', image_size=64, avbt_epochs=12, avbt_batch=32,
-                  head_epochs=60, head_batch=64, seeds=3, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
+    'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
+                  avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
+                  head_epochs=40, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
+    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=15, avbt_batch=32,
+                  avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
+                  head_epochs=60, head_batch=32, head_lr=2e-3, seeds=3, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
                   tsne_clips=80, qualitative=4),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100, avbt_batch=128,
-                  head_epochs=200, head_batch=128, seeds=5, thetas=tuple(round(0.01 * i, 2) for i in range(11)),
-                  tsne_clips=400, qualitative=6),
+                  avbt_overrides={}, workers=8, threads=None, head_epochs=200, head_batch=128, head_lr=1e-4, seeds=5,
+                  thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
 }
 
 # %% ../nbs/17_reproduce.ipynb 10
@@ -358,7 +361,7 @@ def data_source(data=None, features=None) -> tuple:
         p = Path(data)
         if not p.is_dir(): raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, or a cache from avbt prepare)")
         if (p / 'Annotations.txt').exists(): return 'ave', p.absolute()
-        if any(p.glob('*.h5')) or (p / 'cache.json').exists() or any(p.glob('*.json')): return 'cache', p.absolute()
+        if (p / 'cache.json').exists(): return 'cache', p.absolute()
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
@@ -366,6 +369,15 @@ def synthetic_dir(out, scale: str) -> Path:
     "Where `reproduce` puts the synthetic dataset of `scale` inside the run folder."
     s = SCALES[scale]
     return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0"
+
+def ensure_synthetic(out, scale: str, log=print) -> Path:
+    "Make the synthetic dataset of `scale` in the run folder `out` unless it is already there; returns its folder."
+    from avbt_tacma.synth import make_synthetic
+    S, path = SCALES[scale], synthetic_dir(out, scale)
+    if not (path / 'synth_meta.json').exists():
+        log(f"making the synthetic dataset: {S['videos']} clips, {S['classes']} classes -> {path}")
+        make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'], progress=False)
+    return path
 
 def reproduce(scale: str = 'smoke', data=None, features=None, only=None, device: str = 'auto', out='runs/reproduce',
               force: bool = False, seeds: int | None = None, notebooks=None, log=print) -> dict:
@@ -378,11 +390,7 @@ def reproduce(scale: str = 'smoke', data=None, features=None, only=None, device:
     S = SCALES[scale]
     if kind == 'synthetic':
         if scale == 'paper': raise AVBTError("--scale paper runs on the real AVE: give --data (AVE folder or cache) or --features")
-        from avbt_tacma.synth import make_synthetic
-        path = synthetic_dir(out, scale)
-        if not (path / 'synth_meta.json').exists():
-            log(f"making the synthetic dataset: {S['videos']} clips, {S['classes']} classes -> {path}")
-        make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'], progress=False)
+        path = ensure_synthetic(out, scale, log)
     n_seeds = int(seeds or S['seeds'])
     params = dict(data_source=kind, data=str(path), scale=scale, device=device, seeds=n_seeds, out=str(out))
     from avbt_tacma.core import versions
@@ -406,6 +414,137 @@ def source_label(kind: str, path, scale: str) -> str:
     return {'ave': 'AVE videos', 'cache': 'AVE cache', 'features': 'feature files'}[kind] + f" ({Path(path).name})"
 
 # %% ../nbs/17_reproduce.ipynb 30
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+class Repro:
+    "The run folder, settings and shared models of one reproduction notebook (built from its papermill parameters)."
+    def __init__(self, step: str, out, scale: str = 'smoke', data_source: str = 'synthetic', data='', device: str = 'auto',
+                 seeds: int | None = None):
+        if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+        if data_source not in ('synthetic', 'ave', 'cache', 'features'):
+            raise AVBTError(f"unknown data source {data_source!r} (synthetic, ave, cache or features)")
+        self.step, self.out, self.scale, self.kind = step, Path(out).absolute(), scale, data_source
+        self.data = Path(data).absolute() if data else None
+        self.S, self.device = SCALES[scale], device
+        self.seeds = list(range(int(seeds or self.S['seeds'])))
+        self.source = source_label(data_source, self.data, scale)
+        self._fs = {}
+        if self.S.get('threads'):
+            import torch
+            torch.set_num_threads(self.S['threads'])
+
+    @classmethod
+    def open(cls, step: str, data_source: str = 'synthetic', data='', scale: str = 'smoke', device: str = 'auto',
+             seeds: int = 0, out='') -> 'Repro':
+        "From a notebook's parameters. Run by hand (no papermill), it fills in what `avbt reproduce` would: the run folder, the data."
+        out = Path(out) if out else Path(__file__).resolve().parent.parent / 'runs' / 'reproduce'
+        if data_source == 'synthetic' and not data: data = ensure_synthetic(out, scale)
+        return cls(step, out, scale, data_source, data, device, seeds or None)
+
+    def __repr__(self): return f"Repro({self.step}: {tag(self.source, self.scale)}, device {self.device}, seeds {self.seeds}, out {self.out})"
+
+    @property
+    def trains_avbt(self) -> bool: return self.kind != 'features'
+
+    def cache(self) -> Path:
+        "The prepared clip cache of this run (prepared into the run folder from videos, once)."
+        if self.kind == 'cache': return self.data
+        if self.kind == 'features': raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
+        from avbt_tacma.prepare import prepare
+        c = self.out / 'cache' / self.data.name
+        size = self.S['size'] or 256
+        if not (c / '.complete').exists():
+            r = prepare(self.data, c, workers=os.cpu_count() or 1, size=size, progress=False)
+            print(r['line'])
+            atomic_write_text(c / '.complete', r['line'] + '\n')
+        return c
+
+    def avbt_config(self, **overrides):
+        "The AV-BT configuration of this scale (preset + the scale's epochs, batch, image size) with `overrides`."
+        from avbt_tacma.avbt import AVBTConfig
+        S = self.S
+        base = dict(epochs=S['avbt_epochs'], batch_size=S['avbt_batch'], image_size=S['image_size'], **S.get('avbt_overrides', {}))
+        return AVBTConfig.preset(S['avbt'], **{**base, **overrides})
+
+    def avbt(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
+        "The run folder of AV-BT `variant` (trained here once; resumed when a previous run was killed)."
+        import dataclasses as dc
+        from avbt_tacma.datasets import AugConfig
+        from avbt_tacma.train_avbt import train_avbt
+        cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
+        key = _key(cfg.to_dict(), dc.asdict(aug), str(cache), 0)
+        same = sorted((self.out / 'models' / 'avbt').glob(f'*-{key}'))           # the same model under another name
+        run = next((r for r in same if (r / 'avbt.pt').exists()), self.out / 'models' / 'avbt' / f"{variant}-{key}")
+        if not (run / 'avbt.pt').exists():
+            t0 = time.time()
+            train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=(run / 'checkpoint.pt').exists(),
+                       workers=self.S.get('workers', 0), progress=False)
+            print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
+        return run
+
+    def features(self, variant: str = 'baseline', spatial: bool = False, aug=None, **overrides) -> Path:
+        "The feature file of AV-BT `variant` (extracted once), or the given feature files when the run reads features."
+        if not self.trains_avbt:
+            if variant != 'baseline': raise AVBTError(f"AV-BT variant {variant!r} needs clips to train on; this run reads feature files")
+            return self.data
+        from avbt_tacma.train_avbt import extract_features
+        run = self.avbt(variant, aug, **overrides)
+        f = run / ('features_spatial.h5' if spatial else 'features.h5')
+        if not f.exists(): extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False)
+        return f
+
+    def feature_set(self, features, pooled: bool = True):
+        "The FeatureSet of a feature file (loaded once per notebook)."
+        from avbt_tacma.features import load_features
+        k = (str(features), pooled)
+        if k not in self._fs: self._fs[k] = load_features(features, pool_visual=pooled)
+        return self._fs[k]
+
+    def heads(self, features, head: str, name: str | None = None, seeds=None, **head_kw) -> dict:
+        "Train (or reuse) `head` on `features` with this run's seeds; the summary of `train_heads.train_seeds`."
+        from avbt_tacma.train_heads import train_seeds, SPATIAL_HEADS
+        features = Path(features)
+        fs = self.feature_set(features, pooled=head not in SPATIAL_HEADS)
+        S = self.S
+        kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=S['head_lr'], device=self.device, **head_kw)
+        folder = self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" / f"{name or head}-{_key(head, kw)}"
+        return train_seeds(fs, head, seeds=self.seeds if seeds is None else seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
+
+    def accuracies(self, summary: dict, on_test: bool = False) -> list:
+        "Test accuracies in % per seed of a `heads` summary (checkpoint chosen on validation, or on test when asked)."
+        k = 'test_acc_select_on_test' if on_test else 'test_acc'
+        return [100 * r[k] for r in summary['per_seed']]
+
+    def predict(self, summary: dict, features, seed: int | None = None, split: str = 'test', return_fused: bool = False):
+        "Per-segment predictions [N, T] and labels [N, T] of a trained head on `split` (the best-validation seed by default)."
+        import torch
+        from avbt_tacma.core import load_checkpoint
+        from avbt_tacma.train_heads import build_head, SPATIAL_HEADS
+        if seed is None: seed = max(summary['per_seed'], key=lambda r: r['val_acc'])['seed']
+        head = summary['head']
+        ck = load_checkpoint(Path(summary['folder']) / f'{head}_seed{seed}.pt', kind='head')
+        c = ck['config']
+        model = build_head(head, c['d_a'], c['d_v'], **c.get('head_kw', {})); model.load_state_dict(ck['model']); model.eval()
+        fs = self.feature_set(features, pooled=head not in SPATIAL_HEADS)
+        a, v, y = (torch.from_numpy(x) for x in fs.subset(split))
+        fused = []
+        hook = model.classifier.register_forward_hook(lambda m, i, o: fused.append(i[0])) if return_fused and hasattr(model, 'classifier') else None
+        with torch.no_grad(): pred = torch.cat([model(a[s:s + 256], v[s:s + 256]).argmax(-1) for s in range(0, len(a), 256)])
+        if hook: hook.remove()
+        res = dict(pred=pred.numpy(), labels=y.argmax(-1).numpy(), rows=fs.splits[split], seed=seed, head=head)
+        if return_fused: res['fused'] = torch.cat(fused).numpy() if fused else None
+        return res
+
+    def table(self, name: str, rows: list, title: str, note: str = '') -> str:
+        "Write a table of this step (CSV, Markdown, JSON) and return its Markdown."
+        return write_table(self.out, name, rows, title, self.source, self.scale, note, step=self.step)
+
+    def figure(self, fig, name: str, title: str, caption: str = '') -> Path:
+        "Save a figure of this step (PNG + caption)."
+        return save_figure(fig, self.out, name, title, self.source, self.scale, caption, step=self.step)
+
+# %% ../nbs/17_reproduce.ipynb 33
 def reproduce_parser(p: argparse.ArgumentParser):
     "Arguments of `avbt reproduce`."
     p.add_argument('--scale', choices=list(SCALES), default='smoke',
