@@ -69,7 +69,7 @@ def paper_value(table: str, key: str):
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                  head_epochs=40, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
+                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=15, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=60, head_batch=32, head_lr=2e-3, seeds=3, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
@@ -99,7 +99,7 @@ STEPS = (
     Step('fig6', 'fig6_theta.ipynb', ('table2', 'table3'), ('figures/fig6_theta.png', 'tables/fig6.csv'), 'Fig. 6: accuracy against theta'),
     Step('fig7', 'fig7_tsne.ipynb', ('table3',), ('figures/fig7_tsne.png',), 'Fig. 7: t-SNE of the features'),
     Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), ('figures/fig8_qualitative.png',), 'Fig. 8: qualitative timelines'),
-    Step('model', 'model.ipynb', ('table3',), (), 'The final model'),
+    Step('model', 'model.ipynb', ('table3',), ('models/avbt_tacma.pt',), 'The final model'),
 )
 
 def plan(steps=STEPS, only=None) -> list:
@@ -401,7 +401,9 @@ def reproduce(scale: str = 'smoke', data=None, features=None, only=None, device:
     save_json(info, out / 'run.json')
     log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s) -> {out}")
     t0, res = time.time(), None
-    try: res = run_steps(out, params, STEPS, notebooks, only, force, extra=json.dumps([S, __version__], sort_keys=True), log=log)
+    steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
+    if kind == 'features' and only and 'model' in only: raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
+    try: res = run_steps(out, params, steps, notebooks, only, force, extra=json.dumps([S, __version__], sort_keys=True), log=log)
     finally:
         md, h = write_summary(out)
         log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
