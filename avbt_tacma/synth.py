@@ -48,8 +48,8 @@ def class_specs(k: int = 10) -> list[dict]:
         if kind == 'look_alike' and second:       # the same still look as the partner, moving differently
             vis = dict(out[-1]['visual'], motion=MOTIONS[(MOTIONS.index(out[-1]['visual']['motion']) + 2) % 4])
         else: vis = _visual(nv); nv += 1
-        if kind == 'sound_alike' and second:      # the partner's timbre and rhythm, a semitone higher
-            aud = dict(out[-1]['audio'], f0=round(out[-1]['audio']['f0'] * 2 ** (1 / 12), 2))
+        if kind == 'sound_alike' and second:      # the partner's timbre and rhythm, 1% higher in pitch
+            aud = dict(out[-1]['audio'], f0=round(out[-1]['audio']['f0'] * 1.01, 2))
         else: aud = _audio(na); na += 1
         out.append(dict(index=c, name=CATEGORIES[c], visual=vis, audio=aud,
                         look_alike=partner if kind == 'look_alike' and partner < k else None,
@@ -73,7 +73,7 @@ class SynthConfig:
     background: float = 0.17   # expected fraction of background segments (real AVE: 0.171)
     asynchrony: float = 0.3    # chance that picture and sound start/stop at different segments
     distractors: float = 0.4   # chance of a distracting object, and (independently) of a distracting sound
-    noise: float = 1.0         # 0: clean; 1: default clutter, pixel noise, SNR 0..20 dB; 2: harder
+    noise: float = 1.0         # 0: clean; 1: default clutter, pixel noise, SNR -5..20 dB; 2: harder
     version: int = 1           # generator version: bumped when the output changes
 
     def check(self) -> 'SynthConfig':
@@ -140,8 +140,8 @@ def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | 
     for t in range(T):
         if vis[t] or aud[t]: continue
         u = rng.random()
-        if u < 0.2: vis[t] = True
-        elif u < 0.4: aud[t] = True
+        if u < 0.3: vis[t] = True
+        elif u < 0.6: aud[t] = True
     # distractors: other classes, not the partners
     banned = {cls, specs[cls]['look_alike'], specs[cls]['sound_alike']}
     others = [c for c in range(cfg.classes) if c not in banned]
@@ -159,7 +159,7 @@ def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | 
         asynchrony=async_, distractors=distractors,
         f0=round(specs[cls]['audio']['f0'] * float(rng.uniform(0.985, 1.015)), 2),
         radius=round(float(rng.uniform(0.12, 0.17)), 4), motion_seed=int(rng.integers(2**31)),
-        snr_db=None if n == 0 else round(float(rng.uniform(0, 20)) - 10 * (n - 1), 2),
+        snr_db=None if n == 0 else round(float(rng.uniform(-5, 20)) - 10 * (n - 1), 2),
         camera=dict(pan=[round(float(x), 3) for x in rng.uniform(-1, 1, 2) * 0.04 * n], shake=round(0.01 * n, 4)),
         render_seed=int(rng.integers(2**31)))
 
