@@ -127,6 +127,7 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
     _start_cache(root, out, records, dict(size=size, quality=quality, framing=framing))
     vdir, t0 = video_dir(root), time.time()
     vids = list(dict.fromkeys(records[r].video_id for r in rows))
+    threads = threads or (1 if workers > 1 else 0)       # with a process per core, decoder threads only contend
     todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids
             if not clip_file(out, v).exists()]
     failed, done_now = {}, 0
@@ -138,8 +139,11 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
         if err: failed[vid] = err
         else: done_now += 1
         bar.update(); bar.set_postfix(failed=len(failed), refresh=False)
+    import torch
+    torch_threads = torch.get_num_threads()
     try:
         if workers <= 1 or len(todo) <= 1:
+            torch.set_num_threads(1)          # log-mel of one clip is tiny: thread hand-offs cost 20x its work on a busy CPU
             for j in todo: take(_job(j))
         else:
             import multiprocessing as mp
@@ -147,7 +151,7 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
             if ctx.get_start_method() == 'forkserver': ctx.set_forkserver_preload(['avbt_tacma.prepare'])
             with ctx.Pool(min(workers, len(todo)), initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_job, todo): take(res)
-    finally: bar.close()
+    finally: bar.close(); torch.set_num_threads(torch_threads)
     report, ok, padded = [], 0, 0
     infos = {}
     for r in rows:
@@ -259,7 +263,7 @@ def prepare_parser(p):
     p.add_argument('--quality', type=int, default=90, help='JPEG quality (default 90)')
     p.add_argument('--framing', choices=('segment', 'vggish'), default='segment',
                    help="log-mel framing: 1-s segments (default) or VGGish's 0.96-s examples")
-    p.add_argument('--threads', type=int, default=0, help='decoder threads per worker (0: FFmpeg decides)')
+    p.add_argument('--threads', type=int, default=0, help='decoder threads per worker (0: 1 with several workers, else FFmpeg decides)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
 
 def prepare_main(args) -> int:
