@@ -218,6 +218,7 @@ def train_tacma_parser(p):
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--lr', type=float, default=1e-4)
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
 
 def _head_kw(args) -> dict:
@@ -238,11 +239,13 @@ def _head_kw(args) -> dict:
     if args.epochs < 1: raise AVBTError(f"--epochs must be >= 1, not {args.epochs}")
     if args.batch_size < 1: raise AVBTError(f"--batch-size must be >= 1, not {args.batch_size}")
     if not args.lr > 0: raise AVBTError(f"--lr must be > 0, not {args.lr}")
+    if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
 def train_tacma_main(args) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
+    if args.threads: torch.set_num_threads(args.threads)
     fs = load_features(args.features, pool_visual=args.head not in SPATIAL_HEADS)
     s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, device=args.device, **kw)

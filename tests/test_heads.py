@@ -106,7 +106,7 @@ def feature_file(tmp_path_factory):
 
 def test_cli_trains_and_prints_table(feature_file, tmp_path, capsys):
     rc = avbt(['train-tacma', '--features', str(feature_file), '--out', str(tmp_path / 'run'), '--seeds', '2',
-               '--epochs', '2', '--theta', '0.05', '--eq6', 'printed', '--no-progress'])
+               '--epochs', '2', '--theta', '0.05', '--eq6', 'printed', '--no-progress', '--threads', '1'])
     assert rc == 0
     out = capsys.readouterr().out
     assert 'test accuracy' in out and '±' in out and 'selecting the checkpoint on test' in out
