@@ -91,3 +91,138 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     video = write_test_clip(tmp_path / 'v.mp4', seconds=2, size=(64, 48))
     r = avbt('localize', str(video), '--checkpoint', str(tmp_path / 'foreign.pt'), '--out', str(tmp_path / 'out'))
     assert r.returncode == 2 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+# ---------------------------------------------------------------- a small trained model, end to end
+K_CLASSES, TRAIN_VIDEOS, SIZE = 3, 120, 64          # about 100 s on 2 busy cores, most of it AV-BT training
+AVBT_EPOCHS, HEAD_EPOCHS = 4, 40
+AVBT_KW = dict(lr_factor=1.0)   # pinned for this 4-epoch, batch-16 run (the preset's 10 suits its 30 epochs at batch 32)
+
+def held_out_video(path, cls, classes, size, seconds=25, event=(7, 17), fps=Fraction(30000, 1001), sample_rate=44100,
+                   visual_only=(3,), audio_only=(21,), seed=777):
+    """A synthetic video of class `cls`, `seconds` long, whose event (object seen and heard) spans `event`; elsewhere
+    background, with one second of the object alone and one of its sound alone. Rendered with the synth module's own
+    functions in 10-s pieces (clip plans the training set never had), re-timed to `fps`, stereo at `sample_rate`, plus a
+    second, non-default audio track. Returns (path, true label per second)."""
+    from avbt_tacma.synth import SynthConfig, class_specs, plan_video, render_frames, render_audio
+    cfg = SynthConfig(videos=1, seed=seed, classes=classes, size=size, fps=16, sample_rate=sample_rate)
+    specs = class_specs(classes)
+    T = -(-seconds // 10) * 10
+    vis, aud = np.zeros(T, bool), np.zeros(T, bool)
+    vis[event[0]:event[1]] = aud[event[0]:event[1]] = True
+    vis[list(visual_only)] = True; aud[list(audio_only)] = True
+    frames, audio = [], []
+    for k in range(T // 10):
+        p = plan_video(cfg, 100_000 + k, cls, specs)
+        v, a = vis[10 * k:10 * k + 10], aud[10 * k:10 * k + 10]
+        p.update(visible=v.astype(int).tolist(), audible=a.astype(int).tolist(), event=(v & a).astype(int).tolist(),
+                 distractors=[], asynchrony=None)
+        frames.append(render_frames(p, cfg, specs)); audio.append(render_audio(p, cfg, specs))
+    frames, audio = np.concatenate(frames), np.concatenate(audio)[:seconds * sample_rate]
+    idx = np.floor(np.arange(int(seconds * fps)) / float(fps) * 16).astype(int)          # re-time 16 fps -> fps
+    hum = 0.02 * np.sin(2 * np.pi * 3000 * np.arange(len(audio)) / sample_rate)
+    write_video(path, frames[idx], fps, [np.stack([audio, audio]), hum[None]], sample_rate)
+    truth = ['Background'] * seconds
+    for s in range(*event): truth[s] = specs[cls]['name']
+    return Path(path), truth
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    "Synthetic set -> avbt prepare -> AV-BT (a few epochs) -> features -> TACMA -> models/avbt_tacma.pt."
+    from avbt_tacma.synth import make_synthetic
+    from avbt_tacma.prepare import prepare
+    from avbt_tacma.avbt import AVBTConfig
+    from avbt_tacma.train_avbt import train_avbt, extract_features
+    from avbt_tacma.features import load_features
+    from avbt_tacma.train_heads import train_head
+    d = tmp_path_factory.mktemp('trained')
+    threads = torch.get_num_threads(); torch.set_num_threads(1)      # tiny models: threads only contend on a shared CPU
+    try:
+        make_synthetic(d / 'synth', videos=TRAIN_VIDEOS, classes=K_CLASSES, size=SIZE, seed=0, workers=2, progress=False)
+        prepare(d / 'synth', d / 'cache', workers=2, size=SIZE, progress=False)
+        cfg = AVBTConfig.preset('synthetic', epochs=AVBT_EPOCHS, warmup_epochs=1, batch_size=16, image_size=SIZE, **AVBT_KW)
+        ck = train_avbt(d / 'cache', d / 'run', cfg, seed=0, device='cpu', workers=0, progress=False)
+        extract_features(ck, d / 'cache', d / 'features.h5', device='cpu', progress=False)
+        r = train_head(load_features(d / 'features.h5'), 'tacma', epochs=HEAD_EPOCHS, batch_size=16, lr=1e-3, device='cpu',
+                       out=d / 'heads', progress=False)
+        model = save_pipeline(d / 'models' / 'avbt_tacma.pt', ck, d / 'heads' / 'tacma_seed0.pt')
+    finally: torch.set_num_threads(threads)
+    return dict(model=model, avbt=ck, head=d / 'heads' / 'tacma_seed0.pt', dir=d, result=r)
+
+def _span_score(results, truth):
+    "(fraction of seconds right on event vs background, most common predicted event label)."
+    pred = [r['label'] for r in results]
+    ok = np.mean([(p == 'Background') == (t == 'Background') for p, t in zip(pred, truth)])
+    events = [p for p in pred if p != 'Background']
+    return ok, max(set(events), key=events.count) if events else None
+
+def test_localize_held_out_video_and_bad_files(trained, tmp_path):
+    "The issue's done-when: a 25-s held-out synthetic video (29.97 fps, stereo 44.1 kHz, two audio tracks) through `avbt localize`."
+    cls = 2
+    video, truth = held_out_video(tmp_path / 'held out.mp4', cls, K_CLASSES, SIZE)
+    bad = {name: BAD[name][0](tmp_path) for name in BAD if name != 'short.mp4'}
+    good = write_test_clip(tmp_path / 'other.mp4', seconds=3, size=(64, 48))
+    cut = tmp_path / 'cut.mp4'; cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    files = [video, *bad.values(), cut, good]
+    r = avbt('localize', *map(str, files), '--checkpoint', str(trained['model']), '--out', str(tmp_path / 'out'), '--device', 'cpu')
+    assert r.returncode == 1, r.stderr                                    # some files failed
+    assert 'Traceback' not in r.stderr, r.stderr
+    err = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+    assert len(err) == len(bad) + 1, r.stderr                             # one line per broken file
+    for p in [*bad.values(), cut]: assert sum(str(p) in l for l in err) == 1, (p, err)
+    # the good files ran and wrote their outputs
+    out = tmp_path / 'out'
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
+    res = json.loads((out / 'held out.json').read_text())
+    assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
+    assert all(0 < x['confidence'] <= 1 for x in res)
+    assert (out / 'held out.csv').read_text().splitlines()[0] == 'second,label,confidence' and len((out / 'held out.csv').read_text().splitlines()) == 26
+    assert (out / 'held out.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert len(json.loads((out / 'other.json').read_text())) == 3
+    assert r.stdout.count('second  label') == 2 and '    24  ' in r.stdout                  # the two per-second tables
+    # the known event span is mostly right
+    ok, label = _span_score(res, truth)
+    print(f"held-out video: {ok:.0%} of seconds right on event/background, event label {label!r} (truth {truth[10]!r})")
+    assert ok >= 0.7 and label == truth[10], (ok, label, [x['label'] for x in res])
+
+def test_localizer_sees_what_training_saw(trained):
+    "A training clip through localize's decoding gives the features `avbt extract` wrote (audio exactly; frames up to JPEG)."
+    from avbt_tacma.features import load_features
+    loc, fs = load_pipeline(trained['model'], 'cpu'), load_features(trained['dir'] / 'features.h5')
+    assert (loc.frame_size, loc.image_size, loc.framing) == (SIZE, SIZE, 'segment')   # from the cache's cache.json
+    for i in (0, len(fs.audio) - 1):
+        v = decode_video(trained['dir'] / 'synth' / 'AVE' / f'{fs.video_ids[i]}.mp4', size=loc.frame_size)
+        with torch.no_grad(): f_a, f_v = (x[0].numpy() for x in loc.avbt.encode(*(t[None] for t in loc.inputs(v))))
+        assert np.abs(f_a - fs.audio[i]).max() < 1e-4
+        cos = (f_v * fs.visual[i]).sum(-1) / np.linalg.norm(f_v, axis=-1) / np.linalg.norm(fs.visual[i], axis=-1)
+        assert cos.min() > 0.99, cos
+
+def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
+    from avbt_tacma.core import load_checkpoint
+    a, h = load_checkpoint(trained['avbt'], 'avbt'), load_checkpoint(trained['head'], 'head')
+    def fails(msg, **changes):
+        hh = {**h, 'config': {**h['config'], **changes}}
+        with pytest.raises(AVBTError) as e: save_pipeline(tmp_path / 'x.pt', a, hh)
+        assert msg in str(e.value) and '\n' not in str(e.value), str(e.value)
+    fails('input widths', d_a=7)
+    fails('not on AV-BT features', features_meta={'source': 'community AVE features', 'path': '/x'})
+    fails('another AV-BT model', features_meta={**h['config']['features_meta'],
+                                                'config': {'model': {**a['config']['model'], 'd_l': 999}}})
+    with pytest.raises(AVBTError, match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'], trained['avbt'])
+    assert not (tmp_path / 'x.pt').exists()
+    # a combined file whose weights do not fit its config
+    ck = load_checkpoint(trained['model'], 'avbt_tacma')
+    ck['head_state'] = {k: v[..., :1] if v.ndim else v for k, v in ck['head_state'].items()}
+    torch.save(ck, tmp_path / 'broken.pt')
+    with pytest.raises(AVBTError) as e: load_pipeline(tmp_path / 'broken.pt', 'cpu')
+    assert 'incompatible checkpoint' in str(e.value) and '\n' not in str(e.value)
+    r = avbt('localize', 'whatever.mp4', '--checkpoint', str(trained['head']))
+    assert r.returncode == 2 and "expected 'avbt_tacma'" in r.stderr and 'Traceback' not in r.stderr
+
+def test_any_frame_rate_and_audio_layout_give_the_same_answer(trained, tmp_path):
+    "The same held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz: both get the span right."
+    loc = load_pipeline(trained['model'], 'cpu')
+    scores = []
+    for fps, sr in ((16, 16000), (25, 48000)):
+        video, truth = held_out_video(tmp_path / f'v{fps}.mp4', 0, K_CLASSES, SIZE, fps=fps, sample_rate=sr)
+        scores.append(_span_score(localize(video, loc), truth))
+    assert all(ok >= 0.7 and label == truth[10] for ok, label in scores), scores
