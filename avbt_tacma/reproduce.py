@@ -70,7 +70,7 @@ SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                   head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
-    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=15, avbt_batch=32,
+    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=12, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=60, head_batch=32, head_lr=2e-3, seeds=3, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
                   tsne_clips=80, qualitative=4),
@@ -509,6 +509,9 @@ class Repro:
         features = Path(features)
         fs = self.feature_set(features, pooled=head not in SPATIAL_HEADS)
         S = self.S
+        if head in ('tacma', 'cma'):                  # d_l is the AV-BT feature width: 512 / 512 / 256 in the paper
+            d = fs.audio.shape[-1]
+            head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
         kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=S['head_lr'], device=self.device, **head_kw)
         folder = self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" / f"{name or head}-{_key(head, kw)}"
         return train_seeds(fs, head, seeds=self.seeds if seeds is None else seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
