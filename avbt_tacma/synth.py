@@ -322,7 +322,7 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
         x += level * 10 ** (-plan['snr_db'] / 20) * n / n.std()
     return np.clip(x, -1, 1).astype(np.float32)
 
-# %% ../nbs/02_synth.ipynb 26
+# %% ../nbs/02_synth.ipynb 28
 def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int = 23) -> Path:
     "Encode `frames` [F, H, W, 3] uint8 and mono `audio` float32 into an H.264 + AAC mp4, atomically."
     import av
@@ -348,7 +348,7 @@ def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate
             c.mux(vs.encode()); c.mux(as_.encode())
     return Path(path)
 
-# %% ../nbs/02_synth.ipynb 28
+# %% ../nbs/02_synth.ipynb 30
 def _render_one(job):
     cfg, plan, path = job
     specs = class_specs(cfg.classes)
@@ -421,7 +421,7 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     marker.unlink()
     return out
 
-# %% ../nbs/02_synth.ipynb 32
+# %% ../nbs/02_synth.ipynb 34
 def synth_parser(p):
     "Arguments of `avbt synth`."
     d = SynthConfig()
