@@ -12,9 +12,9 @@ from .core import AVBTError, atomic_path, atomic_write_text, save_json, save_che
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 
 # %% auto 0
-__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'write_video', 'to_windows', 'Localizer', 'localize_video',
-           'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs', 'save_pipeline',
-           'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
+__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'write_video', 'window_index', 'to_windows', 'Localizer',
+           'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs',
+           'save_pipeline', 'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
 SAMPLE_RATE = 16000   # the VGGish front-end's rate
@@ -103,18 +103,25 @@ def write_video(path, frames, fps: float = 25, tracks=(), sample_rate: int = 160
     return Path(path)
 
 # %% ../nbs/16_localize.ipynb 15
-def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge'):
-    "Group per-second items [n, ...] into windows [ceil(n / T), T, ...], padding the last window ('edge' or 'zeros')."
+def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
+    "Second numbers [W, T] of the windows over n seconds (start 0, step `hop`, default T); numbers >= n are padding."
     import torch
-    n = len(x)
-    if n == 0: raise AVBTError("nothing to window: 0 seconds")
-    extra = -n % T
-    if extra:
+    hop = hop or T
+    if n < 1: raise AVBTError("nothing to window: 0 seconds")
+    if not 1 <= hop <= T: raise AVBTError(f"hop must be in 1..{T}, got {hop}")
+    L = T + max(0, -(-(n - T) // hop)) * hop
+    return torch.arange(0, L - T + 1, hop)[:, None] + torch.arange(T)
+
+def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge', hop: int | None = None):
+    "Group per-second items [n, ...] into windows [W, T, ...] (see `window_index`), padding the last one ('edge' or 'zeros')."
+    import torch
+    idx = window_index(len(x), T, hop); extra = int(idx.max()) + 1 - len(x)
+    if extra > 0:
         if pad == 'edge': fill = x[-1:].expand(extra, *x.shape[1:])
         elif pad == 'zeros': fill = x.new_zeros(extra, *x.shape[1:])
         else: raise AVBTError(f"unknown padding {pad!r} (use 'edge' or 'zeros')")
         x = torch.cat([x, fill])
-    return x.reshape(-1, T, *x.shape[1:])
+    return x[idx]
 
 # %% ../nbs/16_localize.ipynb 18
 class Localizer:
@@ -150,12 +157,12 @@ class Localizer:
         "(log-mel [n, 1, 96, 64], frames [n, 3, S, S]) of a decoded video, one row per second."
         return self.logmel(video.audio), self.frames_tensor(video.frames)
 
-    def predict(self, logmel, frames, pad: str = 'edge', progress: bool = False):
-        "Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S]."
+    def predict(self, logmel, frames, pad: str = 'edge', hop: int | None = None, progress: bool = False):
+        "Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over overlapping windows)."
         import torch
         from tqdm.auto import tqdm
-        n = len(logmel)
-        A, V = to_windows(logmel, pad=pad), to_windows(frames, pad=pad)
+        n, idx = len(logmel), window_index(len(logmel), hop=hop)
+        A, V = to_windows(logmel, pad=pad, hop=hop), to_windows(frames, pad=pad, hop=hop)
         out = []
         with torch.inference_mode():
             for i in tqdm(range(0, len(A), self.batch_size), desc='windows', unit='batch', leave=False,
@@ -164,19 +171,21 @@ class Localizer:
                 if self.spatial: f_a, _, f_v = self.avbt.encode(a, v, return_spatial=True)   # heads on the visual map (AVEL)
                 else: f_a, f_v = self.avbt.encode(a, v)
                 out.append(self.head(f_a, f_v).float().softmax(-1).cpu())
-        return torch.cat(out).reshape(-1, out[0].shape[-1])[:n]
+        P = torch.cat(out)                                                        # [W, T, C]
+        total = torch.zeros(int(idx.max()) + 1, P.shape[-1]).index_add_(0, idx.flatten(), P.flatten(0, 1))
+        return (total / torch.bincount(idx.flatten())[:, None])[:n]
 
 # %% ../nbs/16_localize.ipynb 20
-def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', progress: bool = False) -> list[dict]:
+def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', hop: int | None = None, progress: bool = False) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
-    probs = localizer.predict(*localizer.inputs(video), pad=pad, progress=progress)
+    probs = localizer.predict(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
     conf, idx = probs.max(-1)
     return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
             for s, (c, i) in enumerate(zip(conf, idx))]
 
-def localize(video_path, localizer: Localizer, pad: str = 'edge', progress: bool = False) -> list[dict]:
+def localize(video_path, localizer: Localizer, pad: str = 'edge', hop: int | None = None, progress: bool = False) -> list[dict]:
     "Decode `video_path` and return its per-second predictions: a list of {second, label, confidence}."
-    return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, progress=progress)
+    return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, hop=hop, progress=progress)
 
 def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) -> list[dict]:
     "Runs of equal event labels: a list of {start, end (exclusive, seconds), label, confidence (mean)}."
@@ -321,7 +330,8 @@ def _unique_names(paths) -> list[str]:
         names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return names
 
-def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print, pad: str = 'edge') -> list[dict]:
+def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print, pad: str = 'edge',
+                   hop: int | None = None) -> list[dict]:
     "Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, outputs} per file."
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
     out = []
@@ -329,7 +339,7 @@ def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure
         rec = {'path': str(p), 'results': None, 'error': None, 'outputs': {}}
         try:
             video = decode_video(p, size=loc.frame_size)
-            rec['results'] = localize_video(video, loc, pad=pad, progress=True)
+            rec['results'] = localize_video(video, loc, pad=pad, hop=hop, progress=True)
             rec['outputs'] = {k: str(v) for k, v in write_outputs(rec['results'], out_dir, name, video if figure else None, loc.class_names).items()}
         except AVBTError as e: rec['error'] = str(e)
         except Exception as e: rec['error'] = f"{p}: failed ({_first_line(e)})"   # one bad file never stops the others
@@ -347,10 +357,13 @@ def localize_parser(p):
     p.add_argument('--checkpoint', required=True, metavar='CKPT', help='combined model file, e.g. models/avbt_tacma.pt from `avbt reproduce`')
     p.add_argument('--out', default='localized', metavar='DIR', help='folder for <video name>.json/.csv/.png (default: %(default)s)')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
+    p.add_argument('--hop', type=int, default=T_SEGMENTS, help='step between 10-s windows; below 10 they overlap and '
+                   'probabilities are averaged (default %(default)s: no overlap)')
     p.add_argument('--no-figure', action='store_true', help='skip the timeline PNG')
 
 def localize_main(args) -> int:
-    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure)
+    window_index(T_SEGMENTS, hop=args.hop)                     # a bad --hop fails before any work
+    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop)
     bad = sum(r['error'] is not None for r in res)
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)
