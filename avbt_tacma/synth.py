@@ -74,7 +74,7 @@ class SynthConfig:
     asynchrony: float = 0.3    # chance that picture and sound start/stop at different segments
     distractors: float = 0.4   # chance of a distracting object, and (independently) of a distracting sound
     noise: float = 1.0         # 0: clean; 1: default clutter, pixel noise, SNR -5..20 dB; 2: harder
-    version: int = 1           # generator version: bumped when the output changes
+    version: int = 2           # generator version: bumped when the output changes
 
     def check(self) -> 'SynthConfig':
         "Raise AVBTError on a setting out of range."
