@@ -78,6 +78,10 @@ def test_windows_pad_the_last_and_keep_order():
     assert w.shape == (3, 10) and w.flatten()[:25].tolist() == x.tolist() and (w[2, 5:] == 24).all()
     assert (to_windows(x, pad='zeros')[2, 5:] == 0).all()
     with pytest.raises(AVBTError): to_windows(x, pad='mirror')
+    w = to_windows(x, hop=4)                                   # overlapping: starts 0, 4, ..., 16; 25 seconds all covered
+    assert w[:, 0].tolist() == [0, 4, 8, 12, 16] and w[-1].tolist() == [16, 17, 18, 19, 20, 21, 22, 23, 24, 24]
+    assert to_windows(torch.arange(7.), hop=3).shape == (1, 10)
+    with pytest.raises(AVBTError): to_windows(x, hop=11)
 
 # ---------------------------------------------------------------- checkpoints
 def test_checkpoint_errors_are_one_line(tmp_path):
@@ -219,10 +223,10 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     assert r.returncode == 2 and "expected 'avbt_tacma'" in r.stderr and 'Traceback' not in r.stderr
 
 def test_any_frame_rate_and_audio_layout_give_the_same_answer(trained, tmp_path):
-    "The same held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz: both get the span right."
+    "Held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz, windows apart or overlapping: all get the span right."
     loc = load_pipeline(trained['model'], 'cpu')
     scores = []
     for fps, sr in ((16, 16000), (25, 48000)):
         video, truth = held_out_video(tmp_path / f'v{fps}.mp4', 0, K_CLASSES, SIZE, fps=fps, sample_rate=sr)
-        scores.append(_span_score(localize(video, loc), truth))
+        scores += [_span_score(localize(video, loc), truth), _span_score(localize(video, loc, hop=5), truth)]
     assert all(ok >= 0.7 and label == truth[10] for ok, label in scores), scores
