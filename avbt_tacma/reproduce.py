@@ -367,8 +367,9 @@ def data_source(data=None, features=None) -> tuple:
 
 def synthetic_dir(out, scale: str) -> Path:
     "Where `reproduce` puts the synthetic dataset of `scale` inside the run folder."
+    from avbt_tacma.synth import SynthConfig                 # the generator's version: a new generator, a new folder
     s = SCALES[scale]
-    return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0"
+    return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}"
 
 def ensure_synthetic(out, scale: str, log=print) -> Path:
     "Make the synthetic dataset of `scale` in the run folder `out` unless it is already there; returns its folder."
