@@ -51,6 +51,8 @@ def atomic_path(path, suffix: str | None = None):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp', dir=path.parent)
     os.close(fd)
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files; give the final file the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -404,7 +404,8 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
         for j in todo: _render_one(j); bar.update()
     else:
         import multiprocessing as mp
-        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        # forkserver, not fork: forking a process whose torch/OpenMP threads already run can deadlock the children
+        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         with ctx.Pool(workers) as pool:
             for _ in pool.imap_unordered(_render_one, todo): bar.update()
     bar.close()
