@@ -56,5 +56,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr); return 130
 
-# %% ../nbs/90_cli.ipynb 7
+# %% ../nbs/90_cli.ipynb 8
+#| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())
