@@ -147,8 +147,7 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
             for j in todo: take(_job(j))
         else:
             import multiprocessing as mp
-            ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-            if ctx.get_start_method() == 'forkserver': ctx.set_forkserver_preload(['avbt_tacma.prepare'])
+            ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
             with ctx.Pool(min(workers, len(todo)), initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_job, todo): take(res)
     finally: bar.close(); torch.set_num_threads(torch_threads)

@@ -39,7 +39,9 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def full(root, tmp_path_factory):
-    "An uninterrupted run with 2 worker processes."
+    "An uninterrupted run with 2 worker processes, forked from a process whose torch thread pool is running."
+    import torch
+    torch.set_num_threads(2); float((torch.randn(300, 300) @ torch.randn(300, 300)).sum())
     out = tmp_path_factory.mktemp('cache_full')
     return out, prepare(root, out, workers=2, progress=False)
 
