@@ -210,12 +210,16 @@ def _csv_text(results: list[dict]) -> str:
     wr.writeheader(); wr.writerows(results)
     return buf.getvalue()
 
+def _background(class_names) -> str:
+    return list(class_names)[BG_INDEX] if len(class_names) > BG_INDEX else CLASS_NAMES[BG_INDEX]
+
 def _class_colour(label: str, class_names=CLASS_NAMES):
+    "A fixed colour per class (the same in every figure); light grey for background."
     import matplotlib
-    if label == class_names[BG_INDEX] if len(class_names) > BG_INDEX else label == 'Background': return (0.85, 0.85, 0.85, 1.)
-    i = list(class_names).index(label) if label in class_names else hash(label)
-    cmap = matplotlib.colormaps['tab20' if i % 40 < 20 else 'tab20b']
-    return cmap(i % 20)
+    names = list(class_names)
+    if label == _background(names): return (0.85, 0.85, 0.85, 1.)
+    i = names.index(label) if label in names else len(names)
+    return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 25
 def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLASS_NAMES, max_thumbs: int = 24, title: str | None = None):
@@ -234,7 +238,7 @@ def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLAS
     ax_w.fill_between(t, env.min(1), env.max(1), color='0.3', lw=0)
     lim = max(1e-3, float(np.abs(x).max())); ax_w.set_ylim(-lim, lim); ax_w.set_yticks([]); ax_w.set_ylabel('audio')
     ax_e.broken_barh([(r['second'], 1) for r in results], (0, 1), facecolors=[_class_colour(r['label'], class_names) for r in results])
-    for sp in event_spans(results, class_names[BG_INDEX] if len(class_names) > BG_INDEX else 'Background'):
+    for sp in event_spans(results, _background(class_names)):
         ax_e.text((sp['start'] + sp['end']) / 2, 0.5, sp['label'], ha='center', va='center', fontsize=8, clip_on=True)
     ax_e.step(np.arange(n + 1), [r['confidence'] for r in results] + [results[-1]['confidence']], where='post', color='k', lw=0.8)
     ax_e.set_ylim(0, 1); ax_e.set_ylabel('events\n(confidence)'); ax_e.set_xlim(0, n); ax_e.set_xlabel('time (s)')
@@ -346,7 +350,7 @@ def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure
         if echo:
             if rec['error']: echo(f"error: {rec['error']}", file=sys.stderr)
             else:
-                spans = event_spans(rec['results'], loc.class_names[BG_INDEX])
+                spans = event_spans(rec['results'], _background(loc.class_names))
                 echo(f"\n{p}: {len(rec['results'])} s, {len(spans)} event span(s) -> {Path(rec['outputs']['json']).with_suffix('.*')}")
                 echo(format_table(rec['results']))
         out.append(rec)
