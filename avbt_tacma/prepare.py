@@ -57,7 +57,6 @@ def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: 
             f['waveform'] = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
             f.attrs['info'] = json.dumps(info)
             f.attrs['source'] = Path(src).name
-        os.chmod(tmp, 0o644)                                   # mkstemp makes 0600; a cache is meant to be shared
     return info
 
 # %% ../nbs/05_prepare.ipynb 10
