@@ -106,7 +106,8 @@ def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:
     path = Path(path)
     if not path.exists(): raise AVBTError(f"{path}: checkpoint not found")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
+            TypeError, OSError) as e:   # the weights-only unpickler raises several kinds on junk
         raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({str(e).splitlines()[0][:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get('format') != 'avbt_tacma':
         raise AVBTError(f"{path}: not an avbt-tacma checkpoint (no 'format': 'avbt_tacma' entry)")
