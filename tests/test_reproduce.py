@@ -104,7 +104,8 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     for s in STEPS:
         for o in s.outputs: assert (out / o).exists(), o
     text = (out / 'summary.md').read_text()
-    assert "'paper'" in text and 'this run' in text and 'scale smoke' in text
+    assert '| paper | this run |' in text and 'scale smoke' in text and '(quoted)' in text
+    assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
