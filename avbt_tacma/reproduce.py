@@ -4,17 +4,17 @@
 
 # %% ../nbs/17_reproduce.ipynb 3
 from __future__ import annotations
-import os, sys, ast, csv, json, time, html, base64, hashlib, logging, argparse, datetime
+import os, sys, ast, csv, json, time, html, base64, hashlib, logging, argparse, datetime, functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
 
 # %% auto 0
 __all__ = ['PAPER', 'TABLE5_FLAGS', 'PAPER_VALUES', 'SCALES', 'STEPS', 'paper_value', 'Step', 'plan', 'notebook_parameters',
-           'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps', 'paper_notebooks', 'result_row',
-           'mean_std', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'write_summary',
-           'data_source', 'synthetic_dir', 'ensure_synthetic', 'reproduce', 'source_label', 'Repro', 'reproduce_parser',
-           'reproduce_main']
+           'code_hash', 'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps', 'paper_notebooks',
+           'result_row', 'mean_std', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure',
+           'write_summary', 'data_source', 'synthetic_dir', 'ensure_synthetic', 'reproduce', 'source_label', 'Repro',
+           'reproduce_parser', 'reproduce_main']
 
 # %% ../nbs/17_reproduce.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
@@ -134,10 +134,19 @@ def notebook_parameters(path) -> dict:
             return out
     return {}
 
+@functools.lru_cache(None)
+def code_hash() -> str:
+    "Hash of the library's source files: what other code produced is not up to date."
+    import avbt_tacma
+    h = hashlib.sha256()
+    for f in sorted(Path(avbt_tacma.__file__).parent.glob('*.py')):
+        if f.name != '_modidx.py': h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:12]
+
 def step_hash(notebook, params: dict, dep_hashes: dict, extra='') -> str:
     "Hash of a step's inputs: notebook bytes, its parameters, upstream hashes and `extra` (scale settings, version)."
     h = hashlib.sha256(Path(notebook).read_bytes())
-    h.update(json.dumps([params, sorted(dep_hashes.items()), extra], sort_keys=True, default=str).encode())
+    h.update(json.dumps([params, sorted(dep_hashes.items()), extra, code_hash()], sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
 def _up_to_date(stamp: Path, h: str, out: Path, outputs) -> bool:
@@ -418,7 +427,8 @@ def source_label(kind: str, path, scale: str) -> str:
 
 # %% ../nbs/17_reproduce.ipynb 30
 def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    "Short hash of a model's settings and of the library's code (other code trains a new model, in its own folder)."
+    return hashlib.sha256(json.dumps([parts, code_hash()], sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 class Repro:
     "The run folder, settings and shared models of one reproduction notebook (built from its papermill parameters)."
