@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 from .core import AVBTError, atomic_path, atomic_write_text, save_json, save_checkpoint, load_checkpoint, get_device
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
+from .video import write_video   # re-exported: tests and examples write their videos with it
 
 # %% auto 0
-__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'write_video', 'window_index', 'to_windows', 'Localizer',
-           'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs',
-           'save_pipeline', 'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
+__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows', 'Localizer', 'localize_video',
+           'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs', 'save_pipeline',
+           'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
 SAMPLE_RATE = 16000   # the VGGish front-end's rate
@@ -78,31 +79,7 @@ def decode_video(path, size: int = 256, min_seconds: float = 1.0) -> Video:
     frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
     return Video(str(path), frames, audio, duration, info['fps'], info)
 
-# %% ../nbs/16_localize.ipynb 9
-def write_video(path, frames, fps: float = 25, tracks=(), sample_rate: int = 16000) -> Path:
-    "Write frames [N, H, W, 3] uint8 and audio `tracks` (each [channels, samples] float, 1 or 2 channels) to an mp4, atomically."
-    import av, fractions
-    frames = np.asarray(frames, np.uint8)
-    with atomic_path(path, suffix='.mp4') as tmp:
-        with av.open(str(tmp), 'w', format='mp4') as c:
-            v = c.add_stream('libx264', rate=fractions.Fraction(fps).limit_denominator(1001))
-            v.height, v.width = frames.shape[1:3]; v.pix_fmt = 'yuv420p'
-            aus = []
-            for x in tracks:
-                a = c.add_stream('aac', rate=sample_rate); a.layout = 'stereo' if len(x) == 2 else 'mono'; aus.append(a)
-            for f in frames:
-                for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format='rgb24')): c.mux(p)
-            for p in v.encode(): c.mux(p)
-            for a, x in zip(aus, tracks):
-                x = np.asarray(x, np.float32)
-                for s in range(0, x.shape[1], 1024):
-                    fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + 1024]), format='fltp', layout=a.layout.name)
-                    fr.sample_rate, fr.pts = sample_rate, s
-                    for p in a.encode(fr): c.mux(p)
-                for p in a.encode(): c.mux(p)
-    return Path(path)
-
-# %% ../nbs/16_localize.ipynb 15
+# %% ../nbs/16_localize.ipynb 14
 def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
     "Second numbers [W, T] of the windows over n seconds (start 0, step `hop`, default T); numbers >= n are padding."
     import torch
@@ -123,7 +100,7 @@ def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge', hop: int | None = None
         x = torch.cat([x, fill])
     return x[idx]
 
-# %% ../nbs/16_localize.ipynb 18
+# %% ../nbs/16_localize.ipynb 17
 class Localizer:
     "Trained AV-BT encoders and a head, in eval mode: per-second log-mel and frames in, class probabilities out."
     def __init__(self, avbt, head, class_names=CLASS_NAMES, image_size: int = 224, frame_size: int = 256,
@@ -175,7 +152,7 @@ class Localizer:
         total = torch.zeros(int(idx.max()) + 1, P.shape[-1]).index_add_(0, idx.flatten(), P.flatten(0, 1))
         return (total / torch.bincount(idx.flatten())[:, None])[:n]
 
-# %% ../nbs/16_localize.ipynb 20
+# %% ../nbs/16_localize.ipynb 19
 def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', hop: int | None = None, progress: bool = False) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
     probs = localizer.predict(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
@@ -197,7 +174,7 @@ def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) ->
         else: spans.append({'start': r['second'], 'end': r['second'] + 1, 'label': r['label'], '_c': [r['confidence']]})
     return [{'start': s['start'], 'end': s['end'], 'label': s['label'], 'confidence': round(float(np.mean(s.pop('_c'))), 4)} for s in spans]
 
-# %% ../nbs/16_localize.ipynb 23
+# %% ../nbs/16_localize.ipynb 22
 def format_table(results: list[dict]) -> str:
     "The per-second predictions as a plain-text table."
     w = max([len('label')] + [len(r['label']) for r in results])
@@ -221,7 +198,7 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     i = names.index(label) if label in names else len(names)
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
-# %% ../nbs/16_localize.ipynb 25
+# %% ../nbs/16_localize.ipynb 24
 def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLASS_NAMES, max_thumbs: int = 24, title: str | None = None):
     "Figure of the frame strip, the waveform and the predicted event spans of a localized video; saved to `path` (PNG) when given."
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
@@ -254,7 +231,7 @@ def write_outputs(results: list[dict], out_dir, name: str, video: Video | None =
     if video is not None: plot_timeline(video, results, out_dir / f'{name}.png', class_names); paths['png'] = out_dir / f'{name}.png'
     return paths
 
-# %% ../nbs/16_localize.ipynb 27
+# %% ../nbs/16_localize.ipynb 26
 def _state(ckpt: dict, where) -> dict:
     for k in ('model', 'state_dict', 'model_state'):
         if isinstance(ckpt.get(k), dict): return ckpt[k]
@@ -306,7 +283,7 @@ def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None
     state = {'avbt_state': _state(a, wa), 'head_state': _state(h, wh)}
     return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
 
-# %% ../nbs/16_localize.ipynb 28
+# %% ../nbs/16_localize.ipynb 27
 def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
     "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
     ck = _load(path, 'avbt_tacma')
@@ -325,7 +302,7 @@ def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
                      spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
                      meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
 
-# %% ../nbs/16_localize.ipynb 30
+# %% ../nbs/16_localize.ipynb 29
 def _unique_names(paths) -> list[str]:
     seen, names = {}, []
     for p in paths:

@@ -11,7 +11,7 @@ from .core import AVBTError
 from .audio import SAMPLE_RATE, CLIP_SECONDS, clip_audio
 
 # %% auto 0
-__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'frame_times', 'segment_frames', 'write_test_clip',
+__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'frame_times', 'segment_frames', 'write_video', 'write_test_clip',
            'read_frame_number', 'ClipError', 'default_stream', 'decode_clip']
 
 # %% ../nbs/04_video.ipynb 5
@@ -28,47 +28,59 @@ def segment_frames(t: int, per_segment: int = FRAMES_PER_SEGMENT) -> np.ndarray:
     return np.arange(t * per_segment, (t + 1) * per_segment)
 
 # %% ../nbs/04_video.ipynb 8
+def write_video(path, frames=None, fps: float = 25, tracks=(), sample_rate: int = 16000, crf: int = 23) -> Path:
+    "Write RGB frames [N, H, W, 3] uint8 (or None: no video stream) and audio `tracks` (each [channels, samples] float, 1-2 channels; the first is the default stream) to an H.264 + AAC mp4, atomically."
+    import av, fractions
+    from avbt_tacma.core import atomic_path
+    with atomic_path(path, suffix='.mp4') as tmp:
+        with av.open(str(tmp), 'w', format='mp4') as c:
+            if frames is not None:
+                frames = np.asarray(frames, np.uint8)
+                v = c.add_stream('libx264', rate=fractions.Fraction(fps).limit_denominator(1001))
+                v.height, v.width = frames.shape[1:3]; v.pix_fmt = 'yuv420p'
+                v.options = {'preset': 'ultrafast', 'crf': str(crf)}
+            aus = []
+            for i, x in enumerate(tracks):
+                a = c.add_stream('aac', rate=sample_rate); a.layout = 'stereo' if len(x) == 2 else 'mono'
+                a.disposition = av.stream.Disposition.default if i == 0 else av.stream.Disposition(0)
+                aus.append(a)
+            if frames is not None:
+                for f in frames:
+                    for p in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format='rgb24')): c.mux(p)
+                for p in v.encode(): c.mux(p)
+            for a, x in zip(aus, tracks):
+                x = np.asarray(x, np.float32)
+                for k in range(0, x.shape[1], 1024):
+                    fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, k:k + 1024]), format='fltp', layout=a.layout.name)
+                    fr.sample_rate, fr.pts = sample_rate, k
+                    for p in a.encode(fr): c.mux(p)
+                for p in a.encode(): c.mux(p)
+    return Path(path)
+
 def write_test_clip(path, seconds: float = 10.0, size=(320, 240), fps: int = 25, sample_rate: int = 44100,
                     channels: int = 2, video: bool = True, audio: bool = True, audio_streams: int = 1,
                     tone: float = 440.0, seed: int = 0) -> Path:
     "Encode an mp4 test clip whose frame n shows n in binary as 8 bars along its top edge."
-    import av
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     w, h = size
-    with av.open(str(path), 'w') as c:
-        vs = None
-        if video:
-            vs = c.add_stream('libx264', rate=fps)
-            vs.width, vs.height, vs.pix_fmt = w, h, 'yuv420p'
-            vs.options = {'preset': 'ultrafast', 'crf': '23'}
-        auds = []
-        for i in range(audio_streams if audio else 0):
-            s = c.add_stream('aac', rate=sample_rate); s.layout = 'stereo' if channels == 2 else 'mono'
-            s.disposition = av.stream.Disposition.default if i == 0 else av.stream.Disposition(0)
-            auds.append(s)
-        if vs is not None:
-            yy, xx = np.mgrid[0:h, 0:w]
-            texture = rng.integers(0, 60, (h, w), dtype=np.uint8)
-            bar = w // 8
-            for n in range(int(round(seconds * fps))):
-                img = np.empty((h, w, 3), np.uint8)
-                img[..., 0] = (xx + 3 * n) % 200 + texture
-                img[..., 1] = (yy + 2 * n) % 200 + texture
-                img[..., 2] = 100 + texture
-                for b in range(8): img[:h // 6, b * bar:(b + 1) * bar] = 255 if (n >> (7 - b)) & 1 else 0
-                for p in vs.encode(av.VideoFrame.from_ndarray(img, format='rgb24')): c.mux(p)
-            for p in vs.encode(): c.mux(p)
-        n = int(round(seconds * sample_rate)); t = np.arange(n) / sample_rate
-        for i, s in enumerate(auds):
-            x = (0.3 * np.sin(2 * np.pi * tone * (i + 1) * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
-            data = np.stack([x, 0.5 * x])[:channels]
-            for k in range(0, n, 1024):
-                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, k:k + 1024]), format='fltp', layout=s.layout.name)
-                fr.sample_rate, fr.pts = sample_rate, k
-                for p in s.encode(fr): c.mux(p)
-            for p in s.encode(): c.mux(p)
-    return path
+    frames = None
+    if video:
+        yy, xx = np.mgrid[0:h, 0:w]
+        texture = rng.integers(0, 60, (h, w), dtype=np.uint8)
+        bar, n_frames = w // 8, int(round(seconds * fps))
+        frames = np.empty((n_frames, h, w, 3), np.uint8)
+        for n in range(n_frames):
+            img = frames[n]
+            img[..., 0] = (xx + 3 * n) % 200 + texture
+            img[..., 1] = (yy + 2 * n) % 200 + texture
+            img[..., 2] = 100 + texture
+            for b in range(8): img[:h // 6, b * bar:(b + 1) * bar] = 255 if (n >> (7 - b)) & 1 else 0
+    n = int(round(seconds * sample_rate)); t = np.arange(n) / sample_rate
+    tracks = []
+    for i in range(audio_streams if audio else 0):
+        x = (0.3 * np.sin(2 * np.pi * tone * (i + 1) * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
+        tracks.append(np.stack([x, 0.5 * x])[:channels])
+    return write_video(path, frames, fps, tracks, sample_rate)
 
 def read_frame_number(frame: np.ndarray) -> int:
     "The frame number a `write_test_clip` frame carries (any size, RGB uint8 [H, W, 3])."
