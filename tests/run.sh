@@ -2,6 +2,8 @@
 # The project's test command (README): sync, cleanliness, notebook tests, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== 0/4 compiled dependencies load and work (tests/check_install.py)"
+python tests/check_install.py
 echo "== 1/4 package in sync with the notebooks (nbdev_export; git diff --exit-code)"
 nbdev_export
 git diff --exit-code -- avbt_tacma || { echo "avbt_tacma/ is out of sync with nbs/: run nbdev_export and commit"; exit 1; }

@@ -1,0 +1,15 @@
+"""Regenerate nbs/index.ipynb (the nbdev front page) from README.md: one markdown cell per `## ` section.
+
+Run after every README edit: `python .ci/readme_to_index.py`; tests/test_readme.py checks that the two agree.
+"""
+import json, re
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+readme = (root / 'README.md').read_text().strip('\n')
+parts = [p.strip('\n') for p in re.split(r'\n(?=## )', readme) if p.strip()]
+cells = [dict(cell_type='markdown', metadata={}, source=p.splitlines(keepends=True)) for p in parts]
+nb = dict(cells=cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
+          nbformat=4, nbformat_minor=5)
+for i, c in enumerate(cells): c['id'] = str(i)
+(root / 'nbs' / 'index.ipynb').write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
