@@ -4,11 +4,11 @@
 
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
-import sys, argparse, importlib, logging
-from .core import AVBTError
+import re, sys, argparse, importlib, logging
+from .core import AVBTError, OutputError, output_error, check_int, check_device, check_out_dir, check_out_file
 
 # %% auto 0
-__all__ = ['COMMANDS', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'error_line']
 
 # %% ../nbs/90_cli.ipynb 5
 COMMANDS = {  # command: (module, function prefix, one-line help)
@@ -33,7 +33,7 @@ def _load(cmd):
 def build_parser() -> argparse.ArgumentParser:
     "The `avbt` argument parser with every available subcommand."
     from avbt_tacma import __version__
-    p = argparse.ArgumentParser(prog='avbt', description='AV-BT + TACMA: audio-visual event localization, reproducible.')
+    p = OneLineParser(prog='avbt', description='AV-BT + TACMA: audio-visual event localization, reproducible.')
     p.add_argument('--version', action='version', version=f'avbt-tacma {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     for cmd, (mod, prefix, help_) in COMMANDS.items():
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         if fns is None: continue
         sp = sub.add_parser(cmd, help=help_, description=help_[0].upper() + help_[1:] + '.')
         fns[0](sp)
-        sp.set_defaults(_main=fns[1])
+        sp.set_defaults(_main=fns[1], _parser=sp)
     return p
 
 def main(argv=None) -> int:
@@ -50,12 +50,52 @@ def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     if not getattr(args, '_main', None): p.print_help(); return 1
-    try: return int(args._main(args) or 0)
+    try:
+        check_args(args)
+        return int(args._main(args) or 0)
     except AVBTError as e:
-        print(f"avbt {args.command}: error: {e}", file=sys.stderr); return 2
+        print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr); return 2
+    except OSError as e:                      # a write that failed outside atomic_path: still one line
+        oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
+        if oe is None: raise
+        print(f"avbt {args.command}: error: {oe}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr); return 130
 
-# %% ../nbs/90_cli.ipynb 8
+# %% ../nbs/90_cli.ipynb 6
+class OneLineParser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line, `PROG: error: MESSAGE`, with status 2."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unbounded
+    'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
+    'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'videos': (1, None),
+    'max_seconds': (1, None), 'size': (16, 1024), 'quality': (1, 100)}
+OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
+
+def check_args(args) -> None:
+    "Check every known option of a parsed command line before the command runs (one-line `AVBTError`s)."
+    for dest, (lo, hi) in ARG_RULES.items():
+        v = getattr(args, dest, None)
+        if isinstance(v, int) and not isinstance(v, bool): check_int(v, '--' + dest.replace('_', '-'), lo, hi)
+    if getattr(args, 'device', None) is not None: check_device(args.device)
+    for dest in ('out', 'to'):
+        v = getattr(args, dest, None)
+        if v is None or not isinstance(v, (str, bytes)) and not hasattr(v, '__fspath__'): continue
+        flag = '--' + dest
+        (check_out_file if (args.command, dest) in OUT_FILE else check_out_dir)(v, flag)
+
+def error_line(e: BaseException) -> str:
+    "One line for an error, also when a DataLoader worker wrapped it with its traceback."
+    text = str(e).strip()
+    if 'Original Traceback' in text:                       # torch re-raises worker errors as `Caught X ... Traceback`
+        last = text.splitlines()[-1]
+        m = re.match(r'[\w.]+: (.*)', last)
+        text = m.group(1) if m else last
+    return ' '.join(text.split()) or type(e).__name__
+
+
+# %% ../nbs/90_cli.ipynb 10
 #| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())

@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_core.ipynb 3
 from __future__ import annotations
-import os, json, random, platform, tempfile, contextlib, dataclasses
+import os, re, errno, json, random, shutil, platform, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['AVBTError', 'set_seed', 'get_device', 'data_root', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json',
-           'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
+__all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', 'data_root', 'OutputError', 'os_errno',
+           'output_error', 'one_line', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir',
+           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(Exception):
@@ -30,13 +31,22 @@ def get_device(name: str | None = None):
     "`'auto'`/None picks CUDA when present, else CPU; anything else must be a valid torch device."
     import torch
     if name in (None, '', 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: dev = torch.device(name)
-    except RuntimeError as e: raise AVBTError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from e
+    dev = torch.device(check_device(name))
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise AVBTError(f"device {name!r} asked for, but torch sees no CUDA GPU on this machine")
     return dev
 
-# %% ../nbs/00_core.ipynb 12
+# %% ../nbs/00_core.ipynb 10
+DEVICE_RE = re.compile(r'(auto|cpu|cuda(:\d+)?|mps)')
+
+def check_device(name: str) -> str:
+    "`name` when it is a device this code can run on (auto, cpu, cuda, cuda:N, mps), else a one-line `AVBTError`."
+    if not isinstance(name, str) or not DEVICE_RE.fullmatch(name):
+        raise AVBTError(f"unknown device {name!r} (use cpu, cuda, cuda:N, mps or auto)")
+    return name
+
+
+# %% ../nbs/00_core.ipynb 13
 def data_root() -> Path:
     "Default root for data: `$AVBT_DATA`, else `data/` of the repository (or of the working directory when installed)."
     if os.environ.get('AVBT_DATA'): return Path(os.environ['AVBT_DATA'])
@@ -44,18 +54,53 @@ def data_root() -> Path:
     if (repo / 'settings.ini').exists(): return repo / 'data'
     return Path.cwd() / 'data'
 
-# %% ../nbs/00_core.ipynb 14
+# %% ../nbs/00_core.ipynb 15
+class OutputError(AVBTError):
+    "A failure on the output side (no space, read-only, not a folder): the run stops at once, finished files are kept."
+
+_OUT_ERRNOS = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
+               errno.EROFS: 'read-only file system', errno.EFBIG: 'file too large for the file system'}
+_PATH_ERRNOS = {errno.EACCES: 'permission denied', errno.EPERM: 'permission denied',
+                errno.ENOTDIR: 'a part of the path is a file, not a folder', errno.EEXIST: 'exists and is not a folder',
+                errno.EISDIR: 'is a folder'}
+
+def os_errno(e: BaseException) -> int | None:
+    "The errno of an OS error, also when a library (h5py, PyAV) only puts it in the message."
+    if isinstance(e, OSError) and e.errno: return e.errno
+    text = str(e)
+    if 'No space left' in text: return errno.ENOSPC
+    if 'Read-only file system' in text: return errno.EROFS
+    m = re.search(r'errno = (\d+)', text)
+    return int(m.group(1)) if m else None
+
+def output_error(e: BaseException, path, any_errno: bool = False) -> OutputError | None:
+    "An `OutputError` naming `path` for a write that failed on the output side, else None (`any_errno`: path errors too)."
+    no = os_errno(e)
+    why = _OUT_ERRNOS.get(no) or (_PATH_ERRNOS.get(no) if any_errno else None)
+    return OutputError(f"cannot write {path}: {why} (files written before are kept)") if why else None
+
+def one_line(e: BaseException) -> str:
+    "`Type: first line of the message` (just the type when the message is empty), at most 200 characters."
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
+# %% ../nbs/00_core.ipynb 16
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp', dir=path.parent)
-    os.close(fd)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp', dir=path.parent)
+        os.close(fd)
+    except OSError as e: raise (output_error(e, path, any_errno=True) or e) from None
     umask = os.umask(0); os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files; give the final file the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e: raise (output_error(e, path) or e) from None   # ENOSPC etc. while writing the temporary
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
@@ -83,7 +128,44 @@ def load_json(path):
     try: return json.loads(path.read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise AVBTError(f"{path}: not valid JSON ({e})") from e
 
-# %% ../nbs/00_core.ipynb 17
+# %% ../nbs/00_core.ipynb 18
+def _existing_base(path: Path) -> Path:
+    base = path
+    while not os.path.lexists(base) and base.parent != base: base = base.parent
+    return base
+
+def check_out_dir(path, what: str = '--out', min_free: int = 1 << 20) -> Path:
+    "Check before any work that the folder `path` can be created and written in; a one-line `OutputError` otherwise."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise OutputError(f"{what} {path}: exists and is not a folder")
+    base = _existing_base(path)
+    if not base.is_dir(): raise OutputError(f"{what} {path}: cannot be made, {base} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.avbt-write-test.', dir=base); os.close(fd); os.remove(tmp)
+    except OSError as e:
+        raise OutputError(f"{what} {path}: cannot write in {base} ({(e.strerror or one_line(e)).lower()})") from None
+    free = shutil.disk_usage(base).free
+    if free < min_free: raise OutputError(f"{what} {path}: only {free} bytes free on its file system")
+    return path
+
+def check_out_file(path, what: str = '--out') -> Path:
+    "Check before any work that the file `path` can be written (not a folder; its folder can be made and written)."
+    path = Path(path)
+    if path.is_dir(): raise OutputError(f"{what} {path}: is a folder, expected a file name")
+    check_out_dir(path.parent, what)
+    return path
+
+def check_int(value, name: str, lo: int | None = None, hi: int | None = None):
+    "`value` when it is a whole number in lo..hi (None: unbounded, and None passes), else a one-line `AVBTError`."
+    if value is None: return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (lo is not None and value < lo) or \
+       (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if lo is not None and hi is not None else (f">= {lo}" if lo is not None else f"<= {hi}")
+        raise AVBTError(f"{name} must be a whole number {rng}, got {value!r}")
+    return value
+
+
+# %% ../nbs/00_core.ipynb 21
 def versions() -> dict:
     "Versions of the pieces that decide whether a checkpoint or a result can be compared."
     import torch
@@ -105,17 +187,18 @@ def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:
     import torch, pickle, zipfile
     path = Path(path)
     if not path.exists(): raise AVBTError(f"{path}: checkpoint not found")
+    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not a checkpoint file")
+    if path.stat().st_size == 0: raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint (empty file)")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
-            TypeError, OSError) as e:   # the weights-only unpickler raises several kinds on junk
-        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({str(e).splitlines()[0][:200]})") from e
+    except Exception as e:   # the weights-only unpickler raises many kinds (and empty messages) on junk
+        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({one_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != 'avbt_tacma':
         raise AVBTError(f"{path}: not an avbt-tacma checkpoint (no 'format': 'avbt_tacma' entry)")
     if kind is not None and ckpt.get('kind') != kind:
         raise AVBTError(f"{path}: checkpoint holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     return ckpt
 
-# %% ../nbs/00_core.ipynb 20
+# %% ../nbs/00_core.ipynb 24
 def make_run_dir(path, config: dict | None = None) -> Path:
     "Create the run folder `path` and (re)write its `config.json` when `config` is given."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
