@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_prepare.ipynb 3
 from __future__ import annotations
-import csv, io, json, logging, os, time
+import csv, io, json, hashlib, logging, os, time
 from collections import Counter, OrderedDict
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path, atomic_write_text, save_json, load_json, versions
+from .core import (AVBTError, OutputError, atomic_path, atomic_write_text, save_json, load_json, versions,
+                             check_out_dir, check_int, one_line)
 from .ave import read_annotations, write_annotations, read_order, split_indices, segment_labels, Record
 from .audio import SAMPLE_RATE, CLIP_SECONDS, vggish_log_mel
 from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
@@ -16,8 +17,9 @@ from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'CACHE_FORMAT', 'SPLITS', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'read_splits',
-           'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser', 'prepare_main']
+__all__ = ['log', 'CACHE_FORMAT', 'SPLITS', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest',
+           'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser',
+           'prepare_main']
 
 # %% ../nbs/05_prepare.ipynb 5
 CACHE_FORMAT = 'avbt_tacma.cache/1'
@@ -47,17 +49,41 @@ def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: 
     "Decode `src` and write its cache file `dest` atomically; returns the decode info (raises ClipError for a bad clip)."
     import h5py
     frames, audio, info = decode_clip(src, N_FRAMES, size, threads=threads)
-    logmel = vggish_log_mel(audio, SAMPLE_RATE, framing).numpy()
-    jpegs = encode_jpegs(frames, quality)
+    logmel = vggish_log_mel(audio, SAMPLE_RATE, framing).numpy().astype(np.float32)
+    jpegs = [np.frombuffer(b, np.uint8) for b in encode_jpegs(frames, quality)]
+    wave = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    buf = io.BytesIO()                                   # built in memory: HDF5 never writes to a failing disk
+    with h5py.File(buf, 'w') as f:
+        ds = f.create_dataset('jpeg', (len(jpegs),), dtype=h5py.vlen_dtype(np.uint8))
+        ds[...] = np.array(jpegs + [None], dtype=object)[:-1]
+        f['logmel'], f['waveform'] = logmel, wave
+        f.attrs['info'] = json.dumps(info)
+        f.attrs['source'] = Path(src).name
+        f.attrs['sha256'] = clip_digest(jpegs, logmel, wave, f.attrs['info'])
     with atomic_path(dest, suffix='.h5') as tmp:
-        with h5py.File(tmp, 'w') as f:
-            ds = f.create_dataset('jpeg', (len(jpegs),), dtype=h5py.vlen_dtype(np.uint8))
-            ds[...] = np.array([np.frombuffer(b, np.uint8) for b in jpegs] + [None], dtype=object)[:-1]
-            f['logmel'] = logmel.astype(np.float32)
-            f['waveform'] = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
-            f.attrs['info'] = json.dumps(info)
-            f.attrs['source'] = Path(src).name
+        with open(tmp, 'wb') as fh: fh.write(buf.getbuffer()); fh.flush(); os.fsync(fh.fileno())
     return info
+
+def clip_digest(jpegs, logmel, waveform, info: str) -> str:
+    "SHA-256 of a clip's content: JPEG byte strings, log-mel, waveform and info."
+    h = hashlib.sha256()
+    for b in jpegs: h.update(len(b).to_bytes(4, 'little')); h.update(np.asarray(b, np.uint8).tobytes())
+    for a in (logmel, waveform): h.update(np.ascontiguousarray(a).tobytes())
+    h.update(str(info).encode())
+    return h.hexdigest()
+
+def check_clip(path) -> str | None:
+    "None when the cache file `path` opens and matches its checksum, else why it is damaged (one short line)."
+    import h5py
+    try:
+        with h5py.File(path, 'r') as f:
+            jpegs, logmel, wave, info = f['jpeg'][()], f['logmel'][()], f['waveform'][()], f.attrs['info']
+            want = f.attrs.get('sha256')
+            json.loads(info)
+    except Exception as e: return f"unreadable ({one_line(e)})"
+    if len(jpegs) == 0 or logmel.ndim != 3: return 'incomplete content'
+    if want is not None and clip_digest(jpegs, logmel, wave, info) != want: return 'content does not match its checksum'
+    return None
 
 # %% ../nbs/05_prepare.ipynb 10
 def read_splits(root, records) -> dict:
@@ -78,10 +104,17 @@ def video_dir(root) -> Path:
 
 # %% ../nbs/05_prepare.ipynb 14
 def _job(args):
+    "(video id, info, error, state): state is 'already', 'new' or 'remade' (a damaged cache file was re-made)."
     vid, src, dest, size, quality, framing, threads = args
-    try: return vid, prepare_clip(src, dest, size, quality, framing, threads), None
-    except ClipError as e: return vid, None, (e.problem, e.reason)
-    except Exception as e: return vid, None, ('error', f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+    state = 'new'
+    if dest.exists():
+        why = check_clip(dest)
+        if why is None: return vid, None, None, 'already'
+        dest.unlink(); state = f'remade:{why}'
+    try: return vid, prepare_clip(src, dest, size, quality, framing, threads), None, state
+    except OutputError as e: return vid, None, ('output', str(e)), state       # the disk, not the clip: stop the run
+    except ClipError as e: return vid, None, (e.problem, e.reason), state
+    except Exception as e: return vid, None, ('error', one_line(e)[:300]), state
 
 def _worker_init():
     import torch; torch.set_num_threads(1)
@@ -118,24 +151,30 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
     "Decode the clips of an AVE root into the cache `out` (resumable); returns a summary dict (also printed as one line)."
     root, out = Path(ave_root), Path(out)
     if not root.is_dir(): raise AVBTError(f"{root}: AVE root folder not found")
+    check_out_dir(out, 'cache folder'); check_int(workers, 'workers', 0); check_int(threads, 'threads', 0)
+    check_int(limit, 'limit', 1)
     if not (16 <= size <= 1024): raise AVBTError(f"--size must be in 16..1024, got {size}")
     if not (1 <= quality <= 100): raise AVBTError(f"JPEG quality must be in 1..100, got {quality}")
     if framing not in ('segment', 'vggish'): raise AVBTError(f"framing must be 'segment' or 'vggish', got {framing!r}")
     records = read_annotations(root / 'Annotations.txt')
-    rows = list(range(len(records) if limit is None else min(max(limit, 0), len(records))))
+    rows = list(range(len(records) if limit is None else min(limit, len(records))))
     _start_cache(root, out, records, dict(size=size, quality=quality, framing=framing))
     vdir, t0 = video_dir(root), time.time()
     vids = list(dict.fromkeys(records[r].video_id for r in rows))
     threads = threads or (1 if workers > 1 else 0)       # with a process per core, decoder threads only contend
-    todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids
-            if not clip_file(out, v).exists()]
-    failed, done_now = {}, 0
+    todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids]
+    failed, done_now, already, remade = {}, 0, 0, {}
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(vids), initial=len(vids) - len(todo), desc='prepare', unit='clip', disable=not progress)
+    bar = tqdm(total=len(vids), desc='prepare', unit='clip', disable=not progress)
     def take(res):
-        nonlocal done_now
-        vid, info, err = res
+        nonlocal done_now, already
+        vid, info, err, state = res
+        if state.startswith('remade:'):
+            remade[vid] = state[7:]; log.warning(f"{clip_file(out, vid)}: damaged ({state[7:]}): re-made")
+        if err and err[0] == 'output':                 # no space / read-only: stop at once, finished clips stay
+            raise OutputError(f"{err[1]}; {done_now} new clips of this run are complete, re-run to resume")
         if err: failed[vid] = err
+        elif state == 'already': already += 1
         else: done_now += 1
         bar.update(); bar.set_postfix(failed=len(failed), refresh=False)
     import torch
@@ -167,12 +206,14 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
     _write_report(out, report)
     secs = time.time() - t0
     counts = Counter(x['problem'] for x in report if x['status'] == 'skipped')
-    summary = dict(rows=len(rows), kept=ok, new=done_now, already=len(vids) - len(todo), skipped=sum(counts.values()),
-                   problems=dict(counts), padded=padded, seconds=round(secs, 2),
-                   clips_per_s=round(len(todo) / secs, 2) if secs > 0 else None, report=str(out / 'report.csv'))
+    summary = dict(rows=len(rows), kept=ok, new=done_now, already=already, skipped=sum(counts.values()),
+                   problems=dict(counts), padded=padded, seconds=round(secs, 2), remade=sorted(remade),
+                   clips_per_s=round((len(todo) - already) / secs, 2) if secs > 0 else None, report=str(out / 'report.csv'))
     summary['line'] = (f"prepare: {ok} of {len(rows)} rows in {out} ({done_now} new clips, {summary['already']} already there); "
                        f"skipped {summary['skipped']}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else '')
-                       + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}")
+                       + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}"
+                       + (f"; re-made {len(remade)} damaged cache file(s): {', '.join(sorted(remade)[:5])}"
+                          + (' ...' if len(remade) > 5 else '') if remade else ''))
     return summary
 
 # %% ../nbs/05_prepare.ipynb 16
@@ -195,7 +236,7 @@ class ClipCache:
         if (self.root / 'report.csv').exists():
             with open(self.root / 'report.csv', newline='', encoding='utf-8') as f:
                 self.report = [dict(r, row=int(r['row'])) for r in csv.DictReader(f)]
-        self.max_open, self._files, self._pid = max_open, OrderedDict(), os.getpid()
+        self.max_open, self._files, self._pid, self._checked = max_open, OrderedDict(), os.getpid(), set()
 
     def __getstate__(self): return {**self.__dict__, '_files': OrderedDict()}
     def __len__(self): return len(self.available)
@@ -213,7 +254,12 @@ class ClipCache:
         if f is None:
             p = clip_file(self.root, vid)
             if not p.exists(): raise AVBTError(f"row {row} ({vid}) is not in the cache {self.root} (see its report.csv)")
-            f = h5py.File(p, 'r')
+            if vid not in self._checked:
+                why = check_clip(p)
+                if why: raise AVBTError(f"{p}: damaged cache file ({why}); re-run `avbt prepare --out {self.root}` to re-make it")
+                self._checked.add(vid)
+            try: f = h5py.File(p, 'r')
+            except OSError as e: raise AVBTError(f"{p}: damaged cache file ({one_line(e)})") from None
             while len(self._files) >= self.max_open: self._files.popitem(last=False)[1].close()
         self._files[vid] = f
         return f
@@ -251,7 +297,7 @@ def open_cache(root) -> ClipCache:
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
-# %% ../nbs/05_prepare.ipynb 23
+# %% ../nbs/05_prepare.ipynb 25
 def prepare_parser(p):
     p.add_argument('--ave-root', required=True, help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
     p.add_argument('--out', required=True, help='cache folder (created; a re-run resumes it)')
