@@ -4,18 +4,19 @@
 
 # %% ../nbs/16_localize.ipynb 3
 from __future__ import annotations
-import csv, io, json, sys, math
+import csv, io, json, os, sys, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path, atomic_write_text, save_json, save_checkpoint, load_checkpoint, get_device
+from .core import AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, save_checkpoint, load_checkpoint, get_device
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .video import write_video   # re-exported: tests and examples write their videos with it
 
 # %% auto 0
-__all__ = ['SAMPLE_RATE', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows', 'Localizer', 'localize_video',
-           'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs', 'save_pipeline',
-           'load_pipeline', 'localize_files', 'localize_parser', 'localize_main']
+__all__ = ['SAMPLE_RATE', 'MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index',
+           'to_windows', 'Localizer', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline',
+           'write_outputs', 'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser',
+           'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
 SAMPLE_RATE = 16000   # the VGGish front-end's rate
@@ -69,12 +70,21 @@ def video_seconds(path) -> float:
 def _ffmpeg_reason(e) -> str:
     return (getattr(e, 'strerror', None) or str(e)).strip().rstrip('.').lower()
 
-def decode_video(path, size: int = 256, min_seconds: float = 1.0) -> Video:
+MAX_SECONDS = 1200   # 20 minutes: about 1 GB of frames and model inputs at the default sizes
+
+def decode_video(path,
+                 size: int = 256,          # frame side in pixels
+                 min_seconds: float = 1.0,  # shorter videos are refused
+                 max_seconds: float = MAX_SECONDS,  # longer videos (by their time stamps) are refused before decoding
+                ) -> Video:
     "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
     from avbt_tacma.video import decode_clip
     duration = video_seconds(path)
     if duration < min_seconds - 0.05:
         raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
+    if duration > max_seconds + 0.5:
+        raise AVBTError(f"{path}: the video runs {duration:.0f} s by its time stamps, more than the {max_seconds:g} s "
+                        "allowed; raise --max-seconds or cut the video")
     n = max(1, int(math.floor(duration + 0.5)))
     frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
     return Video(str(path), frames, audio, duration, info['fps'], info)
@@ -83,7 +93,7 @@ def decode_video(path, size: int = 256, min_seconds: float = 1.0) -> Video:
 def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
     "Second numbers [W, T] of the windows over n seconds (start 0, step `hop`, default T); numbers >= n are padding."
     import torch
-    hop = hop or T
+    hop = T if hop is None else hop
     if n < 1: raise AVBTError("nothing to window: 0 seconds")
     if not 1 <= hop <= T: raise AVBTError(f"hop must be in 1..{T}, got {hop}")
     L = T + max(0, -(-(n - T) // hop)) * hop
@@ -303,25 +313,42 @@ def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
                      meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
 
 # %% ../nbs/16_localize.ipynb 29
-def _unique_names(paths) -> list[str]:
-    seen, names = {}, []
+MANIFEST = '.avbt-localize.json'
+OUT_SUFFIXES = ('.json', '.csv', '.png')
+
+def output_names(paths, out_dir) -> list[str]:
+    "An output name per video: its stem, or the next free `stem-k` when another video or a foreign file holds it."
+    from avbt_tacma.core import load_json
+    out_dir = Path(out_dir)
+    mine = load_json(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else {}
+    taken, names = set(), []
     for p in paths:
-        stem = Path(p).stem or Path(p).name or 'video'
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        src, stem = str(Path(p).resolve()), Path(p).stem or 'video'
+        k, name = 1, stem
+        while name in taken or (mine.get(name, src) != src) or (name not in mine and any(
+                os.path.lexists(out_dir / (name + s)) for s in OUT_SUFFIXES)):
+            k += 1; name = f"{stem}-{k}"
+        taken.add(name); names.append(name)
     return names
 
+def _record_output(out_dir, name: str, src) -> None:
+    from avbt_tacma.core import load_json
+    out_dir = Path(out_dir); m = out_dir / MANIFEST
+    save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
+
 def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print, pad: str = 'edge',
-                   hop: int | None = None) -> list[dict]:
+                   hop: int | None = None, max_seconds: float = MAX_SECONDS) -> list[dict]:
     "Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, outputs} per file."
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
     out = []
-    for p, name in zip(paths, _unique_names(paths)):
+    for p, name in zip(paths, output_names(paths, out_dir)):
         rec = {'path': str(p), 'results': None, 'error': None, 'outputs': {}}
         try:
-            video = decode_video(p, size=loc.frame_size)
+            video = decode_video(p, size=loc.frame_size, max_seconds=max_seconds)
             rec['results'] = localize_video(video, loc, pad=pad, hop=hop, progress=True)
+            Path(out_dir).mkdir(parents=True, exist_ok=True); _record_output(out_dir, name, p)
             rec['outputs'] = {k: str(v) for k, v in write_outputs(rec['results'], out_dir, name, video if figure else None, loc.class_names).items()}
+        except OutputError: raise                                           # the disk, not this video: stop now
         except AVBTError as e: rec['error'] = str(e)
         except Exception as e: rec['error'] = f"{p}: failed ({_first_line(e)})"   # one bad file never stops the others
         if echo:
@@ -341,10 +368,14 @@ def localize_parser(p):
     p.add_argument('--hop', type=int, default=T_SEGMENTS, help='step between 10-s windows; below 10 they overlap and '
                    'probabilities are averaged (default %(default)s: no overlap)')
     p.add_argument('--no-figure', action='store_true', help='skip the timeline PNG')
+    p.add_argument('--max-seconds', type=int, default=MAX_SECONDS, help='refuse longer videos, whatever their container '
+                   'claims (memory and time grow with the seconds; default %(default)s)')
 
 def localize_main(args) -> int:
     window_index(T_SEGMENTS, hop=args.hop)                     # a bad --hop fails before any work
-    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop)
+    check_int(args.max_seconds, '--max-seconds', 1)
+    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop,
+                         max_seconds=args.max_seconds)
     bad = sum(r['error'] is not None for r in res)
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)

@@ -155,7 +155,8 @@ def decode_clip(path, n_frames: int = N_FRAMES, size: int = FRAME_SIZE, seconds:
         n_pad = int((targets[k:] >= v_end).sum())
         put(np.inf)
         wav = np.concatenate(chunks, 1)
-        lead = int(round(a_start * sr))                         # align audio to the timeline origin
+        lead = min(int(round(a_start * sr)), seconds * sr)      # align audio to the timeline origin (a late start: silence,
+                                                                # at most the clip's length, whatever the time stamps say)
         wav = np.concatenate([np.zeros((wav.shape[0], lead), wav.dtype), wav], 1) if lead > 0 else wav[:, -lead:]
         audio, n_real = clip_audio(wav, sr, seconds)
         v_sec, a_sec = min(v_end, seconds), n_real / SAMPLE_RATE
