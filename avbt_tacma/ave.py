@@ -60,16 +60,26 @@ def parse_annotation_line(line: str, where: str = '<string>') -> Record:
         raise AVBTError(f"{where}: need 0 <= start <= end <= {T_SEGMENTS}, got start={s}, end={e}")
     return Record(cat, vid, q, s, e)
 
-def read_annotations(path) -> list[Record]:
+def read_annotations(path,
+                     categories=CATEGORIES,  # allowed categories (None: any)
+                    ) -> list[Record]:
     "Read Annotations.txt (or trainSet/valSet/testSet.txt), with or without its header line; blank lines are skipped."
     path = Path(path)
     if not path.exists(): raise AVBTError(f"{path}: annotation file not found")
+    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not an annotation file")
+    allowed = None if categories is None else set(categories)
     recs = []
-    with open(path, encoding='utf-8-sig') as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip(): continue
-            if n == 1 and line.strip().replace(' ', '') == HEADER: continue
-            recs.append(parse_annotation_line(line, f"{path}:{n}"))
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip(): continue
+                if n == 1 and line.strip().replace(' ', '') == HEADER: continue
+                r = parse_annotation_line(line, f"{path}:{n}")
+                if allowed is not None and r.category not in allowed:
+                    raise AVBTError(f"{path}:{n}: unknown category {r.category!r} (allowed: the {len(allowed)} AVE categories, "
+                                    "avbt_tacma.ave.CATEGORIES)")
+                recs.append(r)
+    except UnicodeDecodeError as e: raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     return recs
 
 def write_annotations(records, path, header: bool = True) -> Path:

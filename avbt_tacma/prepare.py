@@ -157,6 +157,7 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
     if not (1 <= quality <= 100): raise AVBTError(f"JPEG quality must be in 1..100, got {quality}")
     if framing not in ('segment', 'vggish'): raise AVBTError(f"framing must be 'segment' or 'vggish', got {framing!r}")
     records = read_annotations(root / 'Annotations.txt')
+    if not records: raise AVBTError(f"{root / 'Annotations.txt'}: no annotation rows, nothing to prepare")
     rows = list(range(len(records) if limit is None else min(limit, len(records))))
     _start_cache(root, out, records, dict(size=size, quality=quality, framing=framing))
     vdir, t0 = video_dir(root), time.time()

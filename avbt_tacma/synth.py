@@ -384,6 +384,9 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
     if foreign:   # never overwrite or delete videos we did not make (e.g. the real AVE folder)
         raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); choose another --out")
+    lists = [n for n in ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt') if (out / n).exists()]
+    if old is None and lists:   # annotation and split files of someone else's set: never overwritten, even with --force
+        raise AVBTError(f"{out} holds {', '.join(lists)} that avbt synth did not write; choose another --out")
     if old is not None and old != conf:
         if not force: raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
         for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
