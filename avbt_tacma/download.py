@@ -4,17 +4,17 @@
 
 # %% ../nbs/06_download.ipynb 3
 from __future__ import annotations
-import hashlib, os, shutil, socket, stat, zipfile, http.client, urllib.error, urllib.request, logging
+import hashlib, os, shutil, socket, stat, zipfile, zlib, http.client, urllib.error, urllib.request, logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from .core import AVBTError, atomic_path, data_root, save_json, load_json
+from .core import AVBTError, atomic_path, data_root, save_json, load_json, check_out_dir, one_line
 
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'AVE_ROWS', 'Remote', 'file_hashes',
-           'verify', 'fetch', 'fetch_remote', 'safe_extract', 'download_videos', 'download_features', 'data_parser',
-           'data_main']
+__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'HDF5_SIGNATURE', 'AVE_ROWS', 'Remote',
+           'looks_like_html', 'content_problem', 'file_hashes', 'verify', 'fetch', 'fetch_remote', 'safe_extract',
+           'download_videos', 'download_features', 'data_parser', 'data_main']
 
 # %% ../nbs/06_download.ipynb 5
 DRIVE_VIEW = 'https://drive.google.com/file/d/{}/view'
@@ -50,6 +50,26 @@ FEATURES = [
 ]
 
 # %% ../nbs/06_download.ipynb 7
+HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+
+def looks_like_html(path) -> bool:
+    "Whether a file starts like a web page (what Drive sends instead of a file past its quota)."
+    with open(path, 'rb') as f: head = f.read(1024).lstrip().lower()
+    return head.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml')) or b'<html' in head[:200]
+
+def content_problem(path, name: str | None = None) -> str | None:
+    "None when `path` is the kind of file its name says (.h5: HDF5, .zip: zip archive, never a web page), else what it is."
+    path = Path(path); name = name or path.name
+    if path.stat().st_size == 0: return 'an empty file'
+    if not name.endswith(('.html', '.htm')) and looks_like_html(path): return 'a web page (HTML), not the file'
+    if name.endswith('.h5'):
+        with open(path, 'rb') as f: sig = f.read(8)
+        if sig != HDF5_SIGNATURE: return 'not an HDF5 file (no HDF5 signature)'
+    if name.endswith('.zip') and not zipfile.is_zipfile(path): return 'not a complete zip archive'
+    return None
+
+
+# %% ../nbs/06_download.ipynb 9
 def file_hashes(path, algos=('sha256',), chunk: int = 1 << 20) -> dict:
     "Hex digests of a file, computed in one streaming pass."
     hs = {a: hashlib.new(a) for a in algos}
@@ -69,7 +89,7 @@ def verify(path, size: int | None = None, sha256: str | None = None, md5: str | 
         for a, v in want.items():
             if got[a] != v: raise AVBTError(f"{name}: {a} {got[a]} does not match the expected {v} (corrupt or different file)")
 
-# %% ../nbs/06_download.ipynb 10
+# %% ../nbs/06_download.ipynb 12
 def _reason(e: BaseException) -> str:
     "A short, one-line reason for a network failure (urllib, requests and gdown phrase them differently)."
     text = ' '.join(str(getattr(e, 'reason', None) or e).split()) or type(e).__name__
@@ -95,9 +115,17 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
     if dest.exists():
-        try: verify(dest, size, sha256, md5)
-        except AVBTError as e: raise AVBTError(f"{e}; {dest} is already there: delete it and re-run") from None
-        return dest
+        why = content_problem(dest)
+        if why and why.startswith('a web page'):          # never the file: replace it and say so
+            dest.unlink(); log.warning(f"{dest}: was {why}; deleted it, downloading again")
+        else:
+            try:
+                verify(dest, size, sha256, md5)
+                if why: raise AVBTError(f"{dest.name}: {why}")
+            except AVBTError as e: raise AVBTError(f"{e}; {dest} is already there: delete it and re-run") from None
+            return dest
+    if part.exists() and part.stat().st_size and looks_like_html(part) and not dest.name.endswith(('.html', '.htm')):
+        part.unlink(); log.warning(f"{part}: a partial download that is a web page, not {dest.name}; deleted it, starting over")
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset > size: part.unlink(); offset = 0
     req = urllib.request.Request(url, headers={'User-Agent': 'avbt-tacma', **({'Range': f'bytes={offset}-'} if offset else {})})
@@ -129,13 +157,16 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
     have = part.stat().st_size
     if size is not None and have < size:
         raise AVBTError(f"{dest.name}: got {have} of {size} bytes; re-run to resume")
-    try: verify(part, size, sha256, md5, name=dest.name)
-    except AVBTError:
-        part.unlink(); raise
+    try:
+        verify(part, size, sha256, md5, name=dest.name)
+        why = content_problem(part, dest.name)
+        if why: raise AVBTError(f"{dest.name}: the download is {why}")
+    except AVBTError as e:
+        part.unlink(); raise AVBTError(f"{e}; deleted the partial file {part.name}, re-run to download it again") from None
     os.replace(part, dest)
     return dest
 
-# %% ../nbs/06_download.ipynb 15
+# %% ../nbs/06_download.ipynb 17
 def _have_gdown() -> bool:
     try: import gdown  # noqa: F401
     except ImportError: return False
@@ -152,12 +183,15 @@ def fetch_remote(r: Remote, folder, mirror: str | None = None, use_gdown: bool |
     try: out = gdown.download(id=r.drive_id, output=str(dest), quiet=not progress, resume=True)
     except Exception as e: raise _net_error(r.page(), e, dest) from None
     if not out or not dest.exists(): raise AVBTError(f"cannot download {r.name} with gdown; fetch {r.page()} by hand into {dest}")
-    try: verify(dest, r.size, r.sha256, r.md5)
-    except AVBTError:
-        dest.unlink(); raise
+    try:
+        verify(dest, r.size, r.sha256, r.md5)
+        why = content_problem(dest)
+        if why: raise AVBTError(f"{r.name}: gdown fetched {why}")
+    except AVBTError as e:
+        dest.unlink(); raise AVBTError(f"{e}; deleted {dest.name}: re-run, or fetch {r.page()} by hand into {dest}") from None
     return dest
 
-# %% ../nbs/06_download.ipynb 17
+# %% ../nbs/06_download.ipynb 19
 def _unsafe(info: zipfile.ZipInfo) -> str | None:
     name = info.filename.replace('\\', '/')
     if stat.S_ISLNK(info.external_attr >> 16): return 'is a symbolic link'
@@ -183,12 +217,16 @@ def safe_extract(zip_path, dest, progress: bool = True) -> list[Path]:
             for i in infos:
                 target = root / i.filename
                 if i.is_dir(): target.mkdir(parents=True, exist_ok=True); continue
-                with zf.open(i) as src, atomic_path(target, suffix='.part') as tmp, open(tmp, 'wb') as f:
-                    shutil.copyfileobj(src, f, 1 << 20)
+                try:
+                    with zf.open(i) as src, atomic_path(target, suffix='.part') as tmp, open(tmp, 'wb') as f:
+                        shutil.copyfileobj(src, f, 1 << 20)               # zipfile checks each member's CRC-32
+                except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+                    raise AVBTError(f"{zip_path}: member {i.filename!r} is damaged ({one_line(e)}); delete {zip_path.name} "
+                                    "and re-run to download it again") from None
                 bar.update(i.file_size); out.append(target)
     return out
 
-# %% ../nbs/06_download.ipynb 20
+# %% ../nbs/06_download.ipynb 22
 AVE_ROWS = 4143
 
 def _check_h5(path: Path, key: str, shape: tuple):
@@ -210,12 +248,14 @@ def download_videos(to, mirror: str | None = None, keep_zip: bool = False, use_g
     marker = to / f'.{AVE_ZIP.name}.extracted.json'
     if marker.exists(): return to / load_json(marker)['root']
     z = fetch_remote(AVE_ZIP, to, mirror, use_gdown, progress)
+    zip_facts = {'zip_bytes': z.stat().st_size, 'zip_sha256': file_hashes(z)['sha256']}
     files = safe_extract(z, to, progress)
     root = _ave_root(to)
     from avbt_tacma.ave import read_annotations
     n_rows, n_mp4 = len(read_annotations(root / 'Annotations.txt')), sum(1 for p in files if p.suffix == '.mp4')
     if n_rows != AVE_ROWS: log.warning(f"{root / 'Annotations.txt'}: {n_rows} rows (the AVE release has {AVE_ROWS})")
-    save_json({'root': str(root.relative_to(to)), 'files': len(files), 'mp4': n_mp4, 'rows': n_rows, 'zip': z.name}, marker)
+    save_json({'root': str(root.relative_to(to)), 'files': len(files), 'mp4': n_mp4, 'rows': n_rows, 'zip': z.name,
+               **zip_facts}, marker)
     if not keep_zip: z.unlink()
     log.info(f"AVE videos: {n_mp4} mp4 files, {n_rows} annotation rows in {root}")
     return root
@@ -236,7 +276,7 @@ def download_features(to, mirror: str | None = None, use_gdown: bool | None = No
     log.info(f"AVE features ready in {to} (read them with avbt_tacma.features.load_features)")
     return to
 
-# %% ../nbs/06_download.ipynb 23
+# %% ../nbs/06_download.ipynb 25
 def data_parser(p):
     sub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
     d = sub.add_parser('download', help='fetch and check the AVE videos or the pre-extracted features',
@@ -250,6 +290,7 @@ def data_parser(p):
 def data_main(args) -> int:
     if args.data_command != 'download': raise AVBTError(f"unknown action {args.data_command!r}")
     use_gdown = False if args.no_gdown else None
+    check_out_dir(args.to or data_root() / ('ave' if args.what == 'videos' else 'ave-features'), '--to')
     if args.what == 'videos':
         root = download_videos(args.to or data_root() / 'ave', args.mirror, args.keep_zip, use_gdown)
         print(f"AVE videos ready: {root}  (next: avbt prepare --ave-root {root} --out CACHE)")
