@@ -220,7 +220,10 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
 # %% ../nbs/05_prepare.ipynb 16
 class ClipCache:
     "Read access to a prepared cache: frames, log-mel, waveform, labels and splits by annotation row."
-    def __init__(self, root, max_open: int = 64):
+    def __init__(self, root,
+                 max_open: int = 64,          # HDF5 handles kept open per process
+                 skip_damaged: bool = False,  # check every file now and leave damaged ones out (listed in `damaged`)
+                ):
         self.root = Path(root)
         if not (self.root / 'cache.json').exists():
             raise AVBTError(f"{self.root}: not a clip cache (no cache.json); make one with `avbt prepare`")
@@ -229,6 +232,15 @@ class ClipCache:
             raise AVBTError(f"{self.root}: cache format {self.meta.get('format')!r}, this code reads {CACHE_FORMAT!r}")
         self.records: list[Record] = read_annotations(self.root / 'Annotations.txt')
         present = {p.stem for p in (self.root / 'clips').glob('*.h5') if not p.name.startswith('.')}
+        self.damaged = {}
+        if skip_damaged:
+            for v in sorted(present):
+                why = check_clip(clip_file(self.root, v))
+                if why: self.damaged[v] = why
+            if self.damaged:
+                log.warning(f"{self.root}: left out {len(self.damaged)} damaged cache file(s) ({', '.join(list(self.damaged)[:5])}"
+                            f"{' ...' if len(self.damaged) > 5 else ''}); re-run `avbt prepare` to re-make them")
+            present -= set(self.damaged)
         self.available = np.array([i for i, r in enumerate(self.records) if r.video_id in present], dtype=np.int64)
         have = set(self.available.tolist())
         sp = load_json(self.root / 'splits.json') if (self.root / 'splits.json').exists() else {}
