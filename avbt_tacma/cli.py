@@ -70,8 +70,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unbounded
     'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
-    'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'videos': (1, None),
-    'max_seconds': (1, None), 'size': (16, 1024), 'quality': (1, 100)}
+    'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'max_seconds': (1, None)}
+# (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)
 OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
 
 def check_args(args) -> None:
