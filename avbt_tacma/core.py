@@ -158,10 +158,12 @@ def check_out_file(path, what: str = '--out') -> Path:
 def check_int(value, name: str, lo: int | None = None, hi: int | None = None):
     "`value` when it is a whole number in lo..hi (None: unbounded, and None passes), else a one-line `AVBTError`."
     if value is None: return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (lo is not None and value < lo) or \
-       (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if lo is not None and hi is not None else (f">= {lo}" if lo is not None else f"<= {hi}")
-        raise AVBTError(f"{name} must be a whole number {rng}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise AVBTError(f"{name} must be a whole number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = (f"between {lo} and {hi}" if lo is not None and hi is not None else
+               f"at least {lo}" if lo is not None else f"at most {hi}")
+        raise AVBTError(f"{name} must be {rng}, got {value!r}")
     return value
 
 
