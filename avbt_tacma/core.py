@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb 3
 from __future__ import annotations
-import os, re, errno, json, random, shutil, platform, tempfile, contextlib, dataclasses
+import io, os, re, errno, json, random, shutil, platform, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 
@@ -181,7 +181,8 @@ def save_checkpoint(path, kind: str, config: dict, state: dict, class_names=None
     ckpt = {'format': 'avbt_tacma', 'kind': kind, 'config': json.loads(json.dumps(config, default=_jsonable)),
             'class_names': list(class_names) if class_names is not None else None,
             'versions': versions(), **state, **extra}
-    with atomic_path(path) as tmp: torch.save(ckpt, tmp)
+    buf = io.BytesIO(); torch.save(ckpt, buf)        # in memory first: torch's zip writer hides ENOSPC ("unexpected pos")
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(buf.getbuffer())
     return Path(path)
 
 def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:

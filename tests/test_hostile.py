@@ -390,3 +390,13 @@ def test_damaged_zip_member_is_one_line(tmp_path):
     with pytest.raises(AVBTError, match=r"member 'AVE/x.mp4' is damaged .*delete a.zip and re-run") as e:
         safe_extract(z, tmp_path / 'out', progress=False)
     assert '\n' not in str(e.value) and not (tmp_path / 'out' / 'AVE' / 'x.mp4').exists()
+
+
+def test_checkpoint_on_a_full_disk_is_an_output_error_and_keeps_the_old_one(tmp_path):
+    import torch
+    from avbt_tacma.core import save_checkpoint, load_checkpoint
+    with small_fs(tmp_path / 'fs', '1m') as fs:
+        save_checkpoint(fs / 'm.pt', 'x', {}, {'model': {'w': torch.ones(10)}})
+        with pytest.raises(OutputError, match='no space left on the device'):
+            save_checkpoint(fs / 'm.pt', 'x', {}, {'model': {'w': torch.ones(1_000_000)}})
+        assert load_checkpoint(fs / 'm.pt')['model']['w'].shape == (10,) and os.listdir(fs) == ['m.pt']
