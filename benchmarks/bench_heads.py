@@ -11,14 +11,14 @@ and what 200 epochs would take. On the CPU for each requested thread count; on C
 """
 import argparse, statistics, time
 import torch
-from avbt_tacma.train_heads import build_head, train_epoch, accuracy_on, SPATIAL_HEADS
+from avbt_tacma.train_heads import build_head, train_epoch, accuracy_on, head_needs_spatial
 
 
 def bench(head, device, n_train, n_eval, epochs, batch_size, threads=None):
     if threads: torch.set_num_threads(threads)
     torch.manual_seed(0)
     dev = torch.device(device)
-    spatial = head in SPATIAL_HEADS
+    spatial = head_needs_spatial(head)
     vshape = (7, 7, 512) if spatial else (512,)
     a = torch.randn(n_train, 10, 512, device=dev); v = torch.randn(n_train, 10, *vshape, device=dev)
     y = torch.randint(0, 29, (n_train, 10), device=dev)
