@@ -144,9 +144,10 @@ def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, 
     for b, idx in enumerate(torch.randperm(len(a), generator=gen).split(rec['batch_size'])[:n_b]):
         for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
         idx = idx.to(a.device)
-        loss, logits = model.training_loss(a[idx], v[idx], y[idx])
+        yb = y.index_select(0, idx)
+        loss, logits = model.training_loss(a.index_select(0, idx), v.index_select(0, idx), yb)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        tot += loss.item() * len(idx); n += len(idx); correct += (logits.argmax(-1) == y[idx]).sum().item()
+        tot += loss.item() * len(idx); n += len(idx); correct += (logits.argmax(-1) == yb).sum().item()
     return tot / n, correct / (n * y.shape[1])
 
 # %% ../nbs/14_train_heads.ipynb 14

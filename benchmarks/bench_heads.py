@@ -8,8 +8,17 @@ and what 200 epochs would take. On the CPU for each requested thread count; on C
     python benchmarks/bench_heads.py                       # tacma and psp, CPU (1 and 2 threads) [+ CUDA]
     python benchmarks/bench_heads.py --heads tacma,psp,cma,probe_av --epochs 5
     python benchmarks/bench_heads.py --heads avel          # spatial 7x7x512 input: ~3.3 GB of features in memory
+
+Official PSP side by side (`--official-psp DIR`, DIR = a checkout of github.com/jasongief/PSP_CVPR_2021, kept
+outside this repository): one training epoch of the release's own step (its `psp_net`, its `AVE_Fully_Dataset.get_batch`,
+CE + 100 AVPS, Adam; `.cuda()` made a no-op so it runs on the CPU) against one epoch of the official-architecture PSP
+through this project's training code (`run_epoch`, recipe 'official'), fp32 and `fast` (bfloat16 region products),
+on the same random spatial features, same thread count, in one run:
+
+    python benchmarks/bench_heads.py --official-psp /tmp/PSP_CVPR_2021 --n-train 384 --threads 2
 """
-import argparse, statistics, time
+import argparse, contextlib, random, statistics, sys, time
+import numpy as np
 import torch
 from avbt_tacma.train_heads import build_head, train_epoch, accuracy_on, head_needs_spatial
 
@@ -40,6 +49,85 @@ def bench(head, device, n_train, n_eval, epochs, batch_size, threads=None):
     return statistics.median(tr), statistics.median(evt), n_params
 
 
+@contextlib.contextmanager
+def _cuda_is_cpu():
+    "Let the release's code, which calls .cuda() everywhere, run on the CPU."
+    saved = torch.Tensor.cuda, torch.nn.Module.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+    try: yield
+    finally: torch.Tensor.cuda, torch.nn.Module.cuda = saved
+
+
+def _spatial_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, 10, 128), dtype=np.float32)
+    v = np.maximum(rng.standard_normal((n, 10, 7, 7, 512), dtype=np.float32), 0)     # non-negative, like VGG-19 pool5
+    y = np.full((n, 10), 28)
+    for i, c in enumerate(rng.integers(0, 28, n)):
+        s, e = sorted(rng.integers(0, 11, 2)); y[i, s:max(e, s + 1)] = c
+    return a, v, y
+
+
+def official_psp_epochs(official_dir, a, v, y, batch_size, epochs):
+    "Seconds per epoch (warm-up first) of the release's own training step: its model, batch loader, losses, optimiser."
+    sys.path.insert(0, str(official_dir))
+    with _cuda_is_cpu():
+        import fully_model, dataloader, measure, Optim
+        torch.manual_seed(0); random.seed(0)
+        net = fully_model.psp_net(128, 512, 128, 29)
+        opt = Optim.ScheduledOptim(torch.optim.Adam(net.parameters(), lr=1e-3))
+        ds = object.__new__(dataloader.AVE_Fully_Dataset)            # its __init__ only reads these from HDF5 files
+        ds.batch_size, ds.status = batch_size, 'train'
+        ds.audio_features, ds.video_features, ds.labels = a, v, np.eye(29, dtype=np.float32)[y]
+        ds.lis = list(range(len(a))); ds.list_copy = ds.lis.copy()
+        ds.video_batch = np.zeros([batch_size, 10, 7, 7, 512], np.float32); ds.audio_batch = np.zeros([batch_size, 10, 128], np.float32)
+        ds.label_batch = np.zeros([batch_size, 10, 29], np.float32)
+        ds.segment_label_batch = np.zeros([batch_size, 10], np.float32); ds.segment_avps_gt_batch = np.zeros([batch_size, 10], np.float32)
+        times = []
+        for ep in range(epochs + 1):
+            net.train(); t = time.perf_counter(); shuffle = True
+            for i in range(len(ds) // batch_size):                   # the loop of fully_supervised_main.train
+                audio, video, labels, seg_label, avps_gt = ds.get_batch(i, shuffle); shuffle = False
+                net.zero_grad()
+                fusion, out, cross_att = net(audio, video, 0.099)
+                loss = torch.nn.CrossEntropyLoss()(out.permute(0, 2, 1), seg_label) + 100 * measure.AVPSLoss(cross_att, avps_gt)
+                loss.cpu().data.numpy(); loss.backward(); opt.step_lr()
+            if ep: times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def project_psp_epochs(a, v, y, batch_size, epochs, fast):
+    "Seconds per epoch (warm-up first) of the official-architecture PSP through run_epoch, recipe 'official'."
+    from avbt_tacma.train_heads import recipe_for, run_epoch
+    rec = recipe_for('psp_avps', 'official'); rec['batch_size'] = batch_size
+    torch.manual_seed(0)
+    model = build_head('psp_avps', 128, 512, **rec.pop('head_kw'), fast=fast)
+    opt = torch.optim.Adam(model.parameters(), lr=rec['lr'])
+    ta, tv, ty = torch.from_numpy(a), torch.from_numpy(v), torch.from_numpy(y)
+    gen, times = torch.Generator().manual_seed(0), []
+    for ep in range(epochs + 1):
+        t = time.perf_counter()
+        run_epoch(model, opt, ta, tv, ty, rec, ep, gen, rec['lr'])
+        if ep: times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def compare_official_psp(args):
+    import os
+    a, v, y = _spatial_data(args.n_train)
+    print(f"official PSP step vs the project's, {args.n_train} clips x 10 x 7x7x512 (random, non-negative), batch "
+          f"{args.batch_size}, median of {args.epochs} epochs after 1 warm-up; load average {os.getloadavg()}")
+    for threads in [int(t) for t in args.threads.split(',')]:
+        torch.set_num_threads(threads)
+        off = official_psp_epochs(args.official_psp, a, v, y, args.batch_size, args.epochs)
+        ours = project_psp_epochs(a, v, y, args.batch_size, args.epochs, fast=False)
+        fast = project_psp_epochs(a, v, y, args.batch_size, args.epochs, fast=True)
+        print(f"cpu x{threads}: official {off:.2f} s/epoch | project fp32 {ours:.2f} s ({off / ours:.2f}x) | "
+              f"project fast {fast:.2f} s ({off / fast:.2f}x faster than the official step)", flush=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--heads', default='tacma,psp')
@@ -49,7 +137,9 @@ def main():
     p.add_argument('--n-eval', type=int, default=402)
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--no-cuda', action='store_true')
+    p.add_argument('--official-psp', default=None, help='checkout of PSP_CVPR_2021: time its training step against ours')
     args = p.parse_args()
+    if args.official_psp: return compare_official_psp(args)
     print(f"torch {torch.__version__}; {args.n_train} train clips x 10 segments, 512-d, batch {args.batch_size}; "
           f"median of {args.epochs} epochs after 1 warm-up")
     print(f"{'head':<9} {'device':<14} {'params':>9} {'train s/epoch':>14} {'val+test s':>11} {'200 epochs (min)':>17}")
