@@ -146,9 +146,9 @@ class PSP(Head):
         self.v_L1, self.v_L2, self.a_L1, self.a_L2 = (nn.Linear(d, d, bias=False) for _ in range(4))
         self.v_fc, self.a_fc = nn.Linear(d, d_psp, bias=False), nn.Linear(d, d_psp, bias=False)
         self.layer_norm, self.drop = nn.LayerNorm(d_psp, eps=1e-6), nn.Dropout(dropout)  # one LayerNorm for both
-        self.L1, self.L2 = nn.Linear(d_psp, 64, bias=not off), nn.Linear(64, n_classes, bias=not off)
+        self.classifier = nn.Sequential(nn.Linear(d_psp, 64, bias=not off), nn.ReLU(), nn.Linear(64, n_classes, bias=not off))
         if off:
-            for l in (self.v_L1, self.v_L2, self.a_L1, self.a_L2, self.a_fc, self.v_fc, self.L1, self.L2):
+            for l in (self.v_L1, self.v_L2, self.a_L1, self.a_L2, self.a_fc, self.v_fc, self.classifier[0], self.classifier[2]):
                 nn.init.xavier_uniform_(l.weight)
 
     def propagate(self, a, v):
@@ -178,7 +178,7 @@ class PSP(Head):
     def forward(self, a, v, return_extra: bool = False):
         a, v, alpha = self.encode(a, v)
         fused, v_psp, a_psp, A_va, A_av = self.propagate(a, v)
-        logits = self.L2(F.relu(self.L1(fused)))
+        logits = self.classifier(fused)                                   # the release's L2(ReLU(L1(fusion)))
         if not return_extra: return logits
         sim = (F.normalize(v_psp, dim=-1) * F.normalize(a_psp, dim=-1)).sum(-1)
         return logits, dict(sim=sim, A_va=A_va, A_av=A_av, alpha=alpha)
@@ -205,6 +205,7 @@ class PSP(Head):
         def rename(k):
             k = k.replace('lstm_a_v.', '', 1)
             if k.startswith('psp.'): k = k[4:]
+            if k.startswith(('L1.', 'L2.')): k = {'L1': 'classifier.0', 'L2': 'classifier.2'}[k[:2]] + k[2:]
             if k.startswith('attention.'): k = 'attention.' + _AGA_NAMES.get(k.split('.')[1], k.split('.')[1]) + '.' + k.split('.', 2)[2]
             return k
         return _load_official(m, sd, rename, _PSP_UNUSED, 'psp_net')
@@ -229,9 +230,9 @@ class AVEL(Head):
         self.attention = AudioGuidedAttention(d_in_a, d_in_v, d_att, k, axis=axis, init='official', fast=fast)
         self.lstm_audio = nn.LSTM(d_in_a, d_hidden, batch_first=True, bidirectional=True)
         self.lstm_video = nn.LSTM(d_in_v, d_hidden, batch_first=True, bidirectional=True)
-        self.L1 = nn.Linear(2 * d_hidden * (1 if fusion == 'add' else 2), 64)
-        self.L2 = nn.Linear(64, n_classes)
-        for l in (self.L1, self.L2): nn.init.xavier_uniform_(l.weight)
+        self.classifier = nn.Sequential(nn.ReLU(), nn.Linear(2 * d_hidden * (1 if fusion == 'add' else 2), 64), nn.ReLU(),
+                                        nn.Linear(64, n_classes))                 # the release's ReLU, L1, ReLU, L2
+        for l in (self.classifier[1], self.classifier[3]): nn.init.xavier_uniform_(l.weight)
 
     def visual_attention(self, a, v):
         "Attended visual features [B, T, C] and the attention maps [B, T, H, W] for audio a [B, T, Da], maps v [B, T, H, W, C]."
@@ -245,7 +246,7 @@ class AVEL(Head):
         c, alpha = self.visual_attention(a, v)
         h_a, h_v = self.lstm_audio(a)[0], self.lstm_video(c)[0]
         h = 0.5 * (h_a + h_v) if self.fusion == 'add' else torch.cat([h_a, h_v], -1)
-        logits = self.L2(F.relu(self.L1(F.relu(h))))
+        logits = self.classifier(h)
         return (logits, dict(alpha=alpha)) if return_attn else logits
 
     def training_loss(self, a, v, y):
@@ -267,6 +268,7 @@ class AVEL(Head):
         m = cls(sd['affine_audio.weight'].shape[1], sd['affine_video.weight'].shape[1], **kw)
         def rename(k):
             head = k.split('.')[0]
+            if head in ('L1', 'L2'): return {'L1': 'classifier.1', 'L2': 'classifier.3'}[head] + k[2:]
             return f"attention.{_AGA_NAMES[head]}.{k.split('.', 1)[1]}" if head in _AGA_NAMES else k
         return _load_official(m, sd, rename, (), 'att_Net')
 

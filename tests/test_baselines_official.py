@@ -152,7 +152,7 @@ def test_from_official_checks_names_and_shapes():
 
 def test_official_defaults_and_init():
     m = PSP(128, 512)
-    assert [m.fa[0].bias, m.fa[1].bias, m.fv[0].bias, m.L1.bias, m.L2.bias] == [None] * 5
+    assert [m.fa[0].bias, m.fa[1].bias, m.fv[0].bias, m.classifier[0].bias, m.classifier[2].bias] == [None] * 5
     n = sum(p.numel() for k, p in m.named_parameters())
     official = (128 * 256 + 256 * 128 + 512 * 256 + 256 * 128 + 4 * 512 * 128 + 512 * 512 + 512 + 512 * 128 + 512 + 49 * 512 * 2 + 49
                 + 2 * 2 * (4 * 128 * 128 * 2 + 8 * 128) + 6 * 256 * 256 + 2 * 256 + 256 * 64 + 64 * 29)
@@ -160,7 +160,7 @@ def test_official_defaults_and_init():
     bound = np.sqrt(6 / (256 + 256))                                             # Xavier-uniform bound of the PSP maps
     assert m.v_L1.weight.abs().max() <= bound and m.v_L1.weight.abs().max() > 0.9 * bound
     a = AVEL(128, 512)
-    assert a.fusion == 'concat' and a.attention.axis == 'official' and a.L1.in_features == 512
+    assert a.fusion == 'concat' and a.attention.axis == 'official' and a.classifier[1].in_features == 512
 
 
 def _official_avps(labels):
