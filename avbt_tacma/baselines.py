@@ -43,6 +43,8 @@ class AudioGuidedAttention(nn.Module):
 
     def forward(self, a, v):
         N, L, _ = v.shape
+        if v.dtype != torch.float32 and not self.fast:
+            raise AVBTError(f"visual features in {v.dtype} need fast=True (float32 otherwise)")
         with torch.autocast(v.device.type, dtype=torch.bfloat16, enabled=self.fast):
             s_v = self.v_att(F.relu(self.v_in(v)))                              # [N, L, k]: the costly part
         s_v = s_v.float()
@@ -53,7 +55,7 @@ class AudioGuidedAttention(nn.Module):
             s = s_v + s_a[:, :, None]                                           # audio unit r goes to region r
         else: s = s_v + s_a[:, None, :]                                         # the audio term on every region
         alpha = F.softmax(self.score(torch.tanh(s)).squeeze(-1), dim=-1)      # [N, L]
-        return (alpha[:, None, :] @ v).squeeze(1), alpha
+        return (alpha[:, None, :].to(v.dtype) @ v).squeeze(1).float(), alpha   # v may be stored in bfloat16 (fast)
 
 # %% ../nbs/13_baselines.ipynb 12
 def psp_weights(S: torch.Tensor, tau: float, eps: float = 1e-8) -> torch.Tensor:
@@ -167,7 +169,7 @@ class PSP(Head):
         if v.ndim == 5:
             if not self.needs_spatial: raise AVBTError(f"this PSP was built for vector visual features; got a map {tuple(v.shape)}")
             B, T, H, W, C = v.shape
-            if self.attention is None: v = v.mean((2, 3))
+            if self.attention is None: v = v.float().mean((2, 3))
             else:
                 c, alpha = self.attention(a.reshape(B * T, -1), v.reshape(B * T, H * W, C))
                 v, alpha = c.reshape(B, T, C), alpha.reshape(B, T, H, W)

@@ -69,62 +69,70 @@ def _spatial_data(n, seed=0):
     return a, v, y
 
 
-def official_psp_epochs(official_dir, a, v, y, batch_size, epochs):
-    "Seconds per epoch (warm-up first) of the release's own training step: its model, batch loader, losses, optimiser."
+def official_psp_runner(official_dir, a, v, y, batch_size):
+    "A function that runs one epoch of the release's own training step: its model, batch loader, losses, optimiser."
     sys.path.insert(0, str(official_dir))
     with _cuda_is_cpu():
         import fully_model, dataloader, measure, Optim
         torch.manual_seed(0); random.seed(0)
         net = fully_model.psp_net(128, 512, 128, 29)
-        opt = Optim.ScheduledOptim(torch.optim.Adam(net.parameters(), lr=1e-3))
-        ds = object.__new__(dataloader.AVE_Fully_Dataset)            # its __init__ only reads these from HDF5 files
-        ds.batch_size, ds.status = batch_size, 'train'
-        ds.audio_features, ds.video_features, ds.labels = a, v, np.eye(29, dtype=np.float32)[y]
-        ds.lis = list(range(len(a))); ds.list_copy = ds.lis.copy()
-        ds.video_batch = np.zeros([batch_size, 10, 7, 7, 512], np.float32); ds.audio_batch = np.zeros([batch_size, 10, 128], np.float32)
-        ds.label_batch = np.zeros([batch_size, 10, 29], np.float32)
-        ds.segment_label_batch = np.zeros([batch_size, 10], np.float32); ds.segment_avps_gt_batch = np.zeros([batch_size, 10], np.float32)
-        times = []
-        for ep in range(epochs + 1):
-            net.train(); t = time.perf_counter(); shuffle = True
+    opt = Optim.ScheduledOptim(torch.optim.Adam(net.parameters(), lr=1e-3))
+    ds = object.__new__(dataloader.AVE_Fully_Dataset)                # its __init__ only reads these from HDF5 files
+    ds.batch_size, ds.status = batch_size, 'train'
+    ds.audio_features, ds.video_features, ds.labels = a, v, np.eye(29, dtype=np.float32)[y]
+    ds.lis = list(range(len(a))); ds.list_copy = ds.lis.copy()
+    ds.video_batch = np.zeros([batch_size, 10, 7, 7, 512], np.float32); ds.audio_batch = np.zeros([batch_size, 10, 128], np.float32)
+    ds.label_batch = np.zeros([batch_size, 10, 29], np.float32)
+    ds.segment_label_batch = np.zeros([batch_size, 10], np.float32); ds.segment_avps_gt_batch = np.zeros([batch_size, 10], np.float32)
+
+    def epoch():
+        with _cuda_is_cpu():
+            net.train(); shuffle = True
             for i in range(len(ds) // batch_size):                   # the loop of fully_supervised_main.train
                 audio, video, labels, seg_label, avps_gt = ds.get_batch(i, shuffle); shuffle = False
                 net.zero_grad()
                 fusion, out, cross_att = net(audio, video, 0.099)
                 loss = torch.nn.CrossEntropyLoss()(out.permute(0, 2, 1), seg_label) + 100 * measure.AVPSLoss(cross_att, avps_gt)
                 loss.cpu().data.numpy(); loss.backward(); opt.step_lr()
-            if ep: times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return epoch
 
 
-def project_psp_epochs(a, v, y, batch_size, epochs, fast):
-    "Seconds per epoch (warm-up first) of the official-architecture PSP through run_epoch, recipe 'official'."
+def project_psp_runner(a, v, y, batch_size, fast):
+    "A function that runs one epoch of the official-architecture PSP through run_epoch, recipe 'official'."
     from avbt_tacma.train_heads import recipe_for, run_epoch
     rec = recipe_for('psp_avps', 'official'); rec['batch_size'] = batch_size
     torch.manual_seed(0)
     model = build_head('psp_avps', 128, 512, **rec.pop('head_kw'), fast=fast)
     opt = torch.optim.Adam(model.parameters(), lr=rec['lr'])
     ta, tv, ty = torch.from_numpy(a), torch.from_numpy(v), torch.from_numpy(y)
-    gen, times = torch.Generator().manual_seed(0), []
-    for ep in range(epochs + 1):
-        t = time.perf_counter()
-        run_epoch(model, opt, ta, tv, ty, rec, ep, gen, rec['lr'])
-        if ep: times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    if fast: tv = tv.bfloat16()                                        # as train_head stores the training maps
+    gen, ep = torch.Generator().manual_seed(0), [0]
+
+    def epoch():
+        run_epoch(model, opt, ta, tv, ty, rec, ep[0], gen, rec['lr']); ep[0] += 1
+    return epoch
 
 
 def compare_official_psp(args):
     import os
     a, v, y = _spatial_data(args.n_train)
     print(f"official PSP step vs the project's, {args.n_train} clips x 10 x 7x7x512 (random, non-negative), batch "
-          f"{args.batch_size}, median of {args.epochs} epochs after 1 warm-up; load average {os.getloadavg()}")
+          f"{args.batch_size}; epochs interleaved (official, project fp32, project fast), median of {args.epochs} "
+          f"rounds after 1 warm-up; load average {os.getloadavg()}")
     for threads in [int(t) for t in args.threads.split(',')]:
         torch.set_num_threads(threads)
-        off = official_psp_epochs(args.official_psp, a, v, y, args.batch_size, args.epochs)
-        ours = project_psp_epochs(a, v, y, args.batch_size, args.epochs, fast=False)
-        fast = project_psp_epochs(a, v, y, args.batch_size, args.epochs, fast=True)
+        runs = {'official': official_psp_runner(args.official_psp, a, v, y, args.batch_size),
+                'fp32': project_psp_runner(a, v, y, args.batch_size, fast=False),
+                'fast': project_psp_runner(a, v, y, args.batch_size, fast=True)}
+        times = {k: [] for k in runs}
+        for r in range(args.epochs + 1):
+            for k, f in runs.items():
+                t = time.perf_counter(); f(); dt = time.perf_counter() - t
+                if r: times[k].append(dt)
+        off, ours, fast = (statistics.median(times[k]) for k in runs)
+        ratio_fast = statistics.median(o / f for o, f in zip(times['official'], times['fast']))
         print(f"cpu x{threads}: official {off:.2f} s/epoch | project fp32 {ours:.2f} s ({off / ours:.2f}x) | "
-              f"project fast {fast:.2f} s ({off / fast:.2f}x faster than the official step)", flush=True)
+              f"project fast {fast:.2f} s ({off / fast:.2f}x; per-round ratios {[round(o / f, 2) for o, f in zip(times['official'], times['fast'])]}, median {ratio_fast:.2f}x)", flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 
