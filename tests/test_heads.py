@@ -73,6 +73,8 @@ def test_official_recipe(fs, tmp_path):
     assert (p['epochs'], p['batch_size'], p['head_kw']['tau'], p['head_kw']['avps_weight']) == (1, 128, 0.099, 100.0)
     assert recipe_for('psp', 'official')['epochs'] == 300 and table3_recipe('avel', 'community') == 'official'
     with pytest.raises(AVBTError, match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False, recipe='official')
+    f = train_head(fs, 'psp', epochs=3, progress=False, lr=2e-3, batch_size=32, fast=True, **SMALL['psp'])   # bf16 maps
+    assert f['config']['head_kw']['fast'] is True and f['test_acc'] > _majority(fs) - 0.05
     m = build_head('avel', 32, 32, **c['head_kw'])                            # the checkpoint rebuilds from its config
     m.load_state_dict(load_checkpoint(tmp_path / 'avel_seed0.pt', kind='head')['model'])
 
