@@ -51,7 +51,8 @@ class AudioGuidedAttention(nn.Module):
         s_a = self.a_att(F.relu(self.a_in(a)))                                  # [N, k]
         if self.axis == 'official':
             if s_a.shape[-1] != L:
-                raise AVBTError(f"the official attention axis needs as many attention units as regions ({s_a.shape[-1]} != {L})")
+                raise AVBTError("the official attention axis needs as many attention units as regions "
+                                f"({s_a.shape[-1]} != {L})")
             s = s_v + s_a[:, :, None]                                           # audio unit r goes to region r
         else: s = s_v + s_a[:, None, :]                                         # the audio term on every region
         alpha = F.softmax(self.score(torch.tanh(s)).squeeze(-1), dim=-1)      # [N, L]
@@ -77,7 +78,8 @@ def avps_target(y: torch.Tensor,         # labels [B, T]
     hit = (y == c).float()
     return hit / hit.sum(-1, keepdim=True).clamp_min(1)
 
-def avps_loss(sim: torch.Tensor, y: torch.Tensor, bg: int = BG_INDEX, eps: float = 1e-8, all_bg: str = 'uniform') -> torch.Tensor:
+def avps_loss(sim: torch.Tensor, y: torch.Tensor, bg: int = BG_INDEX, eps: float = 1e-8,
+              all_bg: str = 'uniform') -> torch.Tensor:
     "PSP's audio-visual pair similarity loss: MSE between the normalised ReLU'd similarities [B, T] and `avps_target`."
     s = F.relu(sim)
     return F.mse_loss(s / (s.sum(-1, keepdim=True) + eps), avps_target(y, bg, all_bg))
@@ -150,7 +152,7 @@ class PSP(Head):
         self.layer_norm, self.drop = nn.LayerNorm(d_psp, eps=1e-6), nn.Dropout(dropout)  # one LayerNorm for both
         self.classifier = nn.Sequential(nn.Linear(d_psp, 64, bias=not off), nn.ReLU(), nn.Linear(64, n_classes, bias=not off))
         if off:
-            for l in (self.v_L1, self.v_L2, self.a_L1, self.a_L2, self.a_fc, self.v_fc, self.classifier[0], self.classifier[2]):
+            for l in (self.v_L1, self.v_L2, self.a_L1, self.a_L2, self.a_fc, self.v_fc, *self.classifier[::2]):
                 nn.init.xavier_uniform_(l.weight)
 
     def propagate(self, a, v):
@@ -167,7 +169,8 @@ class PSP(Head):
         "Front end: (audio [B, T, d], visual [B, T, d], attention over the map [B, T, H, W] or None)."
         a, alpha = self.fa(a), None
         if v.ndim == 5:
-            if not self.needs_spatial: raise AVBTError(f"this PSP was built for vector visual features; got a map {tuple(v.shape)}")
+            if not self.needs_spatial:
+                raise AVBTError(f"this PSP was built for vector visual features; got a map {tuple(v.shape)}")
             B, T, H, W, C = v.shape
             if self.attention is None: v = v.float().mean((2, 3))
             else:
@@ -199,8 +202,8 @@ class PSP(Head):
         need = ('fa.0.weight', 'fv.0.weight', 'L2.weight', 'attention.affine_v.weight', 'lstm_a_v.lstm_audio.weight_hh_l0')
         if any(n not in sd for n in need): raise AVBTError(f"not a psp_net state dict (needs {', '.join(need)})")
         d_h = sd['lstm_a_v.lstm_audio.weight_hh_l0'].shape[1]
-        kw = dict(dict(d_hidden=d_h, d_psp=sd['psp.v_fc.weight'].shape[0], d_att=sd['attention.affine_video.weight'].shape[0],
-                       k=sd['attention.affine_v.weight'].shape[0], n_classes=sd['L2.weight'].shape[0]), **kw)
+        kw = dict(dict(d_hidden=d_h, d_psp=sd['psp.v_fc.weight'].shape[0], k=sd['attention.affine_v.weight'].shape[0],
+                       d_att=sd['attention.affine_video.weight'].shape[0], n_classes=sd['L2.weight'].shape[0]), **kw)
         if kw.get('layout', 'official') != 'official' or not kw.get('spatial', True) or not kw.get('lstm', True):
             raise AVBTError("from_official builds the official layout (layout='official', spatial=True, lstm=True)")
         m = cls(sd['fa.0.weight'].shape[1], sd['fv.0.weight'].shape[1], **kw)
@@ -208,7 +211,9 @@ class PSP(Head):
             k = k.replace('lstm_a_v.', '', 1)
             if k.startswith('psp.'): k = k[4:]
             if k.startswith(('L1.', 'L2.')): k = {'L1': 'classifier.0', 'L2': 'classifier.2'}[k[:2]] + k[2:]
-            if k.startswith('attention.'): k = 'attention.' + _AGA_NAMES.get(k.split('.')[1], k.split('.')[1]) + '.' + k.split('.', 2)[2]
+            if k.startswith('attention.'):
+                _, name, rest = k.split('.', 2)
+                k = f"attention.{_AGA_NAMES.get(name, name)}.{rest}"
             return k
         return _load_official(m, sd, rename, _PSP_UNUSED, 'psp_net')
 
@@ -255,14 +260,16 @@ class AVEL(Head):
         if self.loss == 'ce': return super().training_loss(a, v, y)
         logits = self(a, v)
         p = logits.softmax(-1)
-        return F.multilabel_soft_margin_loss(p.reshape(-1, p.shape[-1]), F.one_hot(y.reshape(-1), p.shape[-1]).float()), logits
+        target = F.one_hot(y.reshape(-1), p.shape[-1]).float()
+        return F.multilabel_soft_margin_loss(p.reshape(-1, p.shape[-1]), target), logits
 
     @classmethod
     def from_official(cls, state_dict,   # state dict of the release's att_Net (or the path of one, loaded weights_only)
                       **kw):             # further AVEL arguments
         "An AVEL head with the weights of the official `att_Net`; the softmax of its logits is the release's output."
         sd = _state_dict(state_dict)
-        need = ('affine_audio.weight', 'affine_video.weight', 'affine_v.weight', 'lstm_audio.weight_hh_l0', 'L1.weight', 'L2.weight')
+        need = ('affine_audio.weight', 'affine_video.weight', 'affine_v.weight', 'lstm_audio.weight_hh_l0',
+                'L1.weight', 'L2.weight')
         if any(n not in sd for n in need): raise AVBTError(f"not an att_Net state dict (needs {', '.join(need)})")
         if kw.get('fusion', 'concat') != 'concat': raise AVBTError("from_official builds the official fusion='concat'")
         kw = dict(dict(d_att=sd['affine_video.weight'].shape[0], k=sd['affine_v.weight'].shape[0],
