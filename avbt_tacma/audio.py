@@ -4,14 +4,16 @@
 
 # %% ../nbs/03_audio.ipynb 3
 from __future__ import annotations
-import math
+import functools, math
 import numpy as np
 import torch
 from .core import AVBTError
 
 # %% auto 0
 __all__ = ['SAMPLE_RATE', 'CLIP_SECONDS', 'CLIP_SAMPLES', 'WIN', 'HOP', 'N_FFT', 'N_MELS', 'F_MIN', 'F_MAX', 'EXAMPLE_FRAMES',
-           'LOG_OFFSET', 'hz_to_mel', 'mel_matrix', 'log_mel_frames', 'resample', 'vggish_log_mel', 'clip_audio']
+           'LOG_OFFSET', 'RESAMPLE_ZEROS', 'RESAMPLE_PRECISION', 'RESAMPLE_ROLLOFF', 'RESAMPLE_BETA', 'hz_to_mel',
+           'mel_matrix', 'kaiser_best_table', 'resample_kaiser_best', 'log_mel_frames', 'resample', 'vggish_log_mel',
+           'clip_audio']
 
 # %% ../nbs/03_audio.ipynb 5
 SAMPLE_RATE = 16000          # VGGish input rate
@@ -37,6 +39,70 @@ def mel_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, n_mels: int =
     return w
 
 # %% ../nbs/03_audio.ipynb 9
+RESAMPLE_ZEROS, RESAMPLE_PRECISION = 50, 13           # resampy's kaiser_best: 50 zero crossings, 2^13 points each
+RESAMPLE_ROLLOFF, RESAMPLE_BETA = 0.9173473712608761, 12.9846
+
+@functools.lru_cache(maxsize=1)
+def kaiser_best_table() -> torch.Tensor:
+    "Right wing of resampy's `kaiser_best` filter (float64 [50 * 2^13 + 1]): roll-off sinc times a periodic Kaiser window."
+    n = (2 ** RESAMPLE_PRECISION) * RESAMPLE_ZEROS
+    u = torch.linspace(0, RESAMPLE_ZEROS, n + 1, dtype=torch.float64)
+    taper = torch.kaiser_window(2 * n + 1, periodic=True, beta=RESAMPLE_BETA, dtype=torch.float64)[n:]
+    return taper * RESAMPLE_ROLLOFF * torch.sinc(RESAMPLE_ROLLOFF * u)
+
+def _kaiser_best_weights(t, scale, step, win, delta, P, taps):
+    "Both wings' (weights, source indices relative to 0, mask) for output times `t` [m], table limits only."
+    n = t.long()                                                   # = floor, t >= 0
+    frac, out = scale * (t - n), []
+    for f, src in ((frac, n[:, None] - taps), (scale - frac, n[:, None] + 1 + taps)):
+        pos = f * P
+        off = pos.long()
+        ok = taps < ((len(win) - off) // step)[:, None]              # the wing stops at the end of the table
+        j = torch.where(ok, off[:, None] + taps * step, 0)
+        out.append((torch.where(ok, win[j] + (pos - off)[:, None] * delta[j], 0), src, ok))
+    return out
+
+def resample_kaiser_best(x: torch.Tensor,    # mono waveform [n] (computed in float64)
+                         sr_in: int,          # its sample rate
+                         sr_out: int,         # the rate wanted
+                         chunk: int = 8192,   # rows per vectorised block (memory ~ chunk x taps)
+                         ) -> torch.Tensor:
+    "resampy's `resample(x, sr_in, sr_out)` (filter `kaiser_best`) in torch: float64 [int(n * sr_out / sr_in)]."
+    x = x.to(torch.float64)
+    ratio, n_in = float(sr_out) / sr_in, len(x)
+    n_out = int(n_in * float(sr_out) / float(sr_in))
+    if n_out < 1: raise AVBTError(f"waveform of {n_in} samples too short to resample from {sr_in} to {sr_out} Hz")
+    win = kaiser_best_table().to(x.device)
+    if ratio < 1: win = ratio * win
+    delta = torch.diff(win, append=win[-1:])
+    P, scale = 2 ** RESAMPLE_PRECISION, min(1.0, ratio)
+    step = int(scale * P)
+    taps = torch.arange(len(win) // step + 1, device=x.device)
+    T, inc = len(taps), 1.0 / ratio
+    g = math.gcd(int(sr_in), int(sr_out)); q, d = int(sr_out) // g, int(sr_in) // g
+    if q <= 4096:
+        # polyphase: output j = p + m q reads the input around m d + n_p with the weights of phase p; outside the
+        # signal the input is zero, which is where resampy's wings stop
+        K = torch.zeros(q, d + 2 * T - 1, dtype=torch.float64, device=x.device)
+        for w, src, ok in _kaiser_best_weights(torch.arange(q, dtype=torch.float64, device=x.device) * inc,
+                                               scale, step, win, delta, P, taps):
+            K.scatter_add_(1, torch.where(ok, src + T - 1, 0), w)
+        M = -(-n_out // q)
+        xp = torch.cat([x.new_zeros(T - 1), x, x.new_zeros(max(0, (M - 1) * d + K.shape[1] - (n_in + T - 1)))])
+        frames = xp.unfold(0, K.shape[1], d)[:M]
+        y = torch.cat([frames[s:s + chunk] @ K.T for s in range(0, M, chunk)]).reshape(-1)
+        return y[:n_out]
+    y = torch.empty(n_out, dtype=torch.float64, device=x.device)     # no short period: every output on its own
+    for s in range(0, n_out, chunk // 4):
+        acc = 0
+        for w, src, ok in _kaiser_best_weights(torch.arange(s, min(n_out, s + chunk // 4), dtype=torch.float64,
+                                                            device=x.device) * inc, scale, step, win, delta, P, taps):
+            ok = ok & (src >= 0) & (src < n_in)
+            acc = acc + torch.where(ok, w * x[torch.where(ok, src, 0)], 0).sum(-1)
+        y[s:s + chunk // 4] = acc
+    return y
+
+# %% ../nbs/03_audio.ipynb 12
 def _window(device=None) -> torch.Tensor:
     "Periodic Hann window of length WIN."
     return torch.hann_window(WIN, periodic=True, dtype=torch.float64, device=device)
@@ -53,11 +119,17 @@ def _as_mono(waveform) -> torch.Tensor:
     if x.ndim != 1: raise AVBTError(f"expected a 1-D mono waveform (or [channels, samples]), got shape {tuple(x.shape)}")
     return x.to(torch.float64)
 
-def resample(waveform, sample_rate: int, target: int = SAMPLE_RATE) -> torch.Tensor:
-    "Mono float64 waveform at `target` Hz (torchaudio's band-limited sinc resampler)."
+def resample(waveform,                     # mono [n] or [channels, n] waveform (array or tensor)
+             sample_rate: int,             # its rate
+             target: int = SAMPLE_RATE,    # the rate wanted
+             method: str = 'kaiser_best',  # 'kaiser_best' (resampy's, as the official VGGish) or 'sinc' (torchaudio's default)
+             ) -> torch.Tensor:
+    "Mono float64 waveform at `target` Hz."
     x = _as_mono(waveform)
+    if method not in ('kaiser_best', 'sinc'): raise AVBTError(f"method must be 'kaiser_best' or 'sinc', not {method!r}")
     if int(sample_rate) == target: return x
     if sample_rate <= 0: raise AVBTError(f"sample rate must be positive, got {sample_rate}")
+    if method == 'kaiser_best': return resample_kaiser_best(x, int(sample_rate), target)
     import torchaudio.functional as AF
     return AF.resample(x, int(sample_rate), target)
 
@@ -78,7 +150,7 @@ def vggish_log_mel(waveform, sample_rate: int = SAMPLE_RATE, framing: str = 'seg
         return f[:n * EXAMPLE_FRAMES].reshape(n, EXAMPLE_FRAMES, N_MELS).float()
     raise AVBTError(f"framing must be 'segment' or 'vggish', got {framing!r}")
 
-# %% ../nbs/03_audio.ipynb 17
+# %% ../nbs/03_audio.ipynb 20
 def clip_audio(waveform, sample_rate: int, seconds: int = CLIP_SECONDS) -> tuple[torch.Tensor, int]:
     "(float32 [seconds * 16000] mono 16-kHz waveform, number of real samples before padding) of [n] or [channels, n] audio."
     x = resample(waveform, sample_rate)

@@ -63,8 +63,12 @@ def save_features(path, audio, visual, labels, splits: dict, class_names=None, v
             f.attrs['format'] = 'avbt_tacma.features/1'
     return Path(path)
 
-def _read_chunked(ds, pool: bool, chunk: int = 256) -> np.ndarray:
-    "Read an HDF5 dataset as float32 in chunks of clips, averaging a spatial map [.., H, W, C] when `pool`."
+def _read_chunked(ds, pool: bool, chunk: int = 256, mmap: bool = False) -> np.ndarray:
+    """An HDF5 dataset as float32: memory-mapped when `mmap` and it is stored plain (contiguous float32), else read in
+    chunks of clips into one array, averaging a spatial map [.., H, W, C] when `pool`."""
+    if mmap and not pool and ds.dtype == np.float32 and ds.chunks is None and ds.compression is None:
+        off = ds.id.get_offset()
+        if off is not None: return np.memmap(ds.file.filename, dtype=np.float32, mode='r', offset=off, shape=ds.shape)
     n = ds.shape[0]
     out = None
     for s in range(0, n, chunk):
@@ -85,7 +89,7 @@ def _community(folder: Path, pool: bool) -> FeatureSet:
         return f, f[key]
     fa, a = h5('audio_feature.h5'); fv, v = h5('visual_feature.h5'); fl, l = h5('labels.h5')
     with fa, fv, fl:
-        audio, visual, labels = _read_chunked(a, False), _read_chunked(v, pool), _read_chunked(l, False)
+        audio, visual, labels = _read_chunked(a, False), _read_chunked(v, pool, mmap=True), _read_chunked(l, False)
     splits = {}
     for s in SPLITS:
         f, o = h5(f'{s}_order.h5', 'order')
@@ -106,7 +110,8 @@ def load_features(path, pool_visual: bool = False) -> FeatureSet:
     with f:
         missing = [k for k in ('audio', 'visual', 'labels') if k not in f]
         if missing: raise AVBTError(f"{path}: not a feature file (missing {missing})")
-        audio, visual, labels = (_read_chunked(f[k], pool_visual and k == 'visual') for k in ('audio', 'visual', 'labels'))
+        audio, visual, labels = (_read_chunked(f[k], pool_visual and k == 'visual', mmap=k == 'visual')
+                                 for k in ('audio', 'visual', 'labels'))
         splits = {s: np.asarray(f[f'{s}_order'][()], dtype=np.int64) for s in SPLITS if f'{s}_order' in f}
         vids = [x.decode() if isinstance(x, bytes) else str(x) for x in f['video_ids'][()]] if 'video_ids' in f else None
         names = json.loads(f.attrs.get('class_names', json.dumps(CLASS_NAMES)))
@@ -116,8 +121,19 @@ def load_features(path, pool_visual: bool = False) -> FeatureSet:
     return FeatureSet(audio, visual, labels, splits, names, vids, meta)
 
 # %% ../nbs/08_features.ipynb 9
+def _rows(x: np.ndarray, i: np.ndarray) -> np.ndarray:
+    "x[i]: a view when the indices are one ascending run, else a copy of those rows only."
+    i = np.asarray(i, dtype=np.int64)
+    if len(i) and (i == np.arange(i[0], i[0] + len(i))).all(): return x[i[0]:i[0] + len(i)]
+    return x[i]
+
 def feature_dataset(fs: FeatureSet, split: str):
     "A `TensorDataset` of (audio [T, Da], visual [T, ...], label index [T]) for one split."
-    import torch
-    a, v, y = fs.subset(split)
-    return torch.utils.data.TensorDataset(torch.from_numpy(a), torch.from_numpy(v), torch.from_numpy(y.argmax(-1)))
+    import torch, warnings
+    if split not in fs.splits: raise AVBTError(f"no split {split!r}; this feature set has {sorted(fs.splits)}")
+    i = fs.splits[split]
+    a, v, y = _rows(fs.audio, i), _rows(fs.visual, i), fs.labels[i]
+    with warnings.catch_warnings():          # a memory-mapped split is read-only; nothing writes to it
+        warnings.simplefilter('ignore', UserWarning)
+        t = [torch.from_numpy(np.ascontiguousarray(x)) for x in (a, v)]
+    return torch.utils.data.TensorDataset(*t, torch.from_numpy(y.argmax(-1)))

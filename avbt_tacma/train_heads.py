@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_train_heads.ipynb 3
 from __future__ import annotations
-import copy, hashlib, json, math, sys, time
+import copy, hashlib, inspect, json, math, sys, time
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,8 @@ from .tacma import TACMA
 from .baselines import PSP, AVEL, Probe, plain_attention
 
 # %% auto 0
-__all__ = ['HEADS', 'SPATIAL_HEADS', 'synthetic_features', 'check_head', 'build_head', 'features_for', 'accuracy_on',
+__all__ = ['HEADS', 'RECIPES', 'synthetic_features', 'check_head', 'build_head', 'head_class', 'head_needs_spatial',
+           'features_for', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on',
            'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'train_seeds', 'format_summary',
            'train_tacma_parser', 'train_tacma_main']
 
@@ -68,8 +69,6 @@ HEADS = {
     'probe_v': partial(Probe, mode='v'),
     'probe_av': partial(Probe, mode='av'),
 }
-SPATIAL_HEADS = {'avel'}
-
 def check_head(head: str) -> str:
     if head not in HEADS: raise AVBTError(f"unknown head {head!r} (choose from {', '.join(HEADS)})")
     return head
@@ -79,16 +78,79 @@ def build_head(head: str, d_a: int, d_v: int, **kw):
     try: return HEADS[check_head(head)](d_a, d_v, **kw)
     except (TypeError, ValueError) as e: raise AVBTError(f"head {head!r}: {e}") from e
 
+def head_class(head: str) -> type:
+    "The `Head` class that the registry entry `head` builds."
+    f = HEADS[check_head(head)]
+    f = f.func if isinstance(f, partial) else f
+    return TACMA if f is plain_attention else f
+
+def head_needs_spatial(head: str) -> bool:
+    "Whether `head` takes the spatial visual map (read from `Head.needs_spatial`, the only record of it)."
+    return bool(head_class(head).needs_spatial)
+
+def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
+
 def features_for(fs: FeatureSet, head: str) -> FeatureSet:
-    "The features in the form `head` needs: spatial maps for AVEL (error otherwise), pooled vectors for the others."
-    if check_head(head) in SPATIAL_HEADS:
-        if not fs.spatial:
-            raise AVBTError(f"head {head!r} needs spatial visual features [N, T, H, W, C] (e.g. the community's 7x7 VGG-19 maps "
-                            f"or AV-BT's AGVA variant); these are vectors {fs.visual.shape}")
-        return fs
+    "The features in the form `head` needs: maps for spatial heads (AVEL: error on vectors), pooled vectors for the others."
+    if head_needs_spatial(head):
+        if fs.spatial or _has_vector_mode(head): return fs
+        raise AVBTError(f"head {head!r} needs spatial visual features [N, T, H, W, C] (e.g. the community's 7x7 VGG-19 maps "
+                        f"or `avbt extract --spatial`); these are vectors {fs.visual.shape}")
     return fs.pooled()
 
 # %% ../nbs/14_train_heads.ipynb 11
+_TACMA_RECIPE = dict(lr=1e-4, batch_size=128, epochs=200, schedule='epoch_step', lr_decay=0.98, decay_every=10,
+                     drop_last=False, head_kw={})
+_PSP_RECIPE = dict(lr=1e-3, batch_size=128, epochs=300, schedule='psp', lr_decay=0.8, decay_every=60, drop_last=True,
+                   head_kw=dict(tau=0.099, avps_weight=100.0))
+RECIPES = {
+    'tacma': {h: _TACMA_RECIPE for h in HEADS} | {'avel': dict(_TACMA_RECIPE, head_kw=dict(loss='ce'))},
+    'official': {'psp': _PSP_RECIPE, 'psp_avps': _PSP_RECIPE,
+                 'avel': dict(lr=1e-3, batch_size=64, epochs=300, schedule='step_iter', lr_decay=0.1, decay_every=15000,
+                              drop_last=True, head_kw=dict(loss='official'))},
+}
+
+def recipe_for(head: str, recipe: str = 'tacma') -> dict:
+    "A copy of the training recipe `recipe` ('tacma' or 'official') for `head`."
+    check_head(head)
+    if recipe not in RECIPES: raise AVBTError(f"unknown recipe {recipe!r} (choose from {', '.join(RECIPES)})")
+    if head not in RECIPES[recipe]:
+        raise AVBTError(f"recipe {recipe!r} exists for {', '.join(RECIPES[recipe])} only, not {head!r}")
+    return copy.deepcopy(RECIPES[recipe][head])
+
+def table3_recipe(head: str, source: str) -> str:
+    "The recipe a Table 3 row of `head` uses on features from `source` ('community' or 'avbt'): official for PSP/AVEL on community."
+    if source not in ('community', 'avbt'): raise AVBTError(f"source must be 'community' or 'avbt', not {source!r}")
+    return 'official' if source == 'community' and head in RECIPES['official'] else 'tacma'
+
+def features_source(fs: FeatureSet) -> str:
+    "'community' for the community's AVE feature files, 'avbt' otherwise."
+    return 'community' if str(fs.meta.get('source', '')).startswith('community') else 'avbt'
+
+def lr_factor(rec: dict, epoch: int, step: int) -> float:
+    "The factor on the base lr at `epoch` and global `step` (both from 0) of recipe `rec`."
+    g, k = rec['lr_decay'], rec['decay_every']
+    if rec['schedule'] == 'epoch_step': return g ** (epoch // k)
+    if rec['schedule'] == 'psp': return g ** sum(1 for e in range(epoch) if (e + 1) % k == 0 and e < 170)
+    if rec['schedule'] == 'step_iter': return g ** ((step + 1) // k)
+    raise AVBTError(f"unknown schedule {rec['schedule']!r}")
+
+def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, base_lr: float):
+    "One epoch of recipe `rec` (shuffled batches, per-step lr, optional drop_last): (mean loss, training accuracy)."
+    model.train()
+    n_b = len(a) // rec['batch_size'] if rec['drop_last'] else -(-len(a) // rec['batch_size'])
+    if n_b == 0: raise AVBTError(f"{len(a)} training clips: fewer than one batch of {rec['batch_size']} (drop_last)")
+    tot, correct, n = 0.0, 0, 0
+    for b, idx in enumerate(torch.randperm(len(a), generator=gen).split(rec['batch_size'])[:n_b]):
+        for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
+        idx = idx.to(a.device)
+        yb = y.index_select(0, idx)
+        loss, logits = model.training_loss(a.index_select(0, idx), v.index_select(0, idx), yb)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        tot += loss.item() * len(idx); n += len(idx); correct += (logits.argmax(-1) == yb).sum().item()
+    return tot / n, correct / (n * y.shape[1])
+
+# %% ../nbs/14_train_heads.ipynb 14
 @torch.no_grad()
 def accuracy_on(model, a, v, y, batch_size: int = 256) -> float:
     "Segment accuracy of `model` on tensors a, v, y (all segments pooled), in eval mode."
@@ -117,19 +179,25 @@ def features_fingerprint(fs: FeatureSet) -> str:
     for k in sorted(fs.splits): h.update(k.encode()); h.update(np.asarray(fs.splits[k], np.int64).tobytes())
     return h.hexdigest()[:16]
 
-# %% ../nbs/14_train_heads.ipynb 12
-def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int = 200, batch_size: int = 128,
-               lr: float = 1e-4, lr_decay: float = 0.98, decay_every: int = 10, device='auto', out=None,
-               progress: bool = True, resume: bool = True, **head_kw) -> dict:
-    "Train one head on `fs` with one seed; keep the best-validation checkpoint; return the result dict."
+# %% ../nbs/14_train_heads.ipynb 15
+def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int | None = None, batch_size: int | None = None,
+               lr: float | None = None, lr_decay: float | None = None, decay_every: int | None = None, device='auto', out=None,
+               progress: bool = True, resume: bool = True, recipe: str = 'tacma', **head_kw) -> dict:
+    "Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation checkpoint."
     check_head(head)
+    rcp = recipe_for(head, recipe)
+    for k, x in dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, decay_every=decay_every).items():
+        if x is not None: rcp[k] = x
+    epochs, batch_size, lr, lr_decay, decay_every = (rcp[k] for k in ('epochs', 'batch_size', 'lr', 'lr_decay', 'decay_every'))
     if epochs < 1 or batch_size < 1 or lr <= 0: raise AVBTError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})")
     fs = features_for(fs, head)
     for s in SPLITS:
         if len(fs.splits.get(s, [])) == 0: raise AVBTError(f"the features have no {s!r} split; training needs train, val and test")
     d_a, d_v = fs.audio.shape[-1], fs.visual.shape[-1]
+    head_kw = {**rcp.pop('head_kw'), **({'spatial': fs.spatial} if _has_vector_mode(head) else {}), **head_kw}
     config = dict(head=head, head_kw=head_kw, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
-                  decay_every=decay_every, d_a=d_a, d_v=d_v, spatial=fs.spatial, features=features_fingerprint(fs),
+                  decay_every=decay_every, recipe=recipe, schedule=rcp['schedule'],
+                  drop_last=rcp['drop_last'], d_a=d_a, d_v=d_v, spatial=fs.spatial, features=features_fingerprint(fs),
                   features_meta=fs.meta)
     config = json.loads(json.dumps(config, default=str))
     stem = Path(out) / f'{head}_seed{seed}' if out is not None else None
@@ -141,17 +209,16 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int =
     dev = get_device(device)
     model = build_head(head, d_a, d_v, **head_kw).to(dev)
     data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
+    if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=decay_every, gamma=lr_decay)
     gen = torch.Generator().manual_seed(seed)
     history, best, best_state, t0 = [], None, None, time.time()
     from tqdm.auto import trange
     bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
     for ep in bar:
-        loss, train_acc = train_epoch(model, opt, *data['train'], batch_size, gen)
+        loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
         rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
                    val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
-        sched.step()
         history.append(rec)
         if best is None or rec['val_acc'] > best['val_acc']:
             best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
@@ -167,7 +234,7 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int =
         save_json(result, stem.with_suffix('.json'))
     return result
 
-# %% ../nbs/14_train_heads.ipynb 16
+# %% ../nbs/14_train_heads.ipynb 19
 def _mean_std(x):
     x = np.asarray(x, float)
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
@@ -205,7 +272,7 @@ def format_summary(summary: dict) -> str:
                 f"{100 * summary['test_acc_select_on_test_mean']:.2f} ± {100 * summary['test_acc_select_on_test_std']:.2f} %")
     return '\n'.join(rows)
 
-# %% ../nbs/14_train_heads.ipynb 19
+# %% ../nbs/14_train_heads.ipynb 22
 def train_tacma_parser(p):
     p.add_argument('--features', required=True, help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
@@ -214,9 +281,12 @@ def train_tacma_parser(p):
     p.add_argument('--eq6', default=None, help="Eq. 6 reading: consistent (default) or printed (tacma, cma)")
     p.add_argument('--tau', type=float, default=None, help='PSP threshold (default 0.099; psp, psp_avps)')
     p.add_argument('--seeds', type=int, default=5, help='number of seeds 0..n-1 (default 5)')
-    p.add_argument('--epochs', type=int, default=200)
-    p.add_argument('--batch-size', type=int, default=128)
-    p.add_argument('--lr', type=float, default=1e-4)
+    p.add_argument('--recipe', default='auto', help="training recipe: tacma (the paper's), official (the PSP/AVEL releases'), "
+                   "or auto (default: official for psp, psp_avps and avel on the community features, tacma otherwise)")
+    p.add_argument('--epochs', type=int, default=None, help='default: the recipe\'s (tacma 200, official 300)')
+    p.add_argument('--batch-size', type=int, default=None, help="default: the recipe's (128; official AVEL 64)")
+    p.add_argument('--lr', type=float, default=None, help="default: the recipe's (tacma 1e-4, official 1e-3)")
+    p.add_argument('--fast', action='store_true', help='psp, avel: bfloat16 region products in the attention (faster, not bit-equal)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -236,9 +306,13 @@ def _head_kw(args) -> dict:
         if not 0 <= args.tau < 1: raise AVBTError(f"--tau must be in [0, 1), not {args.tau}")
         kw['tau'] = args.tau
     if args.seeds < 1: raise AVBTError(f"--seeds must be >= 1, not {args.seeds}")
-    if args.epochs < 1: raise AVBTError(f"--epochs must be >= 1, not {args.epochs}")
-    if args.batch_size < 1: raise AVBTError(f"--batch-size must be >= 1, not {args.batch_size}")
-    if not args.lr > 0: raise AVBTError(f"--lr must be > 0, not {args.lr}")
+    if args.epochs is not None and args.epochs < 1: raise AVBTError(f"--epochs must be >= 1, not {args.epochs}")
+    if args.batch_size is not None and args.batch_size < 1: raise AVBTError(f"--batch-size must be >= 1, not {args.batch_size}")
+    if args.lr is not None and not args.lr > 0: raise AVBTError(f"--lr must be > 0, not {args.lr}")
+    if args.recipe not in ('auto', *RECIPES): raise AVBTError(f"--recipe must be auto, {' or '.join(RECIPES)}, not {args.recipe!r}")
+    if args.fast:
+        if head not in ('psp', 'psp_avps', 'avel'): raise AVBTError(f"--fast applies to psp, psp_avps and avel only (not {head!r})")
+        kw['fast'] = True
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
@@ -246,9 +320,11 @@ def train_tacma_main(args) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
     if args.threads: torch.set_num_threads(args.threads)
-    fs = load_features(args.features, pool_visual=args.head not in SPATIAL_HEADS)
+    fs = load_features(args.features, pool_visual=not head_needs_spatial(args.head))
+    recipe = table3_recipe(args.head, features_source(fs)) if args.recipe == 'auto' else args.recipe
+    recipe_for(args.head, recipe)                             # fail early on a head the recipe does not cover
     s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, **kw)
+                    batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe, **kw)
     print(format_summary(s))
     print(f"results in {Path(args.out) / (args.head + '_summary.json')}")
     return 0

@@ -13,8 +13,8 @@ from avbt_tacma.cli import main as avbt
 
 FAST = dict(epochs=16, batch_size=32, lr=2e-3, progress=False)
 SMALL = {'tacma': dict(d_l=32, d_h=32, d_e=32, mlp=(64, 32)), 'cma': dict(d_l=32, d_h=32, d_e=32, mlp=(64, 32)),
-         'psp': dict(d_hidden=32, d_psp=64), 'psp_avps': dict(d_hidden=32, d_psp=64),
-         'avel': dict(d_att=32, k=16, d_hidden=32)}
+         'psp': dict(d_hidden=32, d_psp=64, d_att=32, k=4), 'psp_avps': dict(d_hidden=32, d_psp=64, d_att=32, k=4),
+         'avel': dict(d_att=32, k=4, d_hidden=32)}           # k = 2 x 2 regions: the official attention axis
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -57,6 +57,26 @@ def test_avel_needs_spatial_and_others_pool(fs):
         train_head(fs.pooled(), 'avel', epochs=1, progress=False)
     r = train_head(fs, 'probe_v', epochs=1, progress=False)     # spatial input pooled for a vector head
     assert r['config']['spatial'] is False and r['config']['d_v'] == 32
+    r = train_head(fs.pooled(), 'psp', epochs=1, progress=False, **SMALL['psp'])   # PSP on vectors: no attention
+    assert r['config']['spatial'] is False and r['config']['head_kw']['spatial'] is False
+
+
+def test_official_recipe(fs, tmp_path):
+    from avbt_tacma.train_heads import recipe_for, table3_recipe, build_head
+    r = train_head(fs, 'avel', epochs=2, progress=False, recipe='official', out=tmp_path, **SMALL['avel'])
+    c = r['config']
+    assert (c['recipe'], c['batch_size'], c['lr'], c['drop_last'], c['head_kw']['loss']) == ('official', 64, 1e-3, True, 'official')
+    assert [h['lr'] for h in r['history']] == [1e-3, 1e-3]
+    n_train = len(fs.splits['train'])
+    assert n_train % 64 and r['config']['schedule'] == 'step_iter'          # the last partial batch is dropped
+    p = train_head(fs, 'psp_avps', epochs=1, progress=False, recipe='official', **SMALL['psp'])['config']
+    assert (p['epochs'], p['batch_size'], p['head_kw']['tau'], p['head_kw']['avps_weight']) == (1, 128, 0.099, 100.0)
+    assert recipe_for('psp', 'official')['epochs'] == 300 and table3_recipe('avel', 'community') == 'official'
+    with pytest.raises(AVBTError, match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False, recipe='official')
+    f = train_head(fs, 'psp', epochs=3, progress=False, lr=2e-3, batch_size=32, fast=True, **SMALL['psp'])   # bf16 maps
+    assert f['config']['head_kw']['fast'] is True and f['test_acc'] > _majority(fs) - 0.05
+    m = build_head('avel', 32, 32, **c['head_kw'])                            # the checkpoint rebuilds from its config
+    m.load_state_dict(load_checkpoint(tmp_path / 'avel_seed0.pt', kind='head')['model'])
 
 
 def test_deterministic_and_checkpoint_roundtrip(fs, tmp_path):
@@ -65,7 +85,7 @@ def test_deterministic_and_checkpoint_roundtrip(fs, tmp_path):
     r2 = train_head(fs, 'psp', seed=3, **kw)
     assert r1['history'] == r2['history']
     ck = load_checkpoint(tmp_path / 'psp_seed3.pt', kind='head')
-    assert ck['config']['head'] == 'psp' and ck['config']['head_kw'] == {'d_hidden': 32, 'd_psp': 64}
+    assert ck['config']['head'] == 'psp' and ck['config']['head_kw'] == {**SMALL['psp'], 'spatial': True}
     assert ck['class_names'][28] == 'Background' and ck['result']['test_acc'] == r1['test_acc']
     model, res = load_run(tmp_path)
     preds, probs = predict(model, fs, 'test')
