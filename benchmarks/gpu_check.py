@@ -74,20 +74,18 @@ print('JSON ' + json.dumps(dict(batch=b, flops=tot, per_clip=tot / b, device=str
 
 LOADER_CHILD = r'''
 import json, os, sys, time, torch
-from avbt_tacma.datasets import AVClipDataset, AugConfig, make_loader, set_loader_epoch
+from avbt_tacma.datasets import AVClipDataset, AugConfig, make_loader
 cache, workers, seconds, size, batch = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(1)
 ds = AVClipDataset(cache, 'train', train=True, aug=AugConfig(), size=size)
-dl = make_loader(ds, batch, shuffle=True, workers=workers, drop_last=True, prefetch_factor=4 if workers else None)
-frames, t0, ep, warm = 0, None, 0, 2
-while True:
-    set_loader_epoch(dl, ep); ep += 1
-    for i, b in enumerate(dl):
-        if warm: warm -= 1; continue                      # worker start-up is not throughput
-        if t0 is None: t0 = time.perf_counter()
-        frames += b['frames'].shape[0] * b['frames'].shape[1]
-        if time.perf_counter() - t0 > seconds: break
-    if t0 is not None and time.perf_counter() - t0 > seconds: break
+sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10**6)   # one long pass: no epoch ends
+dl = make_loader(ds, batch, workers=workers, drop_last=True, sampler=sampler, prefetch_factor=4 if workers else None)
+frames, t0, warm = 0, None, max(2, workers // 2)
+for b in dl:
+    if warm: warm -= 1; continue                          # worker start-up is not throughput
+    if t0 is None: t0 = time.perf_counter()
+    frames += b['frames'].shape[0] * b['frames'].shape[1]
+    if time.perf_counter() - t0 > seconds: break
 dt = time.perf_counter() - t0
 print('JSON ' + json.dumps(dict(workers=workers, frames=frames, seconds=dt, frames_s=frames / dt, clips=len(ds))))
 '''
@@ -166,7 +164,9 @@ def main():
     else: row('flops', 'FLOPs per step', f"failed: {why(rc, out, err)}", '')
 
     # -- data: synth --like, prepare, loader
-    ann_src = Path(os.environ.get('AVE_META', ROOT.parent / 'shared' / 'ave-meta')) / 'Annotations.txt'
+    metas = [Path(os.environ['AVE_META'])] if os.environ.get('AVE_META') else []
+    ann_src = next((m / 'Annotations.txt' for m in metas + [ROOT / 'shared' / 'ave-meta', ROOT.parent / 'shared' / 'ave-meta']
+                    if (m / 'Annotations.txt').exists()), Path('/nonexistent'))
     rows_like = 8 if dry else 168
     if ann_src.exists(): ann, which = ann_src, f'the real AVE annotations ({rows_like} rows, order-file splits)'
     else:
