@@ -115,7 +115,7 @@ def _span(rng, lo, hi):
     return list(range(s, s + n))
 
 def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None, span=None) -> dict:
-    "All random choices for clip `index` of class `cls` (JSON-able; the clip's ground truth); `full`: all-event clip; `span`: a given (start, end)."
+    "Random choices for clip `index` of class `cls` (JSON-able: its truth); `full`: all-event; `span`: (start, end)."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([cfg.seed, index, 1])
     T = T_SEGMENTS
@@ -450,11 +450,12 @@ def like_splits(like, records) -> tuple[list[str], str]:
     else:
         return split_assignment([class_index(r.category) for r in records], 0), 'rule: stratified by class, 80/10/10'
     missing = [i for i, s in enumerate(out) if s is None]
-    if missing: raise AVBTError(f"{d}: {len(missing)} annotation rows are in no split (e.g. row {missing[0]}); fix the split files")
+    if missing:
+        raise AVBTError(f"{d}: {len(missing)} annotation rows are in no split (e.g. row {missing[0]}); fix the splits")
     return out, src
 
 def sample_rows(categories: list[str], splits: list[str], n: int | None, seed: int = 0) -> list[int]:
-    "Indices of `n` rows (all when None), spread over the splits in proportion (at least one each) and over classes in turn."
+    "Indices of `n` rows (all when None), over the splits in proportion (at least one each), over classes in turn."
     N = len(categories)
     if n is None or n >= N: return list(range(N))
     if n < 1: raise AVBTError(f"videos must be at least 1, got {n}")
@@ -465,7 +466,8 @@ def sample_rows(categories: list[str], splits: list[str], n: int | None, seed: i
     if n >= len(names): quota = np.maximum(quota, 1)
     while quota.sum() < n: quota[int(np.argmax(share - quota))] += 1
     while quota.sum() > n: quota[int(np.argmax(quota))] -= 1
-    cats = list(dict.fromkeys(c for c in CATEGORIES if c in set(categories))) + sorted(set(categories) - set(CATEGORIES))
+    present = set(categories)
+    cats = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
     pools = {}                                         # (split, category) -> shuffled rows
     for i in rng.permutation(N): pools.setdefault((splits[i], categories[i]), []).append(int(i))
     out, k = [], 0                                     # k: the next class in turn, carried across splits
@@ -523,9 +525,11 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     old, old_ids = _previous(out)
     foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
     if foreign:
-        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); choose another --out")
+        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); "
+                        "choose another --out")
     if old is not None and old != conf:
-        if not force: raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
+        if not force:
+            raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
         for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
     ids = list(dict.fromkeys(records[r].video_id for r in rows))
     avdir.mkdir(parents=True, exist_ok=True)
@@ -565,7 +569,8 @@ def synth_parser(p):
     "Arguments of `avbt synth`."
     d = SynthConfig()
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
-    p.add_argument('--videos', type=int, default=None, help=f'number of clips (default {d.videos}; with --like: all rows)')
+    p.add_argument('--videos', type=int, default=None,
+                   help=f'number of clips (default {d.videos}; with --like: all rows)')
     p.add_argument('--seed', type=int, default=d.seed, help='random seed; the same seed gives the same set (default %(default)s)')
     p.add_argument('--classes', type=int, default=d.classes, help=f'number of classes, the first K AVE categories, 2..{MAX_CLASSES} (default %(default)s)')
     p.add_argument('--size', type=int, default=d.size, help='frame side in pixels (default %(default)s)')
@@ -577,8 +582,9 @@ def synth_parser(p):
     p.add_argument('--noise', type=float, default=d.noise, help='clutter/noise level, 0 = clean, 1 = default, up to 3 (default %(default)s)')
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--force', action='store_true', help='overwrite a folder that holds another set')
-    p.add_argument('--like', type=Path, default=None, help='a real Annotations.txt: write its rows (ids, categories, spans, splits) '
-                   'as a synthetic twin with real-like media (480x360, 25-30 fps, 44.1 kHz stereo); --videos N takes N rows')
+    p.add_argument('--like', type=Path, default=None,
+                   help='a real Annotations.txt: write its rows (ids, categories, spans, splits) as a synthetic twin '
+                        'with real-like media (480x360, 25-30 fps, 44.1 kHz stereo); --videos N takes N rows')
     p.add_argument('--frame-size', default='480x360', help='with --like: frame WIDTHxHEIGHT (default %(default)s)')
     return p
 
@@ -587,7 +593,8 @@ def synth_main(args) -> int:
     if args.workers is not None and args.workers < 1: raise AVBTError(f"workers must be at least 1, got {args.workers}")
     if args.like is not None: return _synth_like_main(args)
     out = args.out or data_root() / 'synth'
-    make_synthetic(out, videos=SynthConfig().videos if args.videos is None else args.videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
+    videos = SynthConfig().videos if args.videos is None else args.videos
+    make_synthetic(out, videos=videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
                    workers=args.workers, force=args.force, sample_rate=args.sample_rate, background=args.background,
                    asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise)
     meta = load_json(Path(out) / 'synth_meta.json')
@@ -602,13 +609,16 @@ def _synth_like_main(args) -> int:
     d = SynthConfig()
     fixed = [k for k in ('classes', 'size', 'fps', 'sample_rate', 'background', 'asynchrony', 'distractors', 'noise')
              if getattr(args, k) != getattr(d, k)]
-    if fixed: raise AVBTError(f"--like takes classes, spans and media from the real rows; drop --{fixed[0].replace('_', '-')}")
+    if fixed:
+        raise AVBTError(f"--like takes classes, spans and media from the real rows: drop --{fixed[0].replace('_', '-')}")
     try: size = tuple(int(x) for x in args.frame_size.lower().split('x'))
     except ValueError: size = ()
     if len(size) != 2: raise AVBTError(f"--frame-size must be WIDTHxHEIGHT, e.g. 480x360, got {args.frame_size!r}")
     out = args.out or data_root() / 'synth-like'
-    make_synthetic_like(args.like, out, videos=args.videos, seed=args.seed, size=size, workers=args.workers, force=args.force)
+    make_synthetic_like(args.like, out, videos=args.videos, seed=args.seed, size=size, workers=args.workers,
+                        force=args.force)
     s = load_json(Path(out) / 'synth_meta.json')['summary']
     print(f"wrote {s['rows']} rows ({s['videos']} mp4 files) like {args.like} to {out}: "
-          f"{'/'.join(str(s['split_sizes'][k]) for k in ('train', 'val', 'test'))} train/val/test, splits from {s['splits_from']}")
+          f"{'/'.join(str(s['split_sizes'][k]) for k in ('train', 'val', 'test'))} train/val/test, "
+          f"splits from {s['splits_from']}")
     return 0
