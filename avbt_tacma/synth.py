@@ -610,7 +610,8 @@ def _synth_like_main(args) -> int:
     fixed = [k for k in ('classes', 'size', 'fps', 'sample_rate', 'background', 'asynchrony', 'distractors', 'noise')
              if getattr(args, k) != getattr(d, k)]
     if fixed:
-        raise AVBTError(f"--like takes classes, spans and media from the real rows: drop --{fixed[0].replace('_', '-')}")
+        flag = fixed[0].replace('_', '-')
+        raise AVBTError(f"--like takes classes, spans and media from the real rows: drop --{flag}")
     try: size = tuple(int(x) for x in args.frame_size.lower().split('x'))
     except ValueError: size = ()
     if len(size) != 2: raise AVBTError(f"--frame-size must be WIDTHxHEIGHT, e.g. 480x360, got {args.frame_size!r}")
