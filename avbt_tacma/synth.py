@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'AVE_PARTIAL_LENGTHS',
-           'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'render_frames', 'render_audio',
-           'write_mp4', 'split_assignment', 'make_synthetic', 'synth_parser', 'synth_main']
+           'LIKE_SIZE', 'LIKE_FPS', 'LIKE_SAMPLE_RATE', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction',
+           'plan_video', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
+           'like_splits', 'sample_rows', 'make_synthetic_like', 'synth_parser', 'synth_main']
 
 # %% ../nbs/02_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -113,8 +114,8 @@ def _span(rng, lo, hi):
     n = int(rng.integers(1, hi - lo + 1)); s = int(rng.integers(lo, hi - n + 1))
     return list(range(s, s + n))
 
-def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None) -> dict:
-    "All random choices for clip `index` of class `cls` (JSON-able; the clip's ground truth); `full`: all-event clip."
+def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None, span=None) -> dict:
+    "Random choices for clip `index` of class `cls` (JSON-able: its truth); `full`: all-event; `span`: (start, end)."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([cfg.seed, index, 1])
     T = T_SEGMENTS
@@ -124,6 +125,7 @@ def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | 
     else:
         ls, ws = zip(*AVE_PARTIAL_LENGTHS.items())
         L = int(rng.choice(ls, p=np.array(ws) / sum(ws))); start = int(rng.integers(0, T - L + 1)); end = start + L
+    if span is not None: start, end = int(span[0]), int(span[1])     # a real row's span (the draws above still happen)
     vis, aud = np.zeros(T, bool), np.zeros(T, bool)
     vis[start:end] = aud[start:end] = True
     # asynchrony: one stream runs past the span on one side
@@ -426,11 +428,152 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     return out
 
 # %% ../nbs/02_synth.ipynb 34
+LIKE_SIZE = (480, 360)                                              # width, height
+LIKE_FPS = (Fraction(25), Fraction(30), Fraction(30000, 1001))
+LIKE_SAMPLE_RATE = 44100
+
+def like_fps(video_id: str) -> Fraction:
+    "Frame rate of a clip of a twin set, fixed by its id: 25 fps for half the ids, 30 and 29.97 for a quarter each."
+    h = hashlib.sha256(f"avbt-like:{video_id}".encode()).digest()[0] % 4
+    return LIKE_FPS[max(0, h - 1)]
+
+def like_splits(like, records) -> tuple[list[str], str]:
+    "'train'/'val'/'test' per row of `records` read from the folder of `like`, and where the split came from."
+    from avbt_tacma.ave import read_order, split_indices, read_annotations, class_index
+    d, n, names = Path(like).parent, len(records), ('train', 'val', 'test')
+    out = [None] * n
+    if all((d / f'{s}_order.h5').exists() for s in names):
+        src = 'order files (*_order.h5)'
+        for s in names:
+            for r in read_order(d / f'{s}_order.h5'): out[int(r)] = s
+    elif all((d / f'{s}Set.txt').exists() for s in names):
+        src = 'split lists (*Set.txt)'
+        for s in names:
+            for r in split_indices(records, read_annotations(d / f'{s}Set.txt')): out[int(r)] = s
+    else:
+        return split_assignment([class_index(r.category) for r in records], 0), 'rule: stratified by class, 80/10/10'
+    missing = [i for i, s in enumerate(out) if s is None]
+    if missing:
+        raise AVBTError(f"{d}: {len(missing)} annotation rows are in no split (e.g. row {missing[0]}); fix the splits")
+    return out, src
+
+def sample_rows(categories: list[str], splits: list[str], n: int | None, seed: int = 0) -> list[int]:
+    "Indices of `n` rows (all when None), over the splits in proportion (at least one each), over classes in turn."
+    N = len(categories)
+    if n is None or n >= N: return list(range(N))
+    if n < 1: raise AVBTError(f"videos must be at least 1, got {n}")
+    rng = np.random.default_rng([seed, 0, 5])
+    names = [s for s in ('train', 'val', 'test') if s in splits]
+    share = np.array([splits.count(s) for s in names]) * n / N
+    quota = np.floor(share).astype(int)
+    if n >= len(names): quota = np.maximum(quota, 1)
+    while quota.sum() < n: quota[int(np.argmax(share - quota))] += 1
+    while quota.sum() > n: quota[int(np.argmax(quota))] -= 1
+    present = set(categories)
+    cats = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+    pools = {}                                         # (split, category) -> shuffled rows
+    for i in rng.permutation(N): pools.setdefault((splits[i], categories[i]), []).append(int(i))
+    out, k = [], 0                                     # k: the next class in turn, carried across splits
+    for s, q in zip(names, quota):
+        got = 0
+        while got < q:
+            free = [c for c in cats if pools.get((s, c))]
+            c = cats[k % len(cats)]; k += 1
+            if c not in free: continue
+            out.append(pools[(s, c)].pop()); got += 1
+    return sorted(out)
+
+# %% ../nbs/02_synth.ipynb 36
+def _render_like_one(job):
+    "Render and write one clip of a twin set."
+    plan, path, fps, size, seed = job
+    W, H = size
+    side = max(32, H // 3 // 2 * 2)                    # content resolution, scaled up to H x W
+    cfg = SynthConfig(seed=seed, classes=MAX_CLASSES, size=side, fps=int(round(fps)), sample_rate=LIKE_SAMPLE_RATE)
+    specs = class_specs(MAX_CLASSES)
+    small = render_frames(plan, cfg, specs)
+    if H % side == 0 and W % side == 0: frames = small.repeat(H // side, axis=1).repeat(W // side, axis=2)
+    else: frames = small[:, (np.arange(H) * side // H)[:, None], (np.arange(W) * side // W)[None, :]]
+    rng = np.random.default_rng([plan['render_seed'], 4])
+    bank = rng.integers(0, 8, (4, H, W, 3), dtype=np.uint8)            # full-size pixel noise: flip the 3 low bits
+    for i in range(0, len(frames), 4): frames[i:i + 4] ^= bank[:len(frames[i:i + 4])]
+    mono = render_audio(plan, cfg, specs)
+    pan = float(rng.uniform(0.7, 1.0))
+    from avbt_tacma.video import write_video
+    write_video(path, frames, fps=fps, tracks=[np.stack([mono, pan * mono])], sample_rate=LIKE_SAMPLE_RATE)
+    return plan['video_id']
+
+def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold the split files)
+                        out, # output folder
+                        videos: int | None = None, # rows to take (spread over splits and classes); None: all
+                        seed: int = 0, # seed of the sampling and of the rendering
+                        size: tuple = LIKE_SIZE, # frame (width, height)
+                        workers: int | None = None, # worker processes (default: all cores)
+                        force: bool = False, # replace a twin set made with other settings
+                        progress: bool = True) -> Path:
+    "Write a synthetic twin of the AVE rows of `like`: their ids, categories, spans and splits, with real-like media."
+    from avbt_tacma.ave import read_annotations, class_index
+    like, out = Path(like), Path(out)
+    records = read_annotations(like)
+    if not records: raise AVBTError(f"{like}: no annotation rows")
+    W, H = size
+    if not (32 <= H <= 2160 and 32 <= W <= 3840 and W % 2 == 0 and H % 2 == 0):
+        raise AVBTError(f"frame size must be even, 32..3840 x 32..2160 pixels, got {W}x{H}")
+    for r in records: class_index(r.category)          # every category must be one of the 28
+    splits, split_src = like_splits(like, records)
+    rows = sample_rows([r.category for r in records], splits, videos, seed)
+    conf = dict(like=str(like.resolve()), like_sha256=hashlib.sha256(like.read_bytes()).hexdigest(), rows=len(rows),
+                seed=seed, size=[W, H], sample_rate=LIKE_SAMPLE_RATE, channels=2, version=SynthConfig().version)
+    avdir, marker, meta_path = out / 'AVE', out / '.synth_incomplete.json', out / 'synth_meta.json'
+    old, old_ids = _previous(out)
+    foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
+    if foreign:
+        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); "
+                        "choose another --out")
+    if old is not None and old != conf:
+        if not force:
+            raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
+        for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
+    ids = list(dict.fromkeys(records[r].video_id for r in rows))
+    avdir.mkdir(parents=True, exist_ok=True)
+    save_json(dict(config=conf, video_ids=ids), marker)
+    cfg, specs = SynthConfig(seed=seed, classes=MAX_CLASSES), class_specs(MAX_CLASSES)
+    plans, first = [], {}
+    for r in rows:
+        rec = records[r]; first.setdefault(rec.video_id, r)
+        p = plan_video(cfg, r, class_index(rec.category), specs, span=(rec.start, rec.end))
+        plans.append(dict(video_id=rec.video_id, row=r, split=splits[r], fps=str(like_fps(rec.video_id)),
+                          media_from_row=first[rec.video_id], **p))
+    todo = [(p, avdir / f"{p['video_id']}.mp4", like_fps(p['video_id']), (W, H), seed) for p in plans
+            if p['row'] == p['media_from_row'] and not (avdir / f"{p['video_id']}.mp4").exists()]
+    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(todo), desc='synth --like', unit='clip', disable=not progress)
+    if workers <= 1:
+        for j in todo: _render_like_one(j); bar.update()
+    else:
+        import multiprocessing as mp
+        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
+        with ctx.Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_like_one, todo): bar.update()
+    bar.close()
+    write_annotations([records[r] for r in rows], out / 'Annotations.txt')
+    for s in ('train', 'val', 'test'):
+        write_annotations([records[r] for r in rows if splits[r] == s], out / f'{s}Set.txt')
+    summary = dict(rows=len(rows), videos=len(ids), splits_from=split_src,
+                   split_sizes={s: sum(splits[r] == s for r in rows) for s in ('train', 'val', 'test')},
+                   rows_per_class={c: sum(records[r].category == c for r in rows) for c in CATEGORIES})
+    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans), meta_path)
+    marker.unlink()
+    return out
+
+# %% ../nbs/02_synth.ipynb 39
 def synth_parser(p):
     "Arguments of `avbt synth`."
     d = SynthConfig()
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
-    p.add_argument('--videos', type=int, default=d.videos, help='number of clips (default %(default)s)')
+    p.add_argument('--videos', type=int, default=None,
+                   help=f'number of clips (default {d.videos}; with --like: all rows)')
     p.add_argument('--seed', type=int, default=d.seed, help='random seed; the same seed gives the same set (default %(default)s)')
     p.add_argument('--classes', type=int, default=d.classes, help=f'number of classes, the first K AVE categories, 2..{MAX_CLASSES} (default %(default)s)')
     p.add_argument('--size', type=int, default=d.size, help='frame side in pixels (default %(default)s)')
@@ -442,13 +585,19 @@ def synth_parser(p):
     p.add_argument('--noise', type=float, default=d.noise, help='clutter/noise level, 0 = clean, 1 = default, up to 3 (default %(default)s)')
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--force', action='store_true', help='overwrite a folder that holds another set')
+    p.add_argument('--like', type=Path, default=None,
+                   help='a real Annotations.txt: write its rows (ids, categories, spans, splits) as a synthetic twin '
+                        'with real-like media (480x360, 25-30 fps, 44.1 kHz stereo); --videos N takes N rows')
+    p.add_argument('--frame-size', default='480x360', help='with --like: frame WIDTHxHEIGHT (default %(default)s)')
     return p
 
 def synth_main(args) -> int:
     "Run `avbt synth`."
-    out = args.out or data_root() / 'synth'
     if args.workers is not None and args.workers < 1: raise AVBTError(f"workers must be at least 1, got {args.workers}")
-    make_synthetic(out, videos=args.videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
+    if args.like is not None: return _synth_like_main(args)
+    out = args.out or data_root() / 'synth'
+    videos = SynthConfig().videos if args.videos is None else args.videos
+    make_synthetic(out, videos=videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
                    workers=args.workers, force=args.force, sample_rate=args.sample_rate, background=args.background,
                    asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise)
     meta = load_json(Path(out) / 'synth_meta.json')
@@ -456,4 +605,24 @@ def synth_main(args) -> int:
     print(f"wrote {len(ev)} clips to {out}: {1 - ev.mean():.1%} background segments, "
           f"{sum(v['split'] == 'train' for v in meta['videos'])}/{sum(v['split'] == 'val' for v in meta['videos'])}/"
           f"{sum(v['split'] == 'test' for v in meta['videos'])} train/val/test")
+    return 0
+
+def _synth_like_main(args) -> int:
+    "Run `avbt synth --like`: the generator's own content settings do not apply, the real rows set them."
+    d = SynthConfig()
+    fixed = [k for k in ('classes', 'size', 'fps', 'sample_rate', 'background', 'asynchrony', 'distractors', 'noise')
+             if getattr(args, k) != getattr(d, k)]
+    if fixed:
+        flag = fixed[0].replace('_', '-')
+        raise AVBTError(f"--like takes classes, spans and media from the real rows: drop --{flag}")
+    try: size = tuple(int(x) for x in args.frame_size.lower().split('x'))
+    except ValueError: size = ()
+    if len(size) != 2: raise AVBTError(f"--frame-size must be WIDTHxHEIGHT, e.g. 480x360, got {args.frame_size!r}")
+    out = args.out or data_root() / 'synth-like'
+    make_synthetic_like(args.like, out, videos=args.videos, seed=args.seed, size=size, workers=args.workers,
+                        force=args.force)
+    s = load_json(Path(out) / 'synth_meta.json')['summary']
+    print(f"wrote {s['rows']} rows ({s['videos']} mp4 files) like {args.like} to {out}: "
+          f"{'/'.join(str(s['split_sizes'][k]) for k in ('train', 'val', 'test'))} train/val/test, "
+          f"splits from {s['splits_from']}")
     return 0
