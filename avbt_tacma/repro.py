@@ -20,9 +20,9 @@ SCALES = {
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                   head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32,
-                    avbt_epochs=8, avbt_batch=32,
+                    avbt_epochs=10, ablation_epochs=4, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=80, head_batch=32, head_lr=2e-3, seeds=5,
+                    head_epochs=40, head_batch=32, head_lr=5e-3, seeds=5,
                     thetas=(0.0, 0.01, 0.03, 0.06, 0.1, 0.2), tsne_clips=60, qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=12, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
@@ -187,6 +187,15 @@ class Repro:
 
     @property
     def trains_avbt(self) -> bool: return self.kind != 'features'
+
+    @property
+    def ablation(self) -> dict:
+        "AV-BT overrides of the Table 4-5 variants (and of their own baseline): a shorter training where the scale says so."
+        return dict(epochs=self.S['ablation_epochs']) if self.S.get('ablation_epochs') else {}
+
+    def ablation_note(self) -> str:
+        e = self.S.get('ablation_epochs')
+        return f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, not {self.S['avbt_epochs']}." if e else ''
 
     def cache(self) -> Path:
         "The prepared clip cache of this run (prepared into the run folder from videos, once)."
