@@ -139,3 +139,23 @@ def test_default_scale_is_the_cli_default():
     assert reproduce_parser(argparse.ArgumentParser()).parse_args([]).scale == 'default'
     assert SCALES['smoke']['videos'] < SCALES['default']['videos'] <= SCALES['quick']['videos']
     assert SCALES['default']['seeds'] >= 5 and SCALES['rehearsal']['avbt'] == SCALES['paper']['avbt'] == 'paper'
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_avbt_training(tmp_path):
+    "Ctrl-C in the middle of an AV-BT training: one line, no traceback; the same command then resumes that training."
+    import signal
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu']
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 900 and not list((out / 'models' / 'avbt').glob('baseline-*/checkpoint.pt')): time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    first = p.communicate(timeout=120)[0]
+    run = next((out / 'models' / 'avbt').glob('baseline-*'))
+    assert p.returncode == 130 and 'interrupted' in first and 'Traceback' not in first and 'ZMQError' not in first, first
+    assert not (run / 'avbt.pt').exists()                                   # stopped inside the training
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'resuming the killed training' in (out / 'notebooks' / '01_avbt.ipynb').read_text()
+    steps = [l.split(',')[1] for l in (run / 'log.csv').read_text().splitlines()[1:]]
+    assert (run / 'avbt.pt').exists() and len(steps) == len(set(steps))       # no step logged twice
