@@ -126,7 +126,7 @@ def mean_std(values) -> tuple:
 
 VERDICT_RULE = ("reproduced: the 95% interval of this run's effect lies entirely on the paper's side of 0; "
                 "not reproduced: it lies entirely on the other side; inconclusive: it contains 0, there are fewer "
-                "than 2 seeds, or a row of the claim did not learn (within 2 points of the majority label)")
+                "than 2 seeds, or the row claimed to be better did not learn (within 2 points of the majority label)")
 
 def effect(a,                      # accuracies of the row claimed to be better, one per seed
            b,                      # accuracies of the row it is compared with

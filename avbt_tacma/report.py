@@ -104,9 +104,10 @@ def judge_claim(claim: dict, tables: dict) -> dict:
     va, vb = flat(a), flat(b)
     paired = claim['paired'] and len(va) == len(vb)
     e = effect(va, vb, paired=paired)
-    stuck = [r['row'] for ref in claim['a'] + claim['b'] for r in _pick(tables, ref) if did_not_learn(r, floors[ref[0]])]
-    v = 'inconclusive' if stuck else verdict(e['lo'], e['hi'])
-    note = '; '.join(x for x in [f"did not learn: {', '.join(dict.fromkeys(stuck))}" if stuck else '', claim['note']] if x)
+    stuck = lambda refs: [r['row'] for ref in refs for r in _pick(tables, ref) if did_not_learn(r, floors[ref[0]])]
+    sa, sb = stuck(claim['a']), stuck(claim['b'])                    # a worse row that did not learn is still a comparison
+    v = 'inconclusive' if sa else verdict(e['lo'], e['hi'])
+    note = '; '.join(x for x in [f"did not learn: {', '.join(dict.fromkeys(sa + sb))}" if sa + sb else '', claim['note']] if x)
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
