@@ -14,6 +14,7 @@ from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features
 from .tacma import TACMA
 from .baselines import PSP, AVEL, Probe, plain_attention
+from .evaluate import segment_accuracy, mean_std
 
 # %% auto 0
 __all__ = ['HEADS', 'RECIPES', 'synthetic_features', 'check_head', 'build_head', 'head_class', 'head_needs_spatial',
@@ -154,12 +155,11 @@ def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, 
 @torch.no_grad()
 def accuracy_on(model, a, v, y, batch_size: int = 256) -> float:
     "Segment accuracy of `model` on tensors a, v, y (all segments pooled), in eval mode."
-    was, correct = model.training, 0
+    was = model.training
     model.eval()
-    for s in range(0, len(a), batch_size):
-        correct += (model(a[s:s + batch_size], v[s:s + batch_size]).argmax(-1) == y[s:s + batch_size]).sum().item()
+    pred = torch.cat([model(a[s:s + batch_size], v[s:s + batch_size]).argmax(-1) for s in range(0, len(a), batch_size)])
     model.train(was)
-    return correct / y.numel()
+    return segment_accuracy(pred, y)
 
 def train_epoch(model, opt, a, v, y, batch_size: int, gen: torch.Generator):
     "One epoch over shuffled mini-batches; returns (mean loss, training accuracy of the batches as they were seen)."
@@ -235,15 +235,11 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int |
     return result
 
 # %% ../nbs/14_train_heads.ipynb 19
-def _mean_std(x):
-    x = np.asarray(x, float)
-    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
-
 def summarize(results: list) -> dict:
     "Mean ± sample std over seeds of the per-seed results of one head."
     s = dict(head=results[0]['head'], n_seeds=len(results), seeds=[r['seed'] for r in results], std='sample (ddof=1)')
     for k in ('test_acc', 'test_acc_select_on_test', 'val_acc'):
-        s[f'{k}_mean'], s[f'{k}_std'] = _mean_std([r[k] for r in results])
+        s[f'{k}_mean'], s[f'{k}_std'] = mean_std([r[k] for r in results])
     s['per_seed'] = [{k: r[k] for k in ('seed', 'best_epoch', 'val_acc', 'test_acc', 'test_acc_select_on_test', 'best_test_epoch')}
                      for r in results]
     s['config'] = {k: v for k, v in results[0]['config'].items() if k != 'seed'}

@@ -8,7 +8,7 @@ from avbt_tacma.core import AVBTError, load_checkpoint
 from avbt_tacma.features import save_features, load_features
 from avbt_tacma.train_heads import synthetic_features, train_head, train_seeds, summarize, HEADS
 from avbt_tacma.evaluate import (segment_accuracy, per_class_accuracy, confusion_matrix, predict, load_run,
-                                 results_table, load_summaries, video_predictions)
+                                 results_table, video_predictions)
 from avbt_tacma.cli import main as avbt
 
 FAST = dict(epochs=16, batch_size=32, lr=2e-3, progress=False)
@@ -111,7 +111,7 @@ def test_results_table(tmp_path):
     s = summarize(res)
     assert s['test_acc_mean'] == pytest.approx(0.76) and s['test_acc_std'] == pytest.approx(np.std([.75, .77], ddof=1))
     (tmp_path / 'tacma_summary.json').write_text(json.dumps(s))
-    df = results_table(load_summaries(tmp_path))
+    df = results_table([json.loads(p.read_text()) for p in sorted(tmp_path.glob('*_summary.json'))])
     assert df.loc[0, 'test acc % (val-selected)'] == '76.00 ± 1.41'
     assert df.loc[0, 'test acc % (selected on test)'] == '77.00 ± 1.41'
     assert '| tacma | 2 |' in results_table([s], markdown=True)

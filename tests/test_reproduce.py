@@ -3,7 +3,9 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
-from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, PAPER_VALUES, write_summary
+from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, step_hash
+from avbt_tacma.report import PAPER_VALUES, CLAIMS, write_summary
+from avbt_tacma.repro import code_hash, module_closure, SCALES
 
 def write_nb(path, params: str, body: str):
     cell = lambda src, tags: {'cell_type': 'code', 'metadata': {'tags': tags}, 'source': src, 'outputs': [], 'execution_count': None}
@@ -105,7 +107,55 @@ def test_reproduce_smoke_end_to_end(tmp_path):
         for o in s.outputs: assert (out / o).exists(), o
     text = (out / 'summary.md').read_text()
     assert '| paper | this run |' in text and 'scale smoke' in text and '(quoted)' in text
+    assert text.index('## Claims') < text.index('## Steps') and 'Δ' not in text          # synthetic data: no paper subtraction
+    assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
+    import csv
+    claims = list(csv.DictReader(open(out / 'tables' / 'claims.csv', encoding='utf-8')))
+    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= {'reproduced', 'not reproduced', 'inconclusive'}
+    assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
+
+def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch):
+    "A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do not count."
+    assert 'report' not in module_closure('train_avbt') and 'train_heads' not in module_closure('train_avbt')
+    import avbt_tacma, shutil, avbt_tacma.repro as rp
+    lib = tmp_path / 'avbt_tacma'; shutil.copytree(Path(avbt_tacma.__file__).parent, lib)
+    monkeypatch.setattr(rp, '_lib_dir', lambda: lib); rp._module_code.cache_clear()
+    h_avbt, h_heads = code_hash('train_avbt'), code_hash('train_heads')
+    f = lib / 'avbt.py'; f.write_text(f.read_text().replace('"""', '"""Edited docstring. ', 1))
+    rp._module_code.cache_clear()
+    assert code_hash('train_avbt') == h_avbt                          # a docstring edit retrains nothing
+    f.write_text(f.read_text() + "\nEXTRA = 1\n"); rp._module_code.cache_clear()
+    assert code_hash('train_avbt') != h_avbt and code_hash('train_heads') == h_heads   # code: only its dependants
+    rp._module_code.cache_clear()
+
+def test_default_scale_is_the_cli_default():
+    "`avbt reproduce` without flags runs the `default` scale; smoke stays the smallest; rehearsal keeps the paper's models."
+    from avbt_tacma.reproduce import reproduce_parser
+    import argparse
+    assert reproduce_parser(argparse.ArgumentParser()).parse_args([]).scale == 'default'
+    assert SCALES['smoke']['videos'] < SCALES['default']['videos'] <= SCALES['quick']['videos']
+    assert SCALES['default']['seeds'] >= 5 and SCALES['rehearsal']['avbt'] == SCALES['paper']['avbt'] == 'paper'
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_avbt_training(tmp_path):
+    "Ctrl-C in the middle of an AV-BT training: one line, no traceback; the same command then resumes that training."
+    import signal
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu']
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 900 and not list((out / 'models' / 'avbt').glob('baseline-*/checkpoint.pt')): time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    first = p.communicate(timeout=120)[0]
+    run = next((out / 'models' / 'avbt').glob('baseline-*'))
+    assert p.returncode == 130 and 'interrupted' in first and 'Traceback' not in first and 'ZMQError' not in first, first
+    assert not (run / 'avbt.pt').exists()                                   # stopped inside the training
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'resuming the killed training' in (out / 'notebooks' / '01_avbt.ipynb').read_text()
+    steps = [l.split(',')[1] for l in (run / 'log.csv').read_text().splitlines()[1:]]
+    assert (run / 'avbt.pt').exists() and len(steps) == len(set(steps))       # no step logged twice
