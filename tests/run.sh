@@ -14,4 +14,4 @@ git diff --exit-code -- nbs || { echo "notebooks in nbs/ are not clean: run nbde
 echo "== 3/4 nbdev_test"
 nbdev_test --n_workers 2 --timing
 echo "== 4/4 pytest"
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=15 tests "$@"
