@@ -13,5 +13,5 @@ nbdev_clean
 git diff --exit-code -- nbs || { echo "notebooks in nbs/ are not clean: run nbdev_clean and commit"; exit 1; }
 echo "== 3/4 nbdev_test"
 nbdev_test --n_workers 2 --timing
-echo "== 4/4 pytest"
-python -m pytest -q tests "$@"
+echo "== 4/4 pytest (2 workers, pytest-xdist; the 15 slowest tests listed; pass -n 0 to run in one process)"
+python -m pytest -q -n 2 --durations=15 tests "$@"

@@ -135,13 +135,7 @@ def test_community_feature_layout_on_real_audio_file(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def prepared(tmp_path_factory):
-    from avbt_tacma.synth import make_synthetic
-    from avbt_tacma.prepare import prepare
-    root = tmp_path_factory.mktemp('synth')
-    make_synthetic(root / 'ave', videos=6, seed=1, classes=3, progress=False)
-    prepare(root / 'ave', root / 'cache', size=64, progress=False)
-    return root / 'cache'
+def prepared(synthetic_cache): return synthetic_cache      # the session's synthetic set (tests/conftest.py)
 
 
 def test_real_cache_by_path_with_workers(prepared):

@@ -177,10 +177,8 @@ def test_reader_in_dataloader_workers(full):
     np.testing.assert_array_equal(got[0][0].numpy(), cache.frames(int(cache.available[0]), [8])[0])
 
 
-def test_synthetic_layout_is_prepared(tmp_path):
-    synth = pytest.importorskip('avbt_tacma.synth')
-    synth.make_synthetic(tmp_path / 'syn', videos=3, size=64, workers=1, progress=False)
-    s = prepare(tmp_path / 'syn', tmp_path / 'c', size=64, progress=False)
+def test_synthetic_layout_is_prepared(synthetic_ave, tmp_path):
+    s = prepare(synthetic_ave, tmp_path / 'c', size=64, limit=3, progress=False)
     assert (s['kept'], s['skipped']) == (3, 0)
     c = open_cache(tmp_path / 'c')
     assert c.frames(0, [0, 80]).shape == (2, 64, 64, 3) and sum(len(v) for v in c.splits.values()) == 3

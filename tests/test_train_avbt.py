@@ -15,21 +15,13 @@ EPOCHS, BATCH = 3, 2
 def cfg(**kw): return AVBTConfig.preset('synthetic', **{**TINY, 'epochs': EPOCHS, 'batch_size': BATCH, 'warmup_epochs': 1, **kw})
 
 @pytest.fixture(scope='module')
-def cache(tmp_path_factory):
-    "12 synthetic clips written as real mp4 files, then decoded by `prepare` (the same path as the real data)."
-    from avbt_tacma.synth import make_synthetic
-    from avbt_tacma.prepare import prepare
-    d = tmp_path_factory.mktemp('data')
-    make_synthetic(d / 'ave', videos=12, seed=0, size=64, workers=1, progress=False)
-    prepare(d / 'ave', d / 'cache', size=64, workers=1, progress=False)
-    return d / 'cache'
+def cache(synthetic_cache): return synthetic_cache          # 12 synthetic mp4 clips decoded by `prepare` (conftest.py)
 
 @pytest.fixture(scope='module')
-def reference(cache, tmp_path_factory):
-    "An uninterrupted run: 3 epochs, no DataLoader workers."
-    out = tmp_path_factory.mktemp('ref') / 'run'
-    train_avbt(cache, out, cfg(), seed=0, device='cpu', workers=0, progress=False)
-    return out
+def reference(tiny_avbt):
+    "An uninterrupted run: 3 epochs, no DataLoader workers (conftest.py); `cfg()` must be its configuration."
+    assert AVBTConfig.from_dict(load_checkpoint(tiny_avbt / 'avbt.pt', kind='avbt')['config']['model']) == cfg()
+    return tiny_avbt
 
 def weights(run): return load_checkpoint(Path(run) / 'avbt.pt', kind='avbt')['model']
 
