@@ -13,26 +13,12 @@ from .core import AVBTError
 from .backbones import audio_backbone, visual_backbone
 
 # %% auto 0
-__all__ = ['AVBT_PRESETS', 'AudioGuidedAttention', 'projector', 'AVBT', 'AVBTConfig', 'cross_correlation', 'avbt_loss', 'LARS',
-           'lr_at', 'adjust_lr', 'make_optimizer']
+__all__ = ['AVBT_PRESETS', 'projector', 'AVBT', 'AVBTConfig', 'cross_correlation', 'avbt_loss', 'LARS', 'lr_at', 'adjust_lr',
+           'make_optimizer']
 
 # %% ../nbs/10_avbt.ipynb 5
-class AudioGuidedAttention(nn.Module):
-    "AVEL's audio-guided visual attention: a [N, Da], v [N, L, Dv] -> (weighted sum of v [N, Dv], weights [N, L])."
-    def __init__(self,
-                 a_dim: int,         # width Da of the audio feature
-                 v_dim: int,         # width Dv of a visual location
-                 hidden: int = 512,  # width of U_a, U_v
-                 att: int = 49):     # width of W_a, W_v (AVEL: the 7 x 7 locations)
-        super().__init__()
-        self.v_in, self.a_in = nn.Linear(v_dim, hidden), nn.Linear(a_dim, hidden)
-        self.v_att, self.a_att = nn.Linear(hidden, att, bias=False), nn.Linear(hidden, att, bias=False)
-        self.score = nn.Linear(att, 1, bias=False)
-
-    def forward(self, a, v):
-        h = torch.tanh(self.v_att(torch.relu(self.v_in(v))) + self.a_att(torch.relu(self.a_in(a))).unsqueeze(1))
-        alpha = torch.softmax(self.score(h).squeeze(-1), dim=-1)
-        return torch.einsum('nl,nld->nd', alpha, v), alpha
+# one module serves AVEL, PSP (nbs/13_baselines) and AGVA; its default is the paper's axis and PyTorch's init
+from .baselines import AudioGuidedAttention
 
 # %% ../nbs/10_avbt.ipynb 8
 def projector(d_in: int,  # input width (d_l)
