@@ -195,6 +195,8 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int |
         if len(fs.splits.get(s, [])) == 0: raise AVBTError(f"the features have no {s!r} split; training needs train, val and test")
     d_a, d_v = fs.audio.shape[-1], fs.visual.shape[-1]
     head_kw = {**rcp.pop('head_kw'), **({'spatial': fs.spatial} if _has_vector_mode(head) else {}), **head_kw}
+    if fs.spatial and 'k' in inspect.signature(head_class(head)).parameters and 'k' not in head_kw:
+        head_kw['k'] = math.prod(fs.visual.shape[2:-1])   # one attention unit per region (the official axis)
     config = dict(head=head, head_kw=head_kw, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
                   decay_every=decay_every, recipe=recipe, schedule=rcp['schedule'],
                   drop_last=rcp['drop_last'], d_a=d_a, d_v=d_v, spatial=fs.spatial, features=features_fingerprint(fs),
