@@ -126,10 +126,12 @@ def test_eq6_readings_differ():
 # ---- shapes and gradients of every head ----
 @pytest.mark.parametrize('make,spatial', [
     (lambda: TACMA(20, 24, d_l=16, d_h=8, d_e=8), False),
-    (lambda: PSP(20, 24, d_hidden=8, d_psp=16, avps=True), False),
-    (lambda: PSP(20, 24, d_hidden=8, d_psp=16, lstm=False), False),
-    (lambda: AVEL(20, 24, d_att=16, k=8, d_hidden=8), True),
-    (lambda: AVEL(20, 24, d_att=16, k=8, d_hidden=8, fusion='concat'), True),
+    (lambda: PSP(20, 24, d_hidden=8, d_psp=16, avps=True, spatial=False), False),   # pooled: no region attention
+    (lambda: PSP(20, 24, d_hidden=8, d_psp=16, lstm=False, spatial=False), False),
+    (lambda: PSP(20, 24, d_hidden=8, d_psp=16, avps=True, k=9), True),                # the official model on 3 x 3
+    (lambda: AVEL(20, 24, d_att=16, k=9, d_hidden=8), True),     # k = the 3 x 3 regions (official axis)
+    (lambda: AVEL(20, 24, d_att=16, k=9, d_hidden=8, fusion='concat'), True),
+    (lambda: AVEL(20, 24, d_att=16, k=8, d_hidden=8, axis='paper'), True),
     (lambda: Probe(20, 24, 'av'), False), (lambda: Probe(20, 24, 'a'), False), (lambda: Probe(20, 24, 'v'), False)])
 def test_shapes_and_gradients(make, spatial):
     torch.manual_seed(0)
@@ -165,12 +167,15 @@ def test_psp_threshold_by_hand():
 
 def test_avps_loss_by_hand():
     y = torch.tensor([[28, 5, 5, 5], [28, 28, 28, 28]])
-    assert torch.allclose(avps_target(y), torch.tensor([[0, 1 / 3, 1 / 3, 1 / 3], [0, 0, 0, 0]]))
+    # an all-background video: uniform 1/T as the official code (default), or 0 with all_bg='zero'
+    assert torch.allclose(avps_target(y), torch.tensor([[0, 1 / 3, 1 / 3, 1 / 3], [.25, .25, .25, .25]]))
+    assert torch.allclose(avps_target(y, all_bg='zero'), torch.tensor([[0, 1 / 3, 1 / 3, 1 / 3], [0, 0, 0, 0]]))
     sim = torch.tensor([[0.5, 0.5, -1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     # video 1: relu -> [.5,.5,0,0] / 1 = [.5,.5,0,0] vs [0,1/3,1/3,1/3]: squared errors .25 + 1/36 + 1/9 + 1/9
-    # video 2: [.25]*4 vs 0: 4 * .0625;  MSE over the 8 entries
-    want = (0.25 + 1 / 36 + 1 / 9 + 1 / 9 + 4 * 0.0625) / 8
-    assert abs(avps_loss(sim, y).item() - want) < 1e-6
+    # video 2: [.25]*4 vs the uniform target: 0; vs 0 ('zero'): 4 * .0625;  MSE over the 8 entries
+    v1 = 0.25 + 1 / 36 + 1 / 9 + 1 / 9
+    assert abs(avps_loss(sim, y).item() - v1 / 8) < 1e-6
+    assert abs(avps_loss(sim, y, all_bg='zero').item() - (v1 + 4 * 0.0625) / 8) < 1e-6
 
 
 def test_psp_avps_switch_adds_the_weighted_loss():
