@@ -10,9 +10,9 @@ import numpy as np
 from .core import AVBTError
 
 # %% auto 0
-__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'HEADER', 'Record', 'class_index',
-           'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order', 'split_indices',
-           'label_matrix', 'segment_labels']
+__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'Record',
+           'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order',
+           'split_indices', 'label_matrix', 'segment_labels']
 
 # %% ../nbs/01_ave.ipynb 5
 CATEGORIES = [
@@ -25,6 +25,7 @@ CLASS_NAMES = CATEGORIES + [BACKGROUND]   # index 28 is background
 NUM_CLASSES = len(CLASS_NAMES)            # 29
 BG_INDEX = NUM_CLASSES - 1
 T_SEGMENTS = 10                           # 10 one-second segments per clip
+SPLITS = ('train', 'val', 'test')        # the split files, in this order everywhere
 HEADER = 'Category&VideoID&Quality&StartTime&EndTime'
 
 # %% ../nbs/01_ave.ipynb 8

@@ -19,7 +19,7 @@ __all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_targe
 # %% ../nbs/13_baselines.ipynb 6
 def plain_attention(d_in_a: int, d_in_v: int, **kw) -> TACMA:
     "Standard cross-modal attention: TACMA with theta = 0 (Eq. 4 weights all equal 1)."
-    if kw.pop('theta', 0.0) != 0.0: raise ValueError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
+    if kw.pop('theta', 0.0) != 0.0: raise AVBTError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
     return TACMA(d_in_a, d_in_v, theta=0.0, **kw)
 
 # %% ../nbs/13_baselines.ipynb 9
@@ -286,7 +286,7 @@ class Probe(Head):
     "Three-layer MLP probe on frozen features: `mode` 'a' (audio), 'v' (visual) or 'av' (sum of the two)."
     def __init__(self, d_in_a: int, d_in_v: int, mode: str = 'av', mlp=(256, 128), n_classes: int = NUM_CLASSES, dropout: float = 0.2):
         super().__init__()
-        if mode not in ('a', 'v', 'av'): raise ValueError(f"probe mode must be 'a', 'v' or 'av', not {mode!r}")
+        if mode not in ('a', 'v', 'av'): raise AVBTError(f"probe mode must be 'a', 'v' or 'av', not {mode!r}")
         self.mode = mode
         d = {'a': d_in_a, 'v': d_in_v, 'av': max(d_in_a, d_in_v)}[mode]
         self.map_a = nn.Identity() if d_in_a == d or mode != 'av' else nn.Linear(d_in_a, d, bias=False)

@@ -14,7 +14,7 @@ __all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', '
            'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
 
 # %% ../nbs/00_core.ipynb 5
-class AVBTError(Exception):
+class AVBTError(ValueError):
     "An error caused by the input (file, parameter, data); the CLI prints it on one line, without a traceback."
 
 # %% ../nbs/00_core.ipynb 7

@@ -13,13 +13,12 @@ from .core import AVBTError
 from .ave import T_SEGMENTS
 
 # %% auto 0
-__all__ = ['FRAMES_PER_SEGMENT', 'MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE',
-           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'frame_transform',
-           'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader',
-           'set_loader_epoch']
+__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_ROWS', 'MemoryCache',
+           'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_flags', 'frame_transform', 'normalize_frames',
+           'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader', 'set_loader_epoch']
 
 # %% ../nbs/07_datasets.ipynb 5
-FRAMES_PER_SEGMENT = 16
+from .video import FRAMES_PER_SEGMENT   # re-exported: defined once, in `video`
 MIDDLE_FRAME = FRAMES_PER_SEGMENT // 2                 # 8: the evaluation frame of each segment
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,7 +34,7 @@ class MemoryCache:
         self.splits = {k: np.asarray(v, np.int64) for k, v in (splits or {'train': np.arange(n)}).items()}
         self._ids = list(video_ids) if video_ids is not None else [f'clip{i:05d}' for i in range(n)]
         self.records = records
-        self.available = np.ones(n, bool)
+        self.available = np.arange(n)              # rows present, as in `ClipCache`
 
     def __len__(self): return len(self._frames)
     def frames(self, row, idx): return self._frames[row][np.asarray(idx)]
@@ -150,6 +149,12 @@ TABLE5_ROWS = [  # (config, paper accuracy); switches: crop, flip, solarize, gra
     (_row(0, 0, 0, 0, 0, 0), 74.4),
 ]
 
+def table5_flags(aug: AugConfig, # one row's configuration
+                ) -> dict:
+    "A row's switches as Table 5 prints them: 1/0 per column, 'small' for the starred (smaller) crop scale."
+    return {s: ('small' if s == 'crop' and aug.crop and aug.crop_scale == SMALLER_CROP_SCALE else int(getattr(aug, s)))
+            for s in _SWITCHES}
+
 # %% ../nbs/07_datasets.ipynb 19
 def frame_transform(aug: AugConfig | None, size: int = 224):
     "uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is None."
@@ -183,13 +188,10 @@ def _open(cache):
     return cache
 
 def _usable_rows(cache, rows) -> np.ndarray:
-    "The rows of a split whose clip is in the cache (`available` may be a boolean mask or a collection of rows)."
+    "The rows of a split whose clip is in the cache (`cache.available`: the rows present)."
     rows = np.asarray(rows, np.int64)
     av = getattr(cache, 'available', None)
-    if av is None: return rows
-    if isinstance(av, np.ndarray) and av.dtype == bool: return rows[av[rows]]
-    av = set(int(r) for r in av)
-    return np.array([r for r in rows if int(r) in av], np.int64)
+    return rows if av is None else rows[np.isin(rows, np.asarray(av, np.int64))]
 
 class AVClipDataset(torch.utils.data.Dataset):
     "Clips of one split of the prepared cache: log-mel, one (augmented) frame per segment, segment labels."

@@ -12,10 +12,10 @@ from .core import AVBTError, atomic_path
 from .ave import CLASS_NAMES
 
 # %% auto 0
-__all__ = ['SPLITS', 'FeatureSet', 'save_features', 'load_features', 'feature_dataset']
+__all__ = ['FeatureSet', 'save_features', 'load_features', 'feature_dataset']
 
 # %% ../nbs/08_features.ipynb 5
-SPLITS = ('train', 'val', 'test')
+from .ave import SPLITS       # re-exported: defined once, in `ave`
 
 @dataclass
 class FeatureSet:

@@ -13,13 +13,12 @@ from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .video import write_video   # re-exported: tests and examples write their videos with it
 
 # %% auto 0
-__all__ = ['SAMPLE_RATE', 'MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index',
-           'to_windows', 'Localizer', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline',
-           'write_outputs', 'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser',
-           'localize_main']
+__all__ = ['MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows',
+           'Localizer', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs',
+           'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser', 'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
-SAMPLE_RATE = 16000   # the VGGish front-end's rate
+from .audio import SAMPLE_RATE   # the VGGish front-end's rate; re-exported, defined once in `audio`
 
 @dataclass
 class Video:

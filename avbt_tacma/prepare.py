@@ -17,13 +17,12 @@ from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'CACHE_FORMAT', 'SPLITS', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest',
-           'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser',
-           'prepare_main']
+__all__ = ['log', 'CACHE_FORMAT', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest', 'check_clip',
+           'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser', 'prepare_main']
 
 # %% ../nbs/05_prepare.ipynb 5
 CACHE_FORMAT = 'avbt_tacma.cache/1'
-SPLITS = ('train', 'val', 'test')
+from .ave import SPLITS       # re-exported: defined once, in `ave`
 
 def encode_jpegs(frames: np.ndarray, quality: int = 90) -> list:
     "JPEG bytes of each RGB uint8 frame [N, H, W, 3]."

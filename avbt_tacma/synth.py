@@ -325,30 +325,16 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     return np.clip(x, -1, 1).astype(np.float32)
 
 # %% ../nbs/02_synth.ipynb 28
-def write_mp4(path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int, crf: int = 23) -> Path:
-    "Encode `frames` [F, H, W, 3] uint8 and mono `audio` float32 into an H.264 + AAC mp4, atomically."
-    import av
-    F, H, W, _ = frames.shape
-    with atomic_path(path, suffix='.mp4') as tmp:
-        with av.open(str(tmp), 'w', format='mp4') as c:
-            vs = c.add_stream('libx264', rate=fps, options={'preset': 'ultrafast', 'crf': str(crf), 'threads': '1'})
-            vs.width, vs.height, vs.pix_fmt = W, H, 'yuv420p'
-            vs.codec_context.time_base = Fraction(1, fps)
-            as_ = c.add_stream('aac', rate=sample_rate, layout='mono', options={'aac_coder': 'fast'})
-            as_.bit_rate = 64000
-            secs = int(np.ceil(F / fps)); n = 1024; a_pts = 0
-            for s in range(secs):
-                for i in range(s * fps, min(F, (s + 1) * fps)):
-                    vf = av.VideoFrame.from_ndarray(frames[i], format='rgb24'); vf.pts = i
-                    c.mux(vs.encode(vf))
-                end = len(audio) if s == secs - 1 else (s + 1) * sample_rate
-                while a_pts < end:
-                    chunk = audio[a_pts:min(a_pts + n, end)]
-                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None]), format='flt', layout='mono')
-                    af.sample_rate, af.pts = sample_rate, a_pts; a_pts += len(chunk)
-                    c.mux(as_.encode(af))
-            c.mux(vs.encode()); c.mux(as_.encode())
-    return Path(path)
+def write_mp4(path, # the .mp4 to write (atomically)
+              frames: np.ndarray, # RGB uint8 [F, H, W, 3]
+              audio: np.ndarray, # mono float32 [samples]
+              fps: int, # frame rate
+              sample_rate: int, # audio rate
+              crf: int = 23, # x264 quality
+             ) -> Path:
+    "One synthetic clip through `video.write_video`: fast AAC and one x264 thread, so the bytes depend on the seed only."
+    from avbt_tacma.video import write_video          # lazy: `video` pulls in torch via `audio`
+    return write_video(path, frames, fps, [np.asarray(audio)[None]], sample_rate, crf, fast_aac=True, threads=1)
 
 # %% ../nbs/02_synth.ipynb 30
 def _render_one(job):

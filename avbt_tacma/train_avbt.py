@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
-from .datasets import AugConfig, AVClipDataset, make_loader
+from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if max_steps is not None and step >= max_steps: break
-        sampler.set_epoch(epoch)
-        ds.set_epoch(epoch)
+        set_loader_epoch(loader, epoch)                                # the sampler's order, the dataset's draws
         net.train()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0, leave=False)
         for batch in bar:

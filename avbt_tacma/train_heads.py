@@ -77,6 +77,7 @@ def check_head(head: str) -> str:
 def build_head(head: str, d_a: int, d_v: int, **kw):
     "Build the head `head` for audio width `d_a` and visual width (channels) `d_v`."
     try: return HEADS[check_head(head)](d_a, d_v, **kw)
+    except AVBTError: raise
     except (TypeError, ValueError) as e: raise AVBTError(f"head {head!r}: {e}") from e
 
 def head_class(head: str) -> type:
