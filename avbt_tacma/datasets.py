@@ -43,8 +43,15 @@ class MemoryCache:
     def video_id(self, row): return self._ids[row]
 
     @classmethod
-    def synthetic(cls, n: int = 4, hw: int = 96, seed: int = 0, splits: dict | None = None):
-        "`n` clips of moving-disc scenes at `hw` x `hw` with random log-mel and labels."
+    def synthetic(cls,
+                  n: int = 4, # clips
+                  hw: int = 96, # frame side (px)
+                  seed: int = 0, # seed of the scenes, the log-mel and the plans
+                  splits: dict | None = None, # split -> rows; default: all rows in 'train'
+                 ):
+        "`n` moving-disc scenes at `hw` x `hw`, random log-mel, labels planned by `synth.plan_video` (class `i % 10`)."
+        from avbt_tacma.synth import SynthConfig, plan_video, class_specs
+        from avbt_tacma.ave import class_index, BG_INDEX
         rng = np.random.default_rng(seed)
         y, x = np.mgrid[0:hw, 0:hw] / hw
         frames = np.empty((n, T_SEGMENTS * FRAMES_PER_SEGMENT, hw, hw, 3), np.uint8)
@@ -58,8 +65,11 @@ class MemoryCache:
                 img[(x - cx) ** 2 + (y - cy) ** 2 < 0.02] = (1.0, 0.9, 0.2)
                 frames[c, f] = (img * 255).round().astype(np.uint8)
         logmel = rng.normal(size=(n, T_SEGMENTS, 96, 64)).astype(np.float32)
-        labels = rng.integers(0, 29, (n, T_SEGMENTS))
-        return cls(frames, logmel, labels, splits)
+        cfg = SynthConfig(seed=seed)
+        specs = class_specs(cfg.classes)
+        plans = [plan_video(cfg, i, i % cfg.classes, specs) for i in range(n)]   # the synthetic set's labels and spans
+        labels = [np.where(p['event'], class_index(p['category']), BG_INDEX) for p in plans]
+        return cls(frames, logmel, np.array(labels).reshape(n, T_SEGMENTS), splits)
 
 # %% ../nbs/07_datasets.ipynb 10
 BT_CROP_SCALE = (0.08, 1.0)           # Barlow Twins / torchvision default
