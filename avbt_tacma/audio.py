@@ -30,7 +30,8 @@ def hz_to_mel(f):
 
 def mel_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS,
                f_min: float = F_MIN, f_max: float = F_MAX) -> torch.Tensor:
-    "Mel weights [n_fft // 2 + 1, n_mels] (float64): triangles in mel space over the FFT bins; the DC bin gets no weight."
+    ("Mel weights [n_fft // 2 + 1, n_mels] (float64): triangles in mel space over the FFT bins; the DC bin gets no "
+     "weight.")
     bins = hz_to_mel(torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64))[:, None]
     edges = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
     lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
@@ -44,7 +45,8 @@ RESAMPLE_ROLLOFF, RESAMPLE_BETA = 0.9173473712608761, 12.9846
 
 @functools.lru_cache(maxsize=1)
 def kaiser_best_table() -> torch.Tensor:
-    "Right wing of resampy's `kaiser_best` filter (float64 [50 * 2^13 + 1]): roll-off sinc times a periodic Kaiser window."
+    ("Right wing of resampy's `kaiser_best` filter (float64 [50 * 2^13 + 1]): roll-off sinc times a periodic Kaiser "
+     "window.")
     n = (2 ** RESAMPLE_PRECISION) * RESAMPLE_ZEROS
     u = torch.linspace(0, RESAMPLE_ZEROS, n + 1, dtype=torch.float64)
     taper = torch.kaiser_window(2 * n + 1, periodic=True, beta=RESAMPLE_BETA, dtype=torch.float64)[n:]
@@ -79,7 +81,8 @@ def resample_kaiser_best(x: torch.Tensor,    # mono waveform [n] (computed in fl
     step = int(scale * P)
     taps = torch.arange(len(win) // step + 1, device=x.device)
     T, inc = len(taps), 1.0 / ratio
-    g = math.gcd(int(sr_in), int(sr_out)); q, d = int(sr_out) // g, int(sr_in) // g
+    g = math.gcd(int(sr_in), int(sr_out))
+    q, d = int(sr_out) // g, int(sr_in) // g
     if q <= 4096:
         # polyphase: output j = p + m q reads the input around m d + n_p with the weights of phase p; outside the
         # signal the input is zero, which is where resampy's wings stop
@@ -116,13 +119,14 @@ def log_mel_frames(waveform: torch.Tensor) -> torch.Tensor:
 def _as_mono(waveform) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(waveform) if not torch.is_tensor(waveform) else waveform)
     if x.ndim == 2: x = x.to(torch.float64).mean(0)          # [channels, samples] -> mono
-    if x.ndim != 1: raise AVBTError(f"expected a 1-D mono waveform (or [channels, samples]), got shape {tuple(x.shape)}")
+    if x.ndim != 1:
+        raise AVBTError(f"expected a 1-D mono waveform (or [channels, samples]), got shape {tuple(x.shape)}")
     return x.to(torch.float64)
 
 def resample(waveform,                     # mono [n] or [channels, n] waveform (array or tensor)
              sample_rate: int,             # its rate
              target: int = SAMPLE_RATE,    # the rate wanted
-             method: str = 'kaiser_best',  # 'kaiser_best' (resampy's, as the official VGGish) or 'sinc' (torchaudio's default)
+             method: str = 'kaiser_best', # 'kaiser_best' (resampy's, the official VGGish's) or 'sinc' (torchaudio's)
              ) -> torch.Tensor:
     "Mono float64 waveform at `target` Hz."
     x = _as_mono(waveform)
@@ -152,7 +156,8 @@ def vggish_log_mel(waveform, sample_rate: int = SAMPLE_RATE, framing: str = 'seg
 
 # %% ../nbs/03_audio.ipynb 20
 def clip_audio(waveform, sample_rate: int, seconds: int = CLIP_SECONDS) -> tuple[torch.Tensor, int]:
-    "(float32 [seconds * 16000] mono 16-kHz waveform, number of real samples before padding) of [n] or [channels, n] audio."
+    ("(float32 [seconds * 16000] mono 16-kHz waveform, number of real samples before padding) of [n] or [channels, n] "
+     "audio.")
     x = resample(waveform, sample_rate)
     n, want = len(x), seconds * SAMPLE_RATE
     x = x[:want] if n >= want else torch.cat([x, x.new_zeros(want - n)])

@@ -55,7 +55,8 @@ def parse_annotation_line(line: str, where: str = '<string>') -> Record:
     if len(parts) != 5: raise AVBTError(f"{where}: expected 5 '&'-separated fields, got {len(parts)}: {line.strip()!r}")
     cat, vid, q, s, e = (p.strip() for p in parts)
     try: s, e = int(s), int(e)
-    except ValueError: raise AVBTError(f"{where}: start/end must be whole seconds, got {parts[3]!r}, {parts[4]!r}") from None
+    except ValueError:
+        raise AVBTError(f"{where}: start/end must be whole seconds, got {parts[3]!r}, {parts[4]!r}") from None
     if not cat or not vid: raise AVBTError(f"{where}: empty category or video id: {line.strip()!r}")
     if not (0 <= s <= e <= T_SEGMENTS):
         raise AVBTError(f"{where}: need 0 <= start <= end <= {T_SEGMENTS}, got start={s}, end={e}")
@@ -77,10 +78,12 @@ def read_annotations(path,
                 if n == 1 and line.strip().replace(' ', '') == HEADER: continue
                 r = parse_annotation_line(line, f"{path}:{n}")
                 if allowed is not None and r.category not in allowed:
-                    raise AVBTError(f"{path}:{n}: unknown category {r.category!r} (allowed: the {len(allowed)} AVE categories, "
+                    raise AVBTError(f"{path}:{n}: unknown category {r.category!r} (allowed: the {len(allowed)} AVE "
+                                    "categories, "
                                     "avbt_tacma.ave.CATEGORIES)")
                 recs.append(r)
-    except UnicodeDecodeError as e: raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError as e:
+        raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     return recs
 
 def write_annotations(records, path, header: bool = True) -> Path:

@@ -19,7 +19,8 @@ __all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_targe
 # %% ../nbs/13_baselines.ipynb 6
 def plain_attention(d_in_a: int, d_in_v: int, **kw) -> TACMA:
     "Standard cross-modal attention: TACMA with theta = 0 (Eq. 4 weights all equal 1)."
-    if kw.pop('theta', 0.0) != 0.0: raise AVBTError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
+    if kw.pop('theta', 0.0) != 0.0:
+        raise AVBTError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
     return TACMA(d_in_a, d_in_v, theta=0.0, **kw)
 
 # %% ../nbs/13_baselines.ipynb 9
@@ -86,7 +87,8 @@ def avps_loss(sim: torch.Tensor, y: torch.Tensor, bg: int = BG_INDEX, eps: float
 
 # %% ../nbs/13_baselines.ipynb 19
 _PSP_UNUSED = ('linear_v.', 'v_classify.', 'a_classify.', 'L3.', 'L4.')     # in psp_net, never used by its forward
-_AGA_NAMES = {'affine_audio': 'a_in', 'affine_video': 'v_in', 'affine_v': 'v_att', 'affine_g': 'a_att', 'affine_h': 'score'}
+_AGA_NAMES = {'affine_audio': 'a_in', 'affine_video': 'v_in', 'affine_v': 'v_att', 'affine_g': 'a_att',
+              'affine_h': 'score'}
 
 def _load_official(model: nn.Module, sd: dict, rename, ignore=(), what: str = 'official') -> nn.Module:
     "Copy the official state dict `sd` into `model` through `rename`, checking every name and shape."
@@ -96,7 +98,8 @@ def _load_official(model: nn.Module, sd: dict, rename, ignore=(), what: str = 'o
         n = rename(k)
         if n not in own: raise AVBTError(f"{what} state dict: unexpected entry {k!r}")
         if tuple(own[n].shape) != tuple(t.shape):
-            raise AVBTError(f"{what} state dict: {k!r} has shape {tuple(t.shape)}, this head needs {tuple(own[n].shape)}")
+            raise AVBTError(f"{what} state dict: {k!r} has shape {tuple(t.shape)}, this head needs "
+                            f"{tuple(own[n].shape)}")
         got[n] = t
     missing = sorted(set(own) - set(got))
     if missing: raise AVBTError(f"{what} state dict: missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
@@ -108,8 +111,9 @@ def _state_dict(sd) -> dict:
     if isinstance(sd, (str, Path)):
         try: sd = torch.load(sd, map_location='cpu', weights_only=True)
         except Exception as e:
-            raise AVBTError(f"{sd}: not a state dict loadable with weights_only=True ({type(e).__name__}); the released "
-                            "checkpoints are pickled modules: convert them once with the official code (see the docs)") from e
+            raise AVBTError(f"{sd}: not a state dict loadable with weights_only=True ({type(e).__name__}); the "
+                            "released checkpoints are pickled modules: convert them once with the official code "
+                            "(see the docs)") from e
     if not isinstance(sd, dict) or not all(torch.is_tensor(t) for t in sd.values()):
         raise AVBTError("expected a state dict (name -> tensor) of the official model")
     return sd
@@ -123,7 +127,7 @@ class PSP(Head):
                  tau: float = 0.099,             # pruning threshold (the release's thr_val)
                  avps: bool = False,             # add the AVPS loss
                  avps_weight: float = 100.0,     # its weight lambda
-                 all_bg: str = 'uniform',        # AVPS target of an all-background video: 'uniform' (official) or 'zero'
+                 all_bg: str = 'uniform', # AVPS target of an all-background video: 'uniform' (official) or 'zero'
                  spatial: bool = True,           # visual input is a map [B, T, H, W, C]; False: vectors [B, T, C]
                  spatial_attention: bool = True, # audio-guided attention over the map; False: mean-pool it
                  axis: str = 'official',         # attention axis: 'official' or 'paper'
@@ -134,7 +138,8 @@ class PSP(Head):
                  fast: bool = False,             # bfloat16 region products in the attention (training speed)
                  n_classes: int = NUM_CLASSES):
         super().__init__()
-        if layout not in ('official', 'project'): raise AVBTError(f"layout must be 'official' or 'project', not {layout!r}")
+        if layout not in ('official', 'project'):
+            raise AVBTError(f"layout must be 'official' or 'project', not {layout!r}")
         avps_target(torch.zeros(1, 1, dtype=torch.long), all_bg=all_bg)          # validates all_bg
         self.tau, self.avps, self.avps_weight, self.all_bg = float(tau), bool(avps), float(avps_weight), all_bg
         self.needs_spatial, self.layout = bool(spatial), layout
@@ -142,7 +147,8 @@ class PSP(Head):
         front = lambda d: (nn.Sequential(nn.Linear(d, 256, bias=False), nn.Linear(256, d_hidden, bias=False)) if off
                            else nn.Linear(d, d_hidden))
         self.fa, self.fv = front(d_in_a), front(d_in_v)
-        self.attention = (AudioGuidedAttention(d_hidden, d_in_v, d_att, k, axis=axis, init='official' if off else 'torch',
+        self.attention = (AudioGuidedAttention(d_hidden, d_in_v, d_att, k, axis=axis,
+                                               init='official' if off else 'torch',
                                                fast=fast) if spatial and spatial_attention else None)
         d = 2 * d_hidden if lstm else d_hidden
         self.lstm_audio = nn.LSTM(d_hidden, d_hidden, batch_first=True, bidirectional=True) if lstm else None
@@ -150,7 +156,8 @@ class PSP(Head):
         self.v_L1, self.v_L2, self.a_L1, self.a_L2 = (nn.Linear(d, d, bias=False) for _ in range(4))
         self.v_fc, self.a_fc = nn.Linear(d, d_psp, bias=False), nn.Linear(d, d_psp, bias=False)
         self.layer_norm, self.drop = nn.LayerNorm(d_psp, eps=1e-6), nn.Dropout(dropout)  # one LayerNorm for both
-        self.classifier = nn.Sequential(nn.Linear(d_psp, 64, bias=not off), nn.ReLU(), nn.Linear(64, n_classes, bias=not off))
+        self.classifier = nn.Sequential(nn.Linear(d_psp, 64, bias=not off), nn.ReLU(),
+                                        nn.Linear(64, n_classes, bias=not off))
         if off:
             for l in (self.v_L1, self.v_L2, self.a_L1, self.a_L2, self.a_fc, self.v_fc, *self.classifier[::2]):
                 nn.init.xavier_uniform_(l.weight)
@@ -161,8 +168,9 @@ class PSP(Head):
         v1, v2, a1, a2 = br(self.v_L1, v), br(self.v_L2, v), br(self.a_L1, a), br(self.a_L2, a)
         S = F.relu(v2 @ a1.transpose(1, 2) / math.sqrt(v2.shape[-1]))     # rows: visual time, columns: audio time
         A_va, A_av = psp_weights(S, self.tau), psp_weights(S.transpose(1, 2), self.tau)
-        v_psp = self.layer_norm(self.drop(F.relu(self.v_fc(v + A_va @ a2))))   # each visual step gathers its positive audio
-        a_psp = self.layer_norm(self.drop(F.relu(self.a_fc(a + A_av @ v1))))   # and each audio step its positive visual
+        # each visual step gathers its positive audio, and each audio step its positive visual
+        v_psp = self.layer_norm(self.drop(F.relu(self.v_fc(v + A_va @ a2))))
+        a_psp = self.layer_norm(self.drop(F.relu(self.a_fc(a + A_av @ v1))))
         return 0.5 * (v_psp + a_psp), v_psp, a_psp, A_va, A_av
 
     def encode(self, a, v):
@@ -199,7 +207,8 @@ class PSP(Head):
                       **kw):             # further PSP arguments (tau, avps, ...)
         "A PSP head with the weights of the official `psp_net`; its logits are the release's `out`."
         sd = _state_dict(state_dict)
-        need = ('fa.0.weight', 'fv.0.weight', 'L2.weight', 'attention.affine_v.weight', 'lstm_a_v.lstm_audio.weight_hh_l0')
+        need = ('fa.0.weight', 'fv.0.weight', 'L2.weight', 'attention.affine_v.weight',
+                'lstm_a_v.lstm_audio.weight_hh_l0')
         if any(n not in sd for n in need): raise AVBTError(f"not a psp_net state dict (needs {', '.join(need)})")
         d_h = sd['lstm_a_v.lstm_audio.weight_hh_l0'].shape[1]
         kw = dict(dict(d_hidden=d_h, d_psp=sd['psp.v_fc.weight'].shape[0], k=sd['attention.affine_v.weight'].shape[0],
@@ -237,14 +246,17 @@ class AVEL(Head):
         self.attention = AudioGuidedAttention(d_in_a, d_in_v, d_att, k, axis=axis, init='official', fast=fast)
         self.lstm_audio = nn.LSTM(d_in_a, d_hidden, batch_first=True, bidirectional=True)
         self.lstm_video = nn.LSTM(d_in_v, d_hidden, batch_first=True, bidirectional=True)
-        self.classifier = nn.Sequential(nn.ReLU(), nn.Linear(2 * d_hidden * (1 if fusion == 'add' else 2), 64), nn.ReLU(),
+        self.classifier = nn.Sequential(nn.ReLU(), nn.Linear(2 * d_hidden * (1 if fusion == 'add' else 2), 64),
+                                        nn.ReLU(),
                                         nn.Linear(64, n_classes))                 # the release's ReLU, L1, ReLU, L2
         for l in (self.classifier[1], self.classifier[3]): nn.init.xavier_uniform_(l.weight)
 
     def visual_attention(self, a, v):
-        "Attended visual features [B, T, C] and the attention maps [B, T, H, W] for audio a [B, T, Da], maps v [B, T, H, W, C]."
+        ("Attended visual features [B, T, C] and the attention maps [B, T, H, W] for audio a [B, T, Da], maps v [B, "
+         "T, H, W, C].")
         if v.ndim != 5:
-            raise AVBTError(f"AVEL needs spatial visual features [N, T, H, W, C] (e.g. the 7x7 community maps); got shape {tuple(v.shape)}")
+            raise AVBTError("AVEL needs spatial visual features [N, T, H, W, C] (e.g. the 7x7 community maps); got "
+                            f"shape {tuple(v.shape)}")
         B, T, H, W, C = v.shape
         c, alpha = self.attention(a.reshape(B * T, -1), v.reshape(B * T, H * W, C))
         return c.reshape(B, T, C), alpha.reshape(B, T, H, W)
@@ -284,7 +296,8 @@ class AVEL(Head):
 # %% ../nbs/13_baselines.ipynb 29
 class Probe(Head):
     "Three-layer MLP probe on frozen features: `mode` 'a' (audio), 'v' (visual) or 'av' (sum of the two)."
-    def __init__(self, d_in_a: int, d_in_v: int, mode: str = 'av', mlp=(256, 128), n_classes: int = NUM_CLASSES, dropout: float = 0.2):
+    def __init__(self, d_in_a: int, d_in_v: int, mode: str = 'av', mlp=(256, 128), n_classes: int = NUM_CLASSES,
+                 dropout: float = 0.2):
         super().__init__()
         if mode not in ('a', 'v', 'av'): raise AVBTError(f"probe mode must be 'a', 'v' or 'av', not {mode!r}")
         self.mode = mode

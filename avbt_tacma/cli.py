@@ -49,18 +49,23 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     p = build_parser()
     args = p.parse_args(argv)
-    if not getattr(args, '_main', None): p.print_help(); return 1
+    if not getattr(args, '_main', None):
+        p.print_help()
+        return 1
     try:
         check_args(args)
         return int(args._main(args) or 0)
     except AVBTError as e:
-        print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr); return 2
+        print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
+        return 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
         oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
         if oe is None: raise
-        print(f"avbt {args.command}: error: {oe}", file=sys.stderr); return 2
+        print(f"avbt {args.command}: error: {oe}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr); return 130
+        print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
+        return 130
 
 # %% ../nbs/90_cli.ipynb 6
 class OneLineParser(argparse.ArgumentParser):

@@ -21,7 +21,9 @@ class AVBTError(ValueError):
 def set_seed(seed: int, deterministic: bool = True) -> None:
     "Seed python, numpy and torch (all devices); optionally ask torch for deterministic kernels."
     import torch
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     if deterministic:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -74,7 +76,8 @@ def os_errno(e: BaseException) -> int | None:
     return int(m.group(1)) if m else None
 
 def output_error(e: BaseException, path, any_errno: bool = False) -> OutputError | None:
-    "An `OutputError` naming `path` for a write that failed on the output side, else None (`any_errno`: path errors too)."
+    ("An `OutputError` naming `path` for a write that failed on the output side, else None (`any_errno`: path errors "
+     "too).")
     no = os_errno(e)
     why = _OUT_ERRNOS.get(no) or (_PATH_ERRNOS.get(no) if any_errno else None)
     return OutputError(f"cannot write {path}: {why} (files written before are kept)") if why else None
@@ -92,10 +95,12 @@ def atomic_path(path, suffix: str | None = None):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp', dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp',
+                                   dir=path.parent)
         os.close(fd)
     except OSError as e: raise (output_error(e, path, any_errno=True) or e) from None
-    umask = os.umask(0); os.umask(umask)
+    umask = os.umask(0)
+    os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files; give the final file the usual permissions
     try:
         yield Path(tmp)
@@ -141,7 +146,9 @@ def check_out_dir(path, what: str = '--out', min_free: int = 1 << 20) -> Path:
     base = _existing_base(path)
     if not base.is_dir(): raise OutputError(f"{what} {path}: cannot be made, {base} is a file, not a folder")
     try:
-        fd, tmp = tempfile.mkstemp(prefix='.avbt-write-test.', dir=base); os.close(fd); os.remove(tmp)
+        fd, tmp = tempfile.mkstemp(prefix='.avbt-write-test.', dir=base)
+        os.close(fd)
+        os.remove(tmp)
     except OSError as e:
         raise OutputError(f"{what} {path}: cannot write in {base} ({(e.strerror or one_line(e)).lower()})") from None
     free = shutil.disk_usage(base).free
@@ -181,7 +188,8 @@ def save_checkpoint(path, kind: str, config: dict, state: dict, class_names=None
     ckpt = {'format': 'avbt_tacma', 'kind': kind, 'config': json.loads(json.dumps(config, default=_jsonable)),
             'class_names': list(class_names) if class_names is not None else None,
             'versions': versions(), **state, **extra}
-    buf = io.BytesIO(); torch.save(ckpt, buf)        # in memory first: torch's zip writer hides ENOSPC ("unexpected pos")
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)        # in memory first: torch's zip writer hides ENOSPC ("unexpected pos")
     with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(buf.getbuffer())
     return Path(path)
 
@@ -204,6 +212,7 @@ def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:
 # %% ../nbs/00_core.ipynb 24
 def make_run_dir(path, config: dict | None = None) -> Path:
     "Create the run folder `path` and (re)write its `config.json` when `config` is given."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path

@@ -27,7 +27,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class MemoryCache:
     "Clips held in memory, with the reader API of the prepared cache (`avbt_tacma.prepare.open_cache`)."
     def __init__(self, frames, logmel, labels, splits: dict | None = None, video_ids=None, records=None):
-        self._frames, self._logmel, self._labels = np.asarray(frames), np.asarray(logmel, np.float32), np.asarray(labels, np.int64)
+        self._frames, self._logmel = np.asarray(frames), np.asarray(logmel, np.float32)
+        self._labels = np.asarray(labels, np.int64)
         n = len(self._frames)
         if self._frames.dtype != np.uint8 or self._frames.ndim != 5 or self._frames.shape[-1] != 3:
             raise AVBTError(f"frames must be uint8 [N, 160, H, W, 3], got {self._frames.dtype} {self._frames.shape}")
@@ -97,24 +98,30 @@ class AugConfig:
     solarize_threshold: int = 128
 
     def __post_init__(self):
-        for k in ('crop_scale', 'crop_ratio', 'jitter_strength', 'blur_sigma'): setattr(self, k, tuple(float(v) for v in getattr(self, k)))
+        for k in ('crop_scale', 'crop_ratio', 'jitter_strength', 'blur_sigma'):
+            setattr(self, k, tuple(float(v) for v in getattr(self, k)))
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1: raise AVBTError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
         for k in ('flip_p', 'jitter_p', 'grayscale_p', 'blur_p', 'solarize_p'):
-            if not 0 <= getattr(self, k) <= 1: raise AVBTError(f"{k} must be a probability in [0, 1], got {getattr(self, k)}")
-        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]: raise AVBTError(f"blur_sigma must be 0 < min <= max, got {self.blur_sigma}")
+            if not 0 <= getattr(self, k) <= 1:
+                raise AVBTError(f"{k} must be a probability in [0, 1], got {getattr(self, k)}")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise AVBTError(f"blur_sigma must be 0 < min <= max, got {self.blur_sigma}")
 
     @property
     def name(self) -> str:
         "Short label of the switches that are on, e.g. 'crop+blur'; a starred crop marks a non-default scale."
-        on = [s + ('*' if s == 'crop' and self.crop_scale != BT_CROP_SCALE else '') for s in _SWITCHES if getattr(self, s)]
+        star = '*' if self.crop_scale != BT_CROP_SCALE else ''
+        on = [s + (star if s == 'crop' else '') for s in _SWITCHES if getattr(self, s)]
         return '+'.join(on) or 'none'
 
     @classmethod
     def from_dict(cls, d: dict | None) -> 'AugConfig':
         "Rebuild from `asdict` output (e.g. a run's config.json); unknown keys are an error."
-        d = dict(d or {}); known = {f.name for f in fields(cls)}
-        if set(d) - known: raise AVBTError(f"unknown augmentation setting(s) {sorted(set(d) - known)}; known: {sorted(known)}")
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        if set(d) - known:
+            raise AVBTError(f"unknown augmentation setting(s) {sorted(set(d) - known)}; known: {sorted(known)}")
         return cls(**d)
 
     @classmethod
@@ -124,8 +131,10 @@ class AugConfig:
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     "Separable Gaussian blur of [..., C, H, W] (uint8 or float), kernel cut at 3 sigma, reflect padding."
     import math, torch.nn.functional as F
-    r = max(1, math.ceil(3 * sigma)); x = torch.arange(-r, r + 1, dtype=torch.float64)
-    k = torch.exp(-x ** 2 / (2 * sigma ** 2)); k = (k / k.sum()).tolist()
+    r = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum()).tolist()
     h, w = img.shape[-2:]
     f = F.pad(img.to(torch.float32).reshape(-1, 1, h, w), (r, r, r, r), mode='reflect')[:, 0]   # [N, h + 2r, w + 2r]
     rows = torch.zeros(f.shape[0], h + 2 * r, w)
@@ -137,7 +146,9 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 
 class GaussianBlur(torch.nn.Module):
     "Blur with sigma drawn uniformly from `sigma` (Barlow Twins: 0.1 to 2.0)."
-    def __init__(self, sigma=(0.1, 2.0)): super().__init__(); self.sigma = tuple(sigma)
+    def __init__(self, sigma=(0.1, 2.0)):
+        super().__init__()
+        self.sigma = tuple(sigma)
     def forward(self, img): return gaussian_blur(img, float(torch.empty(1).uniform_(*self.sigma)))
     def extra_repr(self): return f"sigma={self.sigma}"
 
@@ -167,7 +178,8 @@ def table5_flags(aug: AugConfig, # one row's configuration
 
 # %% ../nbs/07_datasets.ipynb 19
 def frame_transform(aug: AugConfig | None, size: int = 224):
-    "uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is None."
+    ("uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is "
+     "None.")
     from torchvision.transforms import v2, InterpolationMode
     bicubic = InterpolationMode.BICUBIC
     if aug is None: return v2.Resize((size, size), interpolation=bicubic, antialias=True)
@@ -235,10 +247,12 @@ class AVClipDataset(torch.utils.data.Dataset):
         "Frame numbers (0..159) this item uses: a random one per segment in training, the middle one in evaluation."
         base = np.arange(T_SEGMENTS) * FRAMES_PER_SEGMENT
         if not self.train: return base + MIDDLE_FRAME
-        return base + np.random.default_rng([self.seed, self.epoch, int(row)]).integers(0, FRAMES_PER_SEGMENT, T_SEGMENTS)
+        return base + np.random.default_rng([self.seed, self.epoch,
+                                             int(row)]).integers(0, FRAMES_PER_SEGMENT, T_SEGMENTS)
 
     def __getitem__(self, i):
-        row = int(self.rows[i]); c = self.cache
+        row = int(self.rows[i])
+        c = self.cache
         idx = self.frame_indices(row)
         frames = torch.from_numpy(np.ascontiguousarray(c.frames(row, idx))).permute(0, 3, 1, 2)   # [10, 3, H, W] uint8
         if self.train and self.aug is not None:
@@ -248,32 +262,41 @@ class AVClipDataset(torch.utils.data.Dataset):
                 frames = torch.stack([self.transform(f) for f in frames])          # independent draws per frame
         else: frames = self.transform(frames)                                     # deterministic resize, all at once
         logmel = torch.from_numpy(np.asarray(c.logmel(row), np.float32)).unsqueeze(1)
-        return dict(logmel=logmel, frames=normalize_frames(frames), labels=torch.from_numpy(np.asarray(c.labels(row), np.int64)), row=row)
+        return dict(logmel=logmel, frames=normalize_frames(frames),
+                    labels=torch.from_numpy(np.asarray(c.labels(row), np.int64)), row=row)
 
     def __repr__(self):
-        return f"AVClipDataset({self.split}, {len(self)} clips, train={self.train}, aug={self.aug.name if self.aug else None}, size={self.size})"
+        return (f"AVClipDataset({self.split}, {len(self)} clips, train={self.train}, "
+                f"aug={self.aug.name if self.aug else None}, size={self.size})")
 
 # %% ../nbs/07_datasets.ipynb 32
 def seed_worker(worker_id: int) -> None:
     "Seed python's and NumPy's generators of a loader worker from the seed torch gave it."
     s = torch.initial_seed() % 2**32
-    np.random.seed(s); random.seed(s)
+    np.random.seed(s)
+    random.seed(s)
 
 class EpochShuffle(torch.utils.data.Sampler):
-    "A new permutation each epoch, a function of `(seed, epoch)` only (the epoch is the dataset's, else a pass counter)."
+    ("A new permutation each epoch, a function of `(seed, epoch)` only (the epoch is the dataset's, else a pass "
+     "counter).")
     def __init__(self, dataset, seed: int = 0): self.dataset, self.seed, self._passes = dataset, seed, 0
     def __len__(self): return len(self.dataset)
     def __iter__(self):
-        epoch = getattr(self.dataset, 'epoch', self._passes); self._passes += 1
-        g = torch.Generator(); g.manual_seed(int(np.random.SeedSequence([self.seed, int(epoch)]).generate_state(1)[0]))
+        epoch = getattr(self.dataset, 'epoch', self._passes)
+        self._passes += 1
+        g = torch.Generator()
+        g.manual_seed(int(np.random.SeedSequence([self.seed, int(epoch)]).generate_state(1)[0]))
         return iter(torch.randperm(len(self.dataset), generator=g).tolist())
 
 def make_loader(dataset, batch_size: int, shuffle: bool = False, workers: int = 0, pin_memory: bool = False,
                 drop_last: bool = False, sampler=None, seed: int = 0, prefetch_factor: int | None = None):
-    "A `DataLoader` with persistent, seeded workers; with a `sampler` (e.g. `DistributedSampler`) `shuffle` is left to it."
+    ("A `DataLoader` with persistent, seeded workers; with a `sampler` (e.g. `DistributedSampler`) `shuffle` is left "
+     "to it.")
     if sampler is None and shuffle: sampler = EpochShuffle(dataset, seed)
-    g = torch.Generator(); g.manual_seed(seed)
-    kw = dict(persistent_workers=True, worker_init_fn=seed_worker, prefetch_factor=prefetch_factor or 2) if workers > 0 else {}
+    g = torch.Generator()
+    g.manual_seed(seed)
+    kw = dict(persistent_workers=True, worker_init_fn=seed_worker,
+              prefetch_factor=prefetch_factor or 2) if workers > 0 else {}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                        pin_memory=pin_memory, drop_last=drop_last, generator=g, **kw)
 

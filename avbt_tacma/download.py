@@ -38,8 +38,10 @@ class Remote:
 
 AVE_ZIP = Remote('AVE_Dataset.zip', drive_id='1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK', note='size and checksum unverified')
 FEATURES = [
-    Remote('audio_feature.h5', drive_id='1F6p4BAOY-i0fDXUOhG7xHuw_fnO5exBS', h5=('avadataset', (4143, 10, 128)), note='checksum unverified'),
-    Remote('visual_feature.h5', drive_id='1hQwbhutA3fQturduRnHMyfRqdrRHgmC9', h5=('avadataset', (4143, 10, 7, 7, 512)), note='checksum unverified'),
+    Remote('audio_feature.h5', drive_id='1F6p4BAOY-i0fDXUOhG7xHuw_fnO5exBS', h5=('avadataset', (4143, 10, 128)),
+           note='checksum unverified'),
+    Remote('visual_feature.h5', drive_id='1hQwbhutA3fQturduRnHMyfRqdrRHgmC9', h5=('avadataset', (4143, 10, 7, 7, 512)),
+           note='checksum unverified'),
     Remote('train_order.h5', url=GITHUB_RAW.format('train_order.h5'), size=28856, h5=('order', (3339,)),
            sha256='a216fcdd02782ba9d10c9ea79116120eb3be467740e58290e1b340d42a590456'),
     Remote('val_order.h5', url=GITHUB_RAW.format('val_order.h5'), size=5360, h5=('order', (402,)),
@@ -58,8 +60,10 @@ def looks_like_html(path) -> bool:
     return head.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml')) or b'<html' in head[:200]
 
 def content_problem(path, name: str | None = None) -> str | None:
-    "None when `path` is the kind of file its name says (.h5: HDF5, .zip: zip archive, never a web page), else what it is."
-    path = Path(path); name = name or path.name
+    ("None when `path` is the kind of file its name says (.h5: HDF5, .zip: zip archive, never a web page), else what "
+     "it is.")
+    path = Path(path)
+    name = name or path.name
     if path.stat().st_size == 0: return 'an empty file'
     if not name.endswith(('.html', '.htm')) and looks_like_html(path): return 'a web page (HTML), not the file'
     if name.endswith('.h5'):
@@ -78,22 +82,27 @@ def file_hashes(path, algos=('sha256',), chunk: int = 1 << 20) -> dict:
             for h in hs.values(): h.update(b)
     return {a: h.hexdigest() for a, h in hs.items()}
 
-def verify(path, size: int | None = None, sha256: str | None = None, md5: str | None = None, name: str | None = None) -> None:
-    "Raise `AVBTError` when `path` does not have the expected size or digests (each check only when its value is known)."
-    path = Path(path); name = name or path.name
+def verify(path, size: int | None = None, sha256: str | None = None, md5: str | None = None,
+           name: str | None = None) -> None:
+    ("Raise `AVBTError` when `path` does not have the expected size or digests (each check only when its value is "
+     "known).")
+    path = Path(path)
+    name = name or path.name
     if size is not None and path.stat().st_size != size:
         raise AVBTError(f"{name}: size {path.stat().st_size} bytes, expected {size}")
     want = {a: v.lower() for a, v in (('sha256', sha256), ('md5', md5)) if v}
     if want:
         got = file_hashes(path, tuple(want))
         for a, v in want.items():
-            if got[a] != v: raise AVBTError(f"{name}: {a} {got[a]} does not match the expected {v} (corrupt or different file)")
+            if got[a] != v:
+                raise AVBTError(f"{name}: {a} {got[a]} does not match the expected {v} (corrupt or different file)")
 
 # %% ../nbs/06_download.ipynb 12
 def _reason(e: BaseException) -> str:
     "A short, one-line reason for a network failure (urllib, requests and gdown phrase them differently)."
     text = ' '.join(str(getattr(e, 'reason', None) or e).split()) or type(e).__name__
-    if any(k in text for k in ('Name or service not known', 'name resolution', 'NameResolution', 'nodename nor servname')):
+    if any(k in text for k in ('Name or service not known', 'name resolution', 'NameResolution',
+                               'nodename nor servname')):
         return 'host name lookup failed: no network?'
     if 'Connection refused' in text: return 'connection refused'
     if 'timed out' in text.lower(): return 'timed out'
@@ -101,7 +110,8 @@ def _reason(e: BaseException) -> str:
 
 def _net_error(url: str, e: BaseException, dest: Path) -> AVBTError:
     host = urllib.request.urlparse(url).netloc or url
-    return AVBTError(f"cannot download {dest.name} from {host} ({_reason(e)}); check the network, or fetch {url} by hand into {dest}")
+    return AVBTError(f"cannot download {dest.name} from {host} ({_reason(e)}); check the network, or fetch {url} by "
+                     f"hand into {dest}")
 
 def _free_space_check(folder: Path, need: int | None, name: str):
     if need is None: return
@@ -112,12 +122,14 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
           timeout: float = 60, progress: bool = True, chunk: int = 1 << 20) -> Path:
     "Download `url` to `dest` (resuming `dest.part`), check size and digests, then move into place."
     from tqdm.auto import tqdm
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
     if dest.exists():
         why = content_problem(dest)
         if why and why.startswith('a web page'):          # never the file: replace it and say so
-            dest.unlink(); log.warning(f"{dest}: was {why}; deleted it, downloading again")
+            dest.unlink()
+            log.warning(f"{dest}: was {why}; deleted it, downloading again")
         else:
             try:
                 verify(dest, size, sha256, md5)
@@ -125,10 +137,15 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
             except AVBTError as e: raise AVBTError(f"{e}; {dest} is already there: delete it and re-run") from None
             return dest
     if part.exists() and part.stat().st_size and looks_like_html(part) and not dest.name.endswith(('.html', '.htm')):
-        part.unlink(); log.warning(f"{part}: a partial download that is a web page, not {dest.name}; deleted it, starting over")
+        part.unlink()
+        log.warning(f"{part}: a partial download that is a web page, not {dest.name}; deleted it, starting over")
     offset = part.stat().st_size if part.exists() else 0
-    if size is not None and offset > size: part.unlink(); offset = 0
-    req = urllib.request.Request(url, headers={'User-Agent': 'avbt-tacma', **({'Range': f'bytes={offset}-'} if offset else {})})
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    req = urllib.request.Request(url,
+                                 headers={'User-Agent': 'avbt-tacma',
+                                          **({'Range': f'bytes={offset}-'} if offset else {})})
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
@@ -140,7 +157,8 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
         with resp:
             if offset and resp.status != 206: offset = 0       # the server ignored the range: start over
             if resp.headers.get_content_type() == 'text/html' and not dest.name.endswith(('.html', '.htm')):
-                raise AVBTError(f"cannot download {dest.name}: {urllib.request.urlparse(url).netloc} sent a web page instead of the file "
+                raise AVBTError(f"cannot download {dest.name}: {urllib.request.urlparse(url).netloc} sent a web page "
+                                "instead of the file "
                                 f"(quota or confirmation page); install gdown (pip install gdown) or fetch it by hand")
             length = resp.headers.get('Content-Length')
             total = offset + int(length) if length is not None else size
@@ -149,11 +167,14 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
             _free_space_check(dest.parent, None if total is None else total - offset, dest.name)
             try:
                 with open(part, 'ab' if offset else 'wb') as f, \
-                     tqdm(total=total, initial=offset, unit='B', unit_scale=True, desc=dest.name, disable=not progress, leave=False) as bar:
+                     tqdm(total=total, initial=offset, unit='B', unit_scale=True, desc=dest.name, disable=not progress,
+                          leave=False) as bar:
                     while b := resp.read(chunk):
-                        f.write(b); bar.update(len(b))
+                        f.write(b)
+                        bar.update(len(b))
             except (OSError, http.client.HTTPException) as e:
-                raise AVBTError(f"download of {dest.name} interrupted after {part.stat().st_size} bytes ({e}); re-run to resume") from None
+                raise AVBTError(f"download of {dest.name} interrupted after {part.stat().st_size} bytes ({e}); re-run "
+                                "to resume") from None
     have = part.stat().st_size
     if size is not None and have < size:
         raise AVBTError(f"{dest.name}: got {have} of {size} bytes; re-run to resume")
@@ -162,7 +183,8 @@ def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md
         why = content_problem(part, dest.name)
         if why: raise AVBTError(f"{dest.name}: the download is {why}")
     except AVBTError as e:
-        part.unlink(); raise AVBTError(f"{e}; deleted the partial file {part.name}, re-run to download it again") from None
+        part.unlink()
+        raise AVBTError(f"{e}; deleted the partial file {part.name}, re-run to download it again") from None
     os.replace(part, dest)
     return dest
 
@@ -172,7 +194,8 @@ def _have_gdown() -> bool:
     except ImportError: return False
     return True
 
-def fetch_remote(r: Remote, folder, mirror: str | None = None, use_gdown: bool | None = None, progress: bool = True) -> Path:
+def fetch_remote(r: Remote, folder, mirror: str | None = None, use_gdown: bool | None = None,
+                 progress: bool = True) -> Path:
     "Download one `Remote` into `folder` (from `mirror`/<name> when given) and check it."
     dest = Path(folder) / r.name
     if mirror: return fetch(mirror.rstrip('/') + '/' + r.name, dest, r.size, r.sha256, r.md5, progress=progress)
@@ -182,13 +205,15 @@ def fetch_remote(r: Remote, folder, mirror: str | None = None, use_gdown: bool |
     dest.parent.mkdir(parents=True, exist_ok=True)
     try: out = gdown.download(id=r.drive_id, output=str(dest), quiet=not progress, resume=True)
     except Exception as e: raise _net_error(r.page(), e, dest) from None
-    if not out or not dest.exists(): raise AVBTError(f"cannot download {r.name} with gdown; fetch {r.page()} by hand into {dest}")
+    if not out or not dest.exists():
+        raise AVBTError(f"cannot download {r.name} with gdown; fetch {r.page()} by hand into {dest}")
     try:
         verify(dest, r.size, r.sha256, r.md5)
         why = content_problem(dest)
         if why: raise AVBTError(f"{r.name}: gdown fetched {why}")
     except AVBTError as e:
-        dest.unlink(); raise AVBTError(f"{e}; deleted {dest.name}: re-run, or fetch {r.page()} by hand into {dest}") from None
+        dest.unlink()
+        raise AVBTError(f"{e}; deleted {dest.name}: re-run, or fetch {r.page()} by hand into {dest}") from None
     return dest
 
 # %% ../nbs/06_download.ipynb 19
@@ -204,26 +229,33 @@ def safe_extract(zip_path, dest, progress: bool = True) -> list[Path]:
     from tqdm.auto import tqdm
     zip_path, dest = Path(zip_path), Path(dest)
     try: zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e: raise AVBTError(f"{zip_path}: not a readable zip archive ({e})") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise AVBTError(f"{zip_path}: not a readable zip archive ({e})") from None
     with zf:
         infos = zf.infolist()
         root = dest.resolve()
         for i in infos:
             why = _unsafe(i)
-            if why is None and not (root / i.filename).resolve().is_relative_to(root): why = 'resolves outside the target'
+            if why is None and not (root / i.filename).resolve().is_relative_to(root):
+                why = 'resolves outside the target'
             if why: raise AVBTError(f"{zip_path.name}: refusing to extract, member {i.filename!r} {why}")
         out = []
-        with tqdm(total=sum(i.file_size for i in infos), unit='B', unit_scale=True, desc=f'unzip {zip_path.name}', disable=not progress, leave=False) as bar:
+        with tqdm(total=sum(i.file_size for i in infos), unit='B', unit_scale=True, desc=f'unzip {zip_path.name}',
+                  disable=not progress, leave=False) as bar:
             for i in infos:
                 target = root / i.filename
-                if i.is_dir(): target.mkdir(parents=True, exist_ok=True); continue
+                if i.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
                 try:
                     with zf.open(i) as src, atomic_path(target, suffix='.part') as tmp, open(tmp, 'wb') as f:
                         shutil.copyfileobj(src, f, 1 << 20)               # zipfile checks each member's CRC-32
                 except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-                    raise AVBTError(f"{zip_path}: member {i.filename!r} is damaged ({one_line(e)}); delete {zip_path.name} "
+                    raise AVBTError(f"{zip_path}: member {i.filename!r} is damaged ({one_line(e)}); delete "
+                                    f"{zip_path.name} "
                                     "and re-run to download it again") from None
-                bar.update(i.file_size); out.append(target)
+                bar.update(i.file_size)
+                out.append(target)
     return out
 
 # %% ../nbs/06_download.ipynb 22
@@ -234,7 +266,8 @@ def _check_h5(path: Path, key: str, shape: tuple):
     try:
         with h5py.File(path, 'r') as f:
             if key not in f: raise AVBTError(f"{path}: no dataset {key!r} (found {list(f.keys())})")
-            if tuple(f[key].shape) != tuple(shape): raise AVBTError(f"{path}: {key} has shape {tuple(f[key].shape)}, expected {tuple(shape)}")
+            if tuple(f[key].shape) != tuple(shape):
+                raise AVBTError(f"{path}: {key} has shape {tuple(f[key].shape)}, expected {tuple(shape)}")
     except OSError as e: raise AVBTError(f"{path}: not a readable HDF5 file ({e})") from None
 
 def _ave_root(folder: Path) -> Path:
@@ -242,9 +275,11 @@ def _ave_root(folder: Path) -> Path:
     if not hits: raise AVBTError(f"{folder}: the archive held no Annotations.txt; is it the AVE release?")
     return hits[0].parent
 
-def download_videos(to, mirror: str | None = None, keep_zip: bool = False, use_gdown: bool | None = None, progress: bool = True) -> Path:
+def download_videos(to, mirror: str | None = None, keep_zip: bool = False, use_gdown: bool | None = None,
+                    progress: bool = True) -> Path:
     "Fetch and safely unpack the AVE release into `to`; returns the AVE root (the folder with Annotations.txt)."
-    to = Path(to); to.mkdir(parents=True, exist_ok=True)
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
     marker = to / f'.{AVE_ZIP.name}.extracted.json'
     if marker.exists(): return to / load_json(marker)['root']
     z = fetch_remote(AVE_ZIP, to, mirror, use_gdown, progress)
@@ -264,12 +299,14 @@ def download_features(to, mirror: str | None = None, use_gdown: bool | None = No
     "Fetch the community's AVE features and splits into `to` and write labels.h5; returns `to`."
     import h5py, numpy as np
     from avbt_tacma.ave import read_annotations, label_matrix
-    to = Path(to); to.mkdir(parents=True, exist_ok=True)
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
     for r in sorted(FEATURES, key=lambda r: r.drive_id is not None):        # small GitHub files first, fail early
         p = fetch_remote(r, to, mirror, use_gdown, progress)
         if r.h5: _check_h5(p, *r.h5)
     recs = read_annotations(to / 'Annotations.txt')
-    if len(recs) != AVE_ROWS: raise AVBTError(f"{to / 'Annotations.txt'}: {len(recs)} rows, the AVE release has {AVE_ROWS}")
+    if len(recs) != AVE_ROWS:
+        raise AVBTError(f"{to / 'Annotations.txt'}: {len(recs)} rows, the AVE release has {AVE_ROWS}")
     if not (to / 'labels.h5').exists():
         with atomic_path(to / 'labels.h5') as tmp, h5py.File(tmp, 'w') as f:
             f['avadataset'] = label_matrix(recs).astype(np.float64)
@@ -280,10 +317,13 @@ def download_features(to, mirror: str | None = None, use_gdown: bool | None = No
 def data_parser(p):
     sub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
     d = sub.add_parser('download', help='fetch and check the AVE videos or the pre-extracted features',
-                       description='Fetch the AVE release (videos) or the community pre-extracted features, check them, resume partial downloads.')
-    d.add_argument('--what', choices=['videos', 'features'], default='videos', help='the AVE videos zip (default) or the feature files')
+                       description='Fetch the AVE release (videos) or the community pre-extracted features, check '
+                                   'them, resume partial downloads.')
+    d.add_argument('--what', choices=['videos', 'features'], default='videos',
+                   help='the AVE videos zip (default) or the feature files')
     d.add_argument('--to', default=None, help='target folder (default: data/ave or data/ave-features)')
-    d.add_argument('--mirror', default=None, help='base URL serving the same file names, used instead of Google Drive/GitHub')
+    d.add_argument('--mirror', default=None,
+                   help='base URL serving the same file names, used instead of Google Drive/GitHub')
     d.add_argument('--keep-zip', action='store_true', help='keep AVE_Dataset.zip after unpacking it')
     d.add_argument('--no-gdown', action='store_true', help='do not use gdown even when installed (plain HTTP)')
 

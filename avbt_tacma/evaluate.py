@@ -67,9 +67,11 @@ def predict(model, fs: FeatureSet, split: str = 'test', device='auto', batch_siz
 def video_predictions(preds, fs: FeatureSet, split: str = 'test'):
     "A DataFrame with one row per video of `split`: id, true and predicted labels per segment, accuracy."
     import pandas as pd
-    idx = fs.splits[split]; y = fs.labels[idx].argmax(-1)
+    idx = fs.splits[split]
+    y = fs.labels[idx].argmax(-1)
     ids = [fs.video_ids[i] for i in idx] if fs.video_ids is not None else [int(i) for i in idx]
-    return pd.DataFrame(dict(video_id=ids, truth=list(y), pred=list(np.asarray(preds)), accuracy=(np.asarray(preds) == y).mean(1)))
+    return pd.DataFrame(dict(video_id=ids, truth=list(y), pred=list(np.asarray(preds)),
+                             accuracy=(np.asarray(preds) == y).mean(1)))
 
 # %% ../nbs/15_evaluate.ipynb 14
 def predict_run(path,                    # a head checkpoint or the run folder of `train_seeds`
@@ -100,9 +102,13 @@ def load_run(path, head: str | None = None, seed: int | None = None, device='cpu
     path = Path(path)
     if path.is_dir():
         cands = sorted(path.glob(f"{head or '*'}_seed{'*' if seed is None else seed}.pt"))
-        if not cands: raise AVBTError(f"{path}: no head checkpoint{' for ' + head if head else ''}{f' seed {seed}' if seed is not None else ''} (expected <head>_seed<k>.pt)")
+        if not cands:
+            raise AVBTError(f"{path}: no head "
+                            f"checkpoint{' for ' + head if head else ''}{f' seed {seed}' if seed is not None else ''} "
+                            "(expected <head>_seed<k>.pt)")
         heads = {c.name.rsplit('_seed', 1)[0] for c in cands}
-        if len(heads) > 1: raise AVBTError(f"{path}: checkpoints of several heads ({', '.join(sorted(heads))}); pass head=")
+        if len(heads) > 1:
+            raise AVBTError(f"{path}: checkpoints of several heads ({', '.join(sorted(heads))}); pass head=")
         cks = [load_checkpoint(c, kind='head') for c in cands]
         ck = max(cks, key=lambda c: c['result']['val_acc'])
     else: ck = load_checkpoint(path, kind='head')
@@ -137,7 +143,8 @@ def effect(a,                      # accuracies of the row claimed to be better,
     from scipy import stats
     a, b = np.asarray(a, float), np.asarray(b, float)
     if not len(a) or not len(b): raise AVBTError("effect needs at least one value on each side")
-    if paired and len(a) != len(b): raise AVBTError(f"a paired effect needs one value per seed on both sides ({len(a)} vs {len(b)})")
+    if paired and len(a) != len(b):
+        raise AVBTError(f"a paired effect needs one value per seed on both sides ({len(a)} vs {len(b)})")
     mean, lo, hi = float(a.mean() - b.mean()), float('nan'), float('nan')
     if paired and len(a) > 1:
         d = a - b
@@ -169,7 +176,8 @@ def plot_confusion(cm,                      # counts [C, C], rows = true class (
     sns.heatmap(cm, ax=ax, cmap=cmap, vmin=0, vmax=1 if normalize else None, square=True, annot=annot,
                 fmt='.2f' if normalize else 'g', xticklabels=names, yticklabels=names, cbar=cbar,
                 cbar_kws=dict(shrink=0.6) if cbar else None, annot_kws=dict(fontsize=7))
-    ax.set_xlabel('predicted'); ax.set_ylabel('true')
+    ax.set_xlabel('predicted')
+    ax.set_ylabel('true')
     return ax
 
 def results_table(summaries, markdown: bool = False, names: dict | None = None):
@@ -186,4 +194,5 @@ def results_table(summaries, markdown: bool = False, names: dict | None = None):
     cols = list(df.columns)
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
     lines += ['| ' + ' | '.join(str(r[c]) for c in cols) + ' |' for _, r in df.iterrows()]
-    return '\n'.join(lines) + f"\n\nmean ± sample std (ddof=1) over seeds; 'selected on test' picks each seed's checkpoint on the test split (optimistic, shown for comparison only)."
+    return '\n'.join(lines) + ("\n\nmean ± sample std (ddof=1) over seeds; 'selected on test' picks each seed's "
+                               "checkpoint on the test split (optimistic, shown for comparison only).")

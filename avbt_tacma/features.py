@@ -34,7 +34,8 @@ class FeatureSet:
     def pooled(self) -> 'FeatureSet':
         "The same set with the spatial visual map averaged to vectors (a no-op for vector features)."
         if not self.spatial: return self
-        return FeatureSet(self.audio, self.visual.mean((2, 3)), self.labels, self.splits, self.class_names, self.video_ids, self.meta)
+        return FeatureSet(self.audio, self.visual.mean((2, 3)), self.labels, self.splits, self.class_names,
+                          self.video_ids, self.meta)
 
     def subset(self, split: str):
         "(audio, visual, labels) of one split."
@@ -47,11 +48,13 @@ class FeatureSet:
                 + ', '.join(f"{k}={len(v)}" for k, v in self.splits.items()) + ')')
 
 # %% ../nbs/08_features.ipynb 6
-def save_features(path, audio, visual, labels, splits: dict, class_names=None, video_ids=None, meta: dict | None = None):
+def save_features(path, audio, visual, labels, splits: dict, class_names=None, video_ids=None,
+                  meta: dict | None = None):
     "Write the project's feature file atomically (float32 features, one-hot labels, split indices, provenance)."
     audio, visual, labels = (np.asarray(x, dtype=np.float32) for x in (audio, visual, labels))
     if not (len(audio) == len(visual) == len(labels)):
-        raise AVBTError(f"audio, visual and labels disagree on the number of clips: {len(audio)}, {len(visual)}, {len(labels)}")
+        raise AVBTError(f"audio, visual and labels disagree on the number of clips: {len(audio)}, {len(visual)}, "
+                        f"{len(labels)}")
     import h5py
     with atomic_path(path, suffix='.h5') as tmp:
         with h5py.File(tmp, 'w') as f:
@@ -82,12 +85,16 @@ def _community(folder: Path, pool: bool) -> FeatureSet:
     import h5py
     def h5(name, key='avadataset'):
         p = folder / name
-        if not p.exists(): raise AVBTError(f"{p}: missing (the community AVE features need audio_feature.h5, visual_feature.h5, labels.h5 and the *_order.h5 files)")
+        if not p.exists():
+            raise AVBTError(f"{p}: missing (the community AVE features need audio_feature.h5, visual_feature.h5, "
+                            "labels.h5 and the *_order.h5 files)")
         try: f = h5py.File(p, 'r')
         except OSError as e: raise AVBTError(f"{p}: not a readable HDF5 file ({e})") from e
         if key not in f: raise AVBTError(f"{p}: no dataset {key!r} (found {list(f.keys())})")
         return f, f[key]
-    fa, a = h5('audio_feature.h5'); fv, v = h5('visual_feature.h5'); fl, l = h5('labels.h5')
+    fa, a = h5('audio_feature.h5')
+    fv, v = h5('visual_feature.h5')
+    fl, l = h5('labels.h5')
     with fa, fv, fl:
         audio, visual, labels = _read_chunked(a, False), _read_chunked(v, pool, mmap=True), _read_chunked(l, False)
     splits = {}
@@ -103,7 +110,9 @@ def load_features(path, pool_visual: bool = False) -> FeatureSet:
         own = path / 'features.h5'
         if not own.exists(): return _community(path, pool_visual)
         path = own
-    if not path.exists(): raise AVBTError(f"{path}: feature file not found (write one with `avbt extract`, or give the folder of the community's AVE features)")
+    if not path.exists():
+        raise AVBTError(f"{path}: feature file not found (write one with `avbt extract`, or give the folder of the "
+                        "community's AVE features)")
     import h5py
     try: f = h5py.File(path, 'r')
     except OSError as e: raise AVBTError(f"{path}: not a readable HDF5 file ({e})") from e
@@ -113,11 +122,13 @@ def load_features(path, pool_visual: bool = False) -> FeatureSet:
         audio, visual, labels = (_read_chunked(f[k], pool_visual and k == 'visual', mmap=k == 'visual')
                                  for k in ('audio', 'visual', 'labels'))
         splits = {s: np.asarray(f[f'{s}_order'][()], dtype=np.int64) for s in SPLITS if f'{s}_order' in f}
-        vids = [x.decode() if isinstance(x, bytes) else str(x) for x in f['video_ids'][()]] if 'video_ids' in f else None
+        vids = [x.decode() if isinstance(x,
+                                         bytes) else str(x) for x in f['video_ids'][()]] if 'video_ids' in f else None
         names = json.loads(f.attrs.get('class_names', json.dumps(CLASS_NAMES)))
         meta = json.loads(f.attrs.get('meta', '{}'))
     if labels.shape[:2] != audio.shape[:2] or visual.shape[:2] != audio.shape[:2]:
-        raise AVBTError(f"{path}: audio {audio.shape}, visual {visual.shape} and labels {labels.shape} disagree on [N, T]")
+        raise AVBTError(f"{path}: audio {audio.shape}, visual {visual.shape} and labels {labels.shape} disagree on "
+                        "[N, T]")
     return FeatureSet(audio, visual, labels, splits, names, vids, meta)
 
 # %% ../nbs/08_features.ipynb 9

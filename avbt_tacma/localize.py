@@ -8,7 +8,8 @@ import csv, io, json, os, sys, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, save_checkpoint, load_checkpoint, get_device
+from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, save_checkpoint,
+                             load_checkpoint, get_device)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .video import write_video   # re-exported: tests and examples write their videos with it
 
@@ -35,12 +36,15 @@ class Video:
 
     def __repr__(self):
         i = self.info or {}
-        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.5g} fps, frames "
-                f"{tuple(self.frames.shape)}, audio {i.get('sample_rate')} Hz x {i.get('channels')} of {i.get('audio_streams')} stream(s))")
+        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.5g} fps, "
+                "frames "
+                f"{tuple(self.frames.shape)}, audio {i.get('sample_rate')} Hz x {i.get('channels')} of "
+                f"{i.get('audio_streams')} stream(s))")
 
 # %% ../nbs/16_localize.ipynb 7
 def video_seconds(path) -> float:
-    "Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet times."
+    ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
+     "times.")
     import av
     from avbt_tacma.video import ClipError, default_stream
     path = Path(path)
@@ -62,7 +66,8 @@ def video_seconds(path) -> float:
                 if pkt.pts is None: continue
                 e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
                 end = e if end is None else max(end, e)
-        except av.FFmpegError as e: raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
+        except av.FFmpegError as e:
+            raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
     if end is None: raise ClipError(path, 'corrupt', 'the video stream holds no frame')
     return end - origin
 
@@ -99,9 +104,11 @@ def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
     return torch.arange(0, L - T + 1, hop)[:, None] + torch.arange(T)
 
 def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge', hop: int | None = None):
-    "Group per-second items [n, ...] into windows [W, T, ...] (see `window_index`), padding the last one ('edge' or 'zeros')."
+    ("Group per-second items [n, ...] into windows [W, T, ...] (see `window_index`), padding the last one ('edge' or "
+     "'zeros').")
     import torch
-    idx = window_index(len(x), T, hop); extra = int(idx.max()) + 1 - len(x)
+    idx = window_index(len(x), T, hop)
+    extra = int(idx.max()) + 1 - len(x)
     if extra > 0:
         if pad == 'edge': fill = x[-1:].expand(extra, *x.shape[1:])
         elif pad == 'zeros': fill = x.new_zeros(extra, *x.shape[1:])
@@ -113,7 +120,8 @@ def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge', hop: int | None = None
 class Localizer:
     "Trained AV-BT encoders and a head, in eval mode: per-second log-mel and frames in, class probabilities out."
     def __init__(self, avbt, head, class_names=CLASS_NAMES, image_size: int = 224, frame_size: int = 256,
-                 framing: str = 'segment', spatial: bool = False, device='cpu', batch_size: int = 8, meta: dict | None = None):
+                 framing: str = 'segment', spatial: bool = False, device='cpu', batch_size: int = 8,
+                 meta: dict | None = None):
         import torch
         self.device = torch.device(device)
         self.avbt, self.head = avbt.to(self.device).eval(), head.to(self.device).eval()
@@ -144,7 +152,8 @@ class Localizer:
         return self.logmel(video.audio), self.frames_tensor(video.frames)
 
     def predict(self, logmel, frames, pad: str = 'edge', hop: int | None = None, progress: bool = False):
-        "Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over overlapping windows)."
+        ("Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over "
+         "overlapping windows).")
         import torch
         from tqdm.auto import tqdm
         n, idx = len(logmel), window_index(len(logmel), hop=hop)
@@ -154,7 +163,8 @@ class Localizer:
             for i in tqdm(range(0, len(A), self.batch_size), desc='windows', unit='batch', leave=False,
                           disable=not progress or len(A) <= self.batch_size):
                 a, v = A[i:i + self.batch_size].to(self.device), V[i:i + self.batch_size].to(self.device)
-                if self.spatial: f_a, _, f_v = self.avbt.encode(a, v, return_spatial=True)   # heads on the visual map (AVEL)
+                if self.spatial:
+                    f_a, _, f_v = self.avbt.encode(a, v, return_spatial=True)   # heads on the visual map (AVEL)
                 else: f_a, f_v = self.avbt.encode(a, v)
                 out.append(self.head(f_a, f_v).float().softmax(-1).cpu())
         P = torch.cat(out)                                                        # [W, T, C]
@@ -162,16 +172,19 @@ class Localizer:
         return (total / torch.bincount(idx.flatten())[:, None])[:n]
 
 # %% ../nbs/16_localize.ipynb 19
-def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', hop: int | None = None, progress: bool = False) -> list[dict]:
+def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', hop: int | None = None,
+                   progress: bool = False) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
     probs = localizer.predict(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
     conf, idx = probs.max(-1)
     return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
             for s, (c, i) in enumerate(zip(conf, idx))]
 
-def localize(video_path, localizer: Localizer, pad: str = 'edge', hop: int | None = None, progress: bool = False) -> list[dict]:
+def localize(video_path, localizer: Localizer, pad: str = 'edge', hop: int | None = None,
+             progress: bool = False) -> list[dict]:
     "Decode `video_path` and return its per-second predictions: a list of {second, label, confidence}."
-    return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, hop=hop, progress=progress)
+    return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, hop=hop,
+                          progress=progress)
 
 def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) -> list[dict]:
     "Runs of equal event labels: a list of {start, end (exclusive, seconds), label, confidence (mean)}."
@@ -179,9 +192,11 @@ def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) ->
     for r in results:
         if r['label'] == background: continue
         if spans and spans[-1]['label'] == r['label'] and spans[-1]['end'] == r['second']:
-            spans[-1]['end'] += 1; spans[-1]['_c'].append(r['confidence'])
+            spans[-1]['end'] += 1
+            spans[-1]['_c'].append(r['confidence'])
         else: spans.append({'start': r['second'], 'end': r['second'] + 1, 'label': r['label'], '_c': [r['confidence']]})
-    return [{'start': s['start'], 'end': s['end'], 'label': s['label'], 'confidence': round(float(np.mean(s.pop('_c'))), 4)} for s in spans]
+    return [{'start': s['start'], 'end': s['end'], 'label': s['label'],
+             'confidence': round(float(np.mean(s.pop('_c'))), 4)} for s in spans]
 
 # %% ../nbs/16_localize.ipynb 22
 def format_table(results: list[dict]) -> str:
@@ -192,8 +207,10 @@ def format_table(results: list[dict]) -> str:
     return '\n'.join(lines)
 
 def _csv_text(results: list[dict]) -> str:
-    buf = io.StringIO(); wr = csv.DictWriter(buf, ['second', 'label', 'confidence'], lineterminator='\n')
-    wr.writeheader(); wr.writerows(results)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, ['second', 'label', 'confidence'], lineterminator='\n')
+    wr.writeheader()
+    wr.writerows(results)
     return buf.getvalue()
 
 def _background(class_names) -> str:
@@ -208,36 +225,58 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 24
-def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLASS_NAMES, max_thumbs: int = 24, title: str | None = None):
-    "Figure of the frame strip, the waveform and the predicted event spans of a localized video; saved to `path` (PNG) when given."
+def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLASS_NAMES, max_thumbs: int = 24,
+                  title: str | None = None):
+    ("Figure of the frame strip, the waveform and the predicted event spans of a localized video; saved to `path` "
+     "(PNG) when given.")
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
     n = len(results)
     fig = Figure(figsize=(min(4 + 0.5 * n, 24), 4.8))
     ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [1.3, 1, 0.9]})
-    k = min(n, max_thumbs); idx = np.linspace(0, n - 1, k).round().astype(int); step = n / k
+    k = min(n, max_thumbs)
+    idx = np.linspace(0, n - 1, k).round().astype(int)
+    step = n / k
     for j, s in enumerate(idx):
         ax_f.imshow(video.frames[s][::max(1, video.frames.shape[1] // 96), ::max(1, video.frames.shape[2] // 96)],
                     extent=(j * step, (j + 1) * step, 0, 1), aspect='auto')
-    ax_f.set_ylim(0, 1); ax_f.set_yticks([]); ax_f.set_ylabel('frames')
-    x = video.audio[:n * SAMPLE_RATE]; bins = min(len(x), 4000); m = len(x) // bins
-    env = x[:bins * m].reshape(bins, m); t = (np.arange(bins) + 0.5) * m / SAMPLE_RATE
+    ax_f.set_ylim(0, 1)
+    ax_f.set_yticks([])
+    ax_f.set_ylabel('frames')
+    x = video.audio[:n * SAMPLE_RATE]
+    bins = min(len(x), 4000)
+    m = len(x) // bins
+    env = x[:bins * m].reshape(bins, m)
+    t = (np.arange(bins) + 0.5) * m / SAMPLE_RATE
     ax_w.fill_between(t, env.min(1), env.max(1), color='0.3', lw=0)
-    lim = max(1e-3, float(np.abs(x).max())); ax_w.set_ylim(-lim, lim); ax_w.set_yticks([]); ax_w.set_ylabel('audio')
-    ax_e.broken_barh([(r['second'], 1) for r in results], (0, 1), facecolors=[_class_colour(r['label'], class_names) for r in results])
+    lim = max(1e-3, float(np.abs(x).max()))
+    ax_w.set_ylim(-lim, lim)
+    ax_w.set_yticks([])
+    ax_w.set_ylabel('audio')
+    ax_e.broken_barh([(r['second'], 1) for r in results], (0, 1),
+                     facecolors=[_class_colour(r['label'], class_names) for r in results])
     for sp in event_spans(results, _background(class_names)):
         ax_e.text((sp['start'] + sp['end']) / 2, 0.5, sp['label'], ha='center', va='center', fontsize=8, clip_on=True)
-    ax_e.step(np.arange(n + 1), [r['confidence'] for r in results] + [results[-1]['confidence']], where='post', color='k', lw=0.8)
-    ax_e.set_ylim(0, 1); ax_e.set_ylabel('events\n(confidence)'); ax_e.set_xlim(0, n); ax_e.set_xlabel('time (s)')
-    fig.suptitle(title or Path(video.path).name, fontsize=10); fig.tight_layout()
+    ax_e.step(np.arange(n + 1), [r['confidence'] for r in results] + [results[-1]['confidence']], where='post',
+              color='k', lw=0.8)
+    ax_e.set_ylim(0, 1)
+    ax_e.set_ylabel('events\n(confidence)')
+    ax_e.set_xlim(0, n)
+    ax_e.set_xlabel('time (s)')
+    fig.suptitle(title or Path(video.path).name, fontsize=10)
+    fig.tight_layout()
     if path is not None:
         with atomic_path(path, suffix='.png') as tmp: fig.savefig(tmp, dpi=100, format='png')
     return fig
 
 def write_outputs(results: list[dict], out_dir, name: str, video: Video | None = None, class_names=CLASS_NAMES) -> dict:
     "Write `out_dir/name.json`, `.csv` and (with the decoded video) the timeline `.png`, each atomically; their paths."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {'json': save_json(results, out_dir / f'{name}.json'), 'csv': atomic_write_text(out_dir / f'{name}.csv', _csv_text(results))}
-    if video is not None: plot_timeline(video, results, out_dir / f'{name}.png', class_names); paths['png'] = out_dir / f'{name}.png'
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {'json': save_json(results, out_dir / f'{name}.json'),
+             'csv': atomic_write_text(out_dir / f'{name}.csv', _csv_text(results))}
+    if video is not None:
+        plot_timeline(video, results, out_dir / f'{name}.png', class_names)
+        paths['png'] = out_dir / f'{name}.png'
     return paths
 
 # %% ../nbs/16_localize.ipynb 26
@@ -263,8 +302,10 @@ def _cache_settings(avbt_ck: dict) -> dict:
     st = load_json(cache / 'cache.json').get('settings', {}) if (cache / 'cache.json').is_file() else {}
     return {'frame_size': int(st.get('size', 256)), 'framing': st.get('framing', 'segment')}
 
-def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None = None, framing: str | None = None) -> Path:
-    "Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at `path`."
+def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None = None,
+                  framing: str | None = None) -> Path:
+    ("Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at "
+     "`path`.")
     a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else _load(avbt_checkpoint, 'avbt')
     h = head_checkpoint if isinstance(head_checkpoint, dict) else _load(head_checkpoint, 'head')
     wa = 'AV-BT checkpoint' if isinstance(avbt_checkpoint, dict) else avbt_checkpoint
@@ -274,7 +315,8 @@ def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None
     if 'head' not in hc: raise AVBTError(f"{wh}: no head config in this checkpoint")
     fm = hc.get('features_meta') or {}
     if fm.get('encoder', 'avbt') != 'avbt' or fm.get('source') == 'community AVE features':
-        raise AVBTError(f"{wh}: this head was trained on {fm.get('source') or fm.get('encoder')} features, not on AV-BT "
+        raise AVBTError(f"{wh}: this head was trained on {fm.get('source') or fm.get('encoder')} features, not on "
+                        "AV-BT "
                         "features (train it on the output of `avbt extract`)")
     if isinstance(fm.get('config'), dict) and fm['config'].get('model', mc) != mc:
         raise AVBTError(f"{wh}: this head was trained on the features of another AV-BT model than {wa}")
@@ -282,7 +324,8 @@ def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None
         raise AVBTError(f"{wh}: the head's input widths (audio {hc.get('d_a')}, visual {hc.get('d_v')}) do not fit "
                         f"the AV-BT features (d_l = {mc.get('d_l')})")
     names_a, names_h = a.get('class_names'), h.get('class_names')
-    if names_a and names_h and list(names_a) != list(names_h): raise AVBTError(f"{wh}: the head's class names differ from {wa}'s")
+    if names_a and names_h and list(names_a) != list(names_h):
+        raise AVBTError(f"{wh}: the head's class names differ from {wa}'s")
     prep = _cache_settings(a)
     prep.update({k: v for k, v in dict(frame_size=frame_size, framing=framing).items() if v is not None})
     config = {'avbt': mc, 'head': hc, 'prepare': prep, 'avbt_run': a['config'],
@@ -300,9 +343,11 @@ def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
         from avbt_tacma.avbt import AVBTConfig, AVBT
         from avbt_tacma.train_heads import build_head
         cfg = AVBTConfig.from_dict({**ck['config']['avbt'], 'weights': 'none'})   # every weight is in the checkpoint
-        avbt = AVBT(cfg, download=False); avbt.load_state_dict(ck['avbt_state'])
+        avbt = AVBT(cfg, download=False)
+        avbt.load_state_dict(ck['avbt_state'])
         hc, prep = ck['config']['head'], ck['config'].get('prepare') or {}
-        head = build_head(hc['head'], hc['d_a'], hc['d_v'], **(hc.get('head_kw') or {})); head.load_state_dict(ck['head_state'])
+        head = build_head(hc['head'], hc['d_a'], hc['d_v'], **(hc.get('head_kw') or {}))
+        head.load_state_dict(ck['head_state'])
     except AVBTError as e: raise AVBTError(f"{path}: incompatible checkpoint ({e})") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise AVBTError(f"{path}: incompatible checkpoint ({_first_line(e)})") from None
@@ -326,18 +371,23 @@ def output_names(paths, out_dir) -> list[str]:
         k, name = 1, stem
         while name in taken or (mine.get(name, src) != src) or (name not in mine and any(
                 os.path.lexists(out_dir / (name + s)) for s in OUT_SUFFIXES)):
-            k += 1; name = f"{stem}-{k}"
-        taken.add(name); names.append(name)
+            k += 1
+            name = f"{stem}-{k}"
+        taken.add(name)
+        names.append(name)
     return names
 
 def _record_output(out_dir, name: str, src) -> None:
     from avbt_tacma.core import load_json
-    out_dir = Path(out_dir); m = out_dir / MANIFEST
+    out_dir = Path(out_dir)
+    m = out_dir / MANIFEST
     save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
 
-def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print, pad: str = 'edge',
+def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print,
+                   pad: str = 'edge',
                    hop: int | None = None, max_seconds: float = MAX_SECONDS) -> list[dict]:
-    "Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, outputs} per file."
+    ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
+     "outputs} per file.")
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
     out = []
     for p, name in zip(paths, output_names(paths, out_dir)):
@@ -345,8 +395,11 @@ def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure
         try:
             video = decode_video(p, size=loc.frame_size, max_seconds=max_seconds)
             rec['results'] = localize_video(video, loc, pad=pad, hop=hop, progress=True)
-            Path(out_dir).mkdir(parents=True, exist_ok=True); _record_output(out_dir, name, p)
-            rec['outputs'] = {k: str(v) for k, v in write_outputs(rec['results'], out_dir, name, video if figure else None, loc.class_names).items()}
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            _record_output(out_dir, name, p)
+            rec['outputs'] = {k: str(v) for k,
+                              v in write_outputs(rec['results'], out_dir, name, video if figure else None,
+                                                 loc.class_names).items()}
         except OutputError: raise                                           # the disk, not this video: stop now
         except AVBTError as e: rec['error'] = str(e)
         except Exception as e: rec['error'] = f"{p}: failed ({_first_line(e)})"   # one bad file never stops the others
@@ -354,20 +407,24 @@ def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure
             if rec['error']: echo(f"error: {rec['error']}", file=sys.stderr)
             else:
                 spans = event_spans(rec['results'], _background(loc.class_names))
-                echo(f"\n{p}: {len(rec['results'])} s, {len(spans)} event span(s) -> {Path(rec['outputs']['json']).with_suffix('.*')}")
+                echo(f"\n{p}: {len(rec['results'])} s, {len(spans)} event span(s) -> "
+                     f"{Path(rec['outputs']['json']).with_suffix('.*')}")
                 echo(format_table(rec['results']))
         out.append(rec)
     return out
 
 def localize_parser(p):
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files (any length, frame rate and audio layout)')
-    p.add_argument('--checkpoint', required=True, metavar='CKPT', help='combined model file, e.g. models/avbt_tacma.pt from `avbt reproduce`')
-    p.add_argument('--out', default='localized', metavar='DIR', help='folder for <video name>.json/.csv/.png (default: %(default)s)')
+    p.add_argument('--checkpoint', required=True, metavar='CKPT',
+                   help='combined model file, e.g. models/avbt_tacma.pt from `avbt reproduce`')
+    p.add_argument('--out', default='localized', metavar='DIR',
+                   help='folder for <video name>.json/.csv/.png (default: %(default)s)')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default)')
     p.add_argument('--hop', type=int, default=T_SEGMENTS, help='step between 10-s windows; below 10 they overlap and '
                    'probabilities are averaged (default %(default)s: no overlap)')
     p.add_argument('--no-figure', action='store_true', help='skip the timeline PNG')
-    p.add_argument('--max-seconds', type=int, default=MAX_SECONDS, help='refuse longer videos, whatever their container '
+    p.add_argument('--max-seconds', type=int, default=MAX_SECONDS,
+                   help='refuse longer videos, whatever their container '
                    'claims (memory and time grow with the seconds; default %(default)s)')
 
 def localize_main(args) -> int:

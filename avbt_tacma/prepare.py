@@ -29,7 +29,9 @@ def encode_jpegs(frames: np.ndarray, quality: int = 90) -> list:
     from PIL import Image
     out = []
     for f in frames:
-        b = io.BytesIO(); Image.fromarray(f).save(b, 'JPEG', quality=quality); out.append(b.getvalue())
+        b = io.BytesIO()
+        Image.fromarray(f).save(b, 'JPEG', quality=quality)
+        out.append(b.getvalue())
     return out
 
 def decode_jpegs(buffers) -> np.ndarray:
@@ -44,8 +46,10 @@ def clip_file(cache, video_id: str) -> Path:
         raise AVBTError(f"video id {video_id!r} cannot be used as a file name")
     return Path(cache) / 'clips' / f'{video_id}.h5'
 
-def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: str = 'segment', threads: int = 0) -> dict:
-    "Decode `src` and write its cache file `dest` atomically; returns the decode info (raises ClipError for a bad clip)."
+def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: str = 'segment',
+                 threads: int = 0) -> dict:
+    ("Decode `src` and write its cache file `dest` atomically; returns the decode info (raises ClipError for a bad "
+     "clip).")
     import h5py
     frames, audio, info = decode_clip(src, N_FRAMES, size, threads=threads)
     logmel = vggish_log_mel(audio, SAMPLE_RATE, framing).numpy().astype(np.float32)
@@ -60,13 +64,18 @@ def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: 
         f.attrs['source'] = Path(src).name
         f.attrs['sha256'] = clip_digest(jpegs, logmel, wave, f.attrs['info'])
     with atomic_path(dest, suffix='.h5') as tmp:
-        with open(tmp, 'wb') as fh: fh.write(buf.getbuffer()); fh.flush(); os.fsync(fh.fileno())
+        with open(tmp, 'wb') as fh:
+            fh.write(buf.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
     return info
 
 def clip_digest(jpegs, logmel, waveform, info: str) -> str:
     "SHA-256 of a clip's content: JPEG byte strings, log-mel, waveform and info."
     h = hashlib.sha256()
-    for b in jpegs: h.update(len(b).to_bytes(4, 'little')); h.update(np.asarray(b, np.uint8).tobytes())
+    for b in jpegs:
+        h.update(len(b).to_bytes(4, 'little'))
+        h.update(np.asarray(b, np.uint8).tobytes())
     for a in (logmel, waveform): h.update(np.ascontiguousarray(a).tobytes())
     h.update(str(info).encode())
     return h.hexdigest()
@@ -109,14 +118,16 @@ def _job(args):
     if dest.exists():
         why = check_clip(dest)
         if why is None: return vid, None, None, 'already'
-        dest.unlink(); state = f'remade:{why}'
+        dest.unlink()
+        state = f'remade:{why}'
     try: return vid, prepare_clip(src, dest, size, quality, framing, threads), None, state
     except OutputError as e: return vid, None, ('output', str(e)), state       # the disk, not the clip: stop the run
     except ClipError as e: return vid, None, (e.problem, e.reason), state
     except Exception as e: return vid, None, ('error', one_line(e)[:300]), state
 
 def _worker_init():
-    import torch; torch.set_num_threads(1)
+    import torch
+    torch.set_num_threads(1)
 
 def _read_info(path) -> dict:
     import h5py
@@ -125,15 +136,18 @@ def _read_info(path) -> dict:
 def _write_report(out, rows) -> Path:
     b = io.StringIO()
     w = csv.DictWriter(b, ['row', 'video_id', 'status', 'problem', 'reason'], lineterminator='\n')
-    w.writeheader(); w.writerows(rows)
+    w.writeheader()
+    w.writerows(rows)
     return atomic_write_text(Path(out) / 'report.csv', b.getvalue())
 
 def _start_cache(root, out, records, settings):
     "Write (or check) the cache's metadata before any clip, so a partial cache is already readable."
-    out = Path(out); (out / 'clips').mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    (out / 'clips').mkdir(parents=True, exist_ok=True)
     if (out / 'cache.json').exists():
         old = load_json(out / 'cache.json')
-        diff = {k: (old.get('settings', {}).get(k), v) for k, v in settings.items() if old.get('settings', {}).get(k) != v}
+        diff = {k: (old.get('settings', {}).get(k), v) for k,
+                v in settings.items() if old.get('settings', {}).get(k) != v}
         if old.get('format') != CACHE_FORMAT or diff:
             raise AVBTError(f"{out}: cache made with other settings {diff or old.get('format')}; use another --out")
         if (out / 'Annotations.txt').exists() and read_annotations(out / 'Annotations.txt') != records:
@@ -147,10 +161,13 @@ def _start_cache(root, out, records, settings):
 
 def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int | None = None, quality: int = 90,
             framing: str = 'segment', threads: int = 0, progress: bool = True) -> dict:
-    "Decode the clips of an AVE root into the cache `out` (resumable); returns a summary dict (also printed as one line)."
+    ("Decode the clips of an AVE root into the cache `out` (resumable); returns a summary dict (also printed as one "
+     "line).")
     root, out = Path(ave_root), Path(out)
     if not root.is_dir(): raise AVBTError(f"{root}: AVE root folder not found")
-    check_out_dir(out, 'cache folder'); check_int(workers, 'workers', 0); check_int(threads, 'threads', 0)
+    check_out_dir(out, 'cache folder')
+    check_int(workers, 'workers', 0)
+    check_int(threads, 'threads', 0)
     check_int(limit, 'limit', 1)
     if not (16 <= size <= 1024): raise AVBTError(f"--size must be in 16..1024, got {size}")
     if not (1 <= quality <= 100): raise AVBTError(f"JPEG quality must be in 1..100, got {quality}")
@@ -170,47 +187,57 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
         nonlocal done_now, already
         vid, info, err, state = res
         if state.startswith('remade:'):
-            remade[vid] = state[7:]; log.warning(f"{clip_file(out, vid)}: damaged ({state[7:]}): re-made")
+            remade[vid] = state[7:]
+            log.warning(f"{clip_file(out, vid)}: damaged ({state[7:]}): re-made")
         if err and err[0] == 'output':                 # no space / read-only: stop at once, finished clips stay
             raise OutputError(f"{err[1]}; {done_now} new clips of this run are complete, re-run to resume")
         if err: failed[vid] = err
         elif state == 'already': already += 1
         else: done_now += 1
-        bar.update(); bar.set_postfix(failed=len(failed), refresh=False)
+        bar.update()
+        bar.set_postfix(failed=len(failed), refresh=False)
     import torch
     torch_threads = torch.get_num_threads()
     try:
         if workers <= 1 or len(todo) <= 1:
-            torch.set_num_threads(1)          # log-mel of one clip is tiny: thread hand-offs cost 20x its work on a busy CPU
+            # log-mel of one clip is tiny: thread hand-offs cost 20x its work on a busy CPU
+            torch.set_num_threads(1)
             for j in todo: take(_job(j))
         else:
             import multiprocessing as mp
             ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
             with ctx.Pool(min(workers, len(todo)), initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_job, todo): take(res)
-    finally: bar.close(); torch.set_num_threads(torch_threads)
+    finally:
+        bar.close()
+        torch.set_num_threads(torch_threads)
     report, ok, padded = [], 0, 0
     infos = {}
     for r in rows:
         vid = records[r].video_id
         if vid in failed:
             problem, reason = failed[vid]
-            report.append(dict(row=r, video_id=vid, status='skipped', problem=problem, reason=reason)); continue
+            report.append(dict(row=r, video_id=vid, status='skipped', problem=problem, reason=reason))
+            continue
         if vid not in infos: infos[vid] = _read_info(clip_file(out, vid))
         ok += 1
         i = infos[vid]
         if i.get('padded'):
             padded += 1
             report.append(dict(row=r, video_id=vid, status='padded', problem='short',
-                               reason=f"shorter than {CLIP_SECONDS} s (video {i['video_seconds']} s, audio {i['audio_seconds']} s): padded"))
+                               reason=f"shorter than {CLIP_SECONDS} s (video {i['video_seconds']} s, audio "
+                                      f"{i['audio_seconds']} s): padded"))
     _write_report(out, report)
     secs = time.time() - t0
     counts = Counter(x['problem'] for x in report if x['status'] == 'skipped')
     summary = dict(rows=len(rows), kept=ok, new=done_now, already=already, skipped=sum(counts.values()),
                    problems=dict(counts), padded=padded, seconds=round(secs, 2), remade=sorted(remade),
-                   clips_per_s=round((len(todo) - already) / secs, 2) if secs > 0 else None, report=str(out / 'report.csv'))
-    summary['line'] = (f"prepare: {ok} of {len(rows)} rows in {out} ({done_now} new clips, {summary['already']} already there); "
-                       f"skipped {summary['skipped']}" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else '')
+                   clips_per_s=round((len(todo) - already) / secs, 2) if secs > 0 else None,
+                   report=str(out / 'report.csv'))
+    summary['line'] = (f"prepare: {ok} of {len(rows)} rows in {out} ({done_now} new clips, {summary['already']} "
+                       "already there); "
+                       f"skipped {summary['skipped']}"
+                       + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else '')
                        + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}"
                        + (f"; re-made {len(remade)} damaged cache file(s): {', '.join(sorted(remade)[:5])}"
                           + (' ...' if len(remade) > 5 else '') if remade else ''))
@@ -237,7 +264,8 @@ class ClipCache:
                 why = check_clip(clip_file(self.root, v))
                 if why: self.damaged[v] = why
             if self.damaged:
-                log.warning(f"{self.root}: left out {len(self.damaged)} damaged cache file(s) ({', '.join(list(self.damaged)[:5])}"
+                log.warning(f"{self.root}: left out {len(self.damaged)} damaged cache file(s) "
+                            f"({', '.join(list(self.damaged)[:5])}"
                             f"{' ...' if len(self.damaged) > 5 else ''}); re-run `avbt prepare` to re-make them")
             present -= set(self.damaged)
         self.available = np.array([i for i, r in enumerate(self.records) if r.video_id in present], dtype=np.int64)
@@ -265,10 +293,13 @@ class ClipCache:
         f = self._files.pop(vid, None)
         if f is None:
             p = clip_file(self.root, vid)
-            if not p.exists(): raise AVBTError(f"row {row} ({vid}) is not in the cache {self.root} (see its report.csv)")
+            if not p.exists():
+                raise AVBTError(f"row {row} ({vid}) is not in the cache {self.root} (see its report.csv)")
             if vid not in self._checked:
                 why = check_clip(p)
-                if why: raise AVBTError(f"{p}: damaged cache file ({why}); re-run `avbt prepare --out {self.root}` to re-make it")
+                if why:
+                    raise AVBTError(f"{p}: damaged cache file ({why}); re-run `avbt prepare --out {self.root}` to "
+                                    "re-make it")
                 self._checked.add(vid)
             try: f = h5py.File(p, 'r')
             except OSError as e: raise AVBTError(f"{p}: damaged cache file ({one_line(e)})") from None
@@ -277,11 +308,13 @@ class ClipCache:
         return f
 
     def frames(self, row: int, idx=None) -> np.ndarray:
-        "Frames uint8 [len(idx), H, W, 3] of a row; frame numbers 0..159, segment t is 16 t ... 16 t + 15 (all when idx is None)."
+        ("Frames uint8 [len(idx), H, W, 3] of a row; frame numbers 0..159, segment t is 16 t ... 16 t + 15 (all when "
+         "idx is None).")
         ds = self._file(row)['jpeg']
         if idx is None: return decode_jpegs(ds[()])
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(ds)): raise AVBTError(f"frame numbers must be in 0..{len(ds) - 1}, got {idx.tolist()}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(ds)):
+            raise AVBTError(f"frame numbers must be in 0..{len(ds) - 1}, got {idx.tolist()}")
         uniq, inv = np.unique(idx, return_inverse=True)
         return decode_jpegs(ds[uniq])[inv]
 
@@ -311,7 +344,8 @@ def open_cache(root) -> ClipCache:
 
 # %% ../nbs/05_prepare.ipynb 25
 def prepare_parser(p):
-    p.add_argument('--ave-root', required=True, help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
+    p.add_argument('--ave-root', required=True,
+                   help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
     p.add_argument('--out', required=True, help='cache folder (created; a re-run resumes it)')
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (default: all CPUs)')
     p.add_argument('--size', type=int, default=FRAME_SIZE, help='frame side in pixels (default 256)')
@@ -319,7 +353,8 @@ def prepare_parser(p):
     p.add_argument('--quality', type=int, default=90, help='JPEG quality (default 90)')
     p.add_argument('--framing', choices=('segment', 'vggish'), default='segment',
                    help="log-mel framing: 1-s segments (default) or VGGish's 0.96-s examples")
-    p.add_argument('--threads', type=int, default=0, help='decoder threads per worker (0: 1 with several workers, else FFmpeg decides)')
+    p.add_argument('--threads', type=int, default=0,
+                   help='decoder threads per worker (0: 1 with several workers, else FFmpeg decides)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
 
 def prepare_main(args) -> int:

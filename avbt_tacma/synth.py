@@ -33,11 +33,13 @@ MAX_CLASSES = len(CATEGORIES)
 
 def _visual(j: int) -> dict:
     "Look number `j`: a still appearance (shape, colour, texture; distinct for j < 21) and a motion."
-    return dict(shape=SHAPES[j % 6], colour=list(COLOURS)[2 * j % 9], texture=TEXTURES[(j + j // 6) % 4], motion=MOTIONS[j % 4])
+    return dict(shape=SHAPES[j % 6], colour=list(COLOURS)[2 * j % 9], texture=TEXTURES[(j + j // 6) % 4],
+                motion=MOTIONS[j % 4])
 
 def _audio(j: int) -> dict:
     "Sound number `j`: timbre and rhythm (distinct for j < 20), pitch on 21 slots 1.9 semitones apart (180-1620 Hz)."
-    return dict(f0=round(180 * 2 ** ((8 * j % 21) * 1.9 / 12), 2), timbre=TIMBRES[j % 5], rhythm=RHYTHMS[(j // 5 + j % 5) % 4])
+    return dict(f0=round(180 * 2 ** ((8 * j % 21) * 1.9 / 12), 2), timbre=TIMBRES[j % 5],
+                rhythm=RHYTHMS[(j // 5 + j % 5) % 4])
 
 def class_specs(k: int = 10) -> list[dict]:
     "The object and sound of each of the first `k` classes, with their look-alike / sound-alike partner."
@@ -48,10 +50,14 @@ def class_specs(k: int = 10) -> list[dict]:
         kind = 'look_alike' if (c // 2) % 2 == 0 else 'sound_alike'
         if kind == 'look_alike' and second:       # the same still look as the partner, moving differently
             vis = dict(out[-1]['visual'], motion=MOTIONS[(MOTIONS.index(out[-1]['visual']['motion']) + 2) % 4])
-        else: vis = _visual(nv); nv += 1
+        else:
+            vis = _visual(nv)
+            nv += 1
         if kind == 'sound_alike' and second:      # the partner's timbre and rhythm, 1% higher in pitch
             aud = dict(out[-1]['audio'], f0=round(out[-1]['audio']['f0'] * 1.01, 2))
-        else: aud = _audio(na); na += 1
+        else:
+            aud = _audio(na)
+            na += 1
         out.append(dict(index=c, name=CATEGORIES[c], visual=vis, audio=aud,
                         look_alike=partner if kind == 'look_alike' and partner < k else None,
                         sound_alike=partner if kind == 'sound_alike' and partner < k else None))
@@ -60,7 +66,8 @@ def class_specs(k: int = 10) -> list[dict]:
 # %% ../nbs/02_synth.ipynb 9
 # real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
 AVE_PARTIAL_LENGTHS = {2: 214, 3: 220, 4: 217, 5: 196, 6: 200, 7: 139, 8: 111, 9: 95}
-_MEAN_PARTIAL_BG = 1 - sum(l * n for l, n in AVE_PARTIAL_LENGTHS.items()) / sum(AVE_PARTIAL_LENGTHS.values()) / T_SEGMENTS
+_MEAN_PARTIAL_BG = 1 - sum(l * n for l,
+                           n in AVE_PARTIAL_LENGTHS.items()) / sum(AVE_PARTIAL_LENGTHS.values()) / T_SEGMENTS
 
 @dataclass
 class SynthConfig:
@@ -83,11 +90,15 @@ class SynthConfig:
             if not ok: raise AVBTError(msg)
         need(self.videos >= 1, f"videos must be at least 1, got {self.videos}")
         need(2 <= self.classes <= MAX_CLASSES, f"classes must be between 2 and {MAX_CLASSES}, got {self.classes}")
-        need(32 <= self.size <= 256 and self.size % 2 == 0, f"size must be an even number of pixels in 32..256, got {self.size}")
+        need(32 <= self.size <= 256 and self.size % 2 == 0,
+             f"size must be an even number of pixels in 32..256, got {self.size}")
         need(1 <= self.fps <= 60, f"fps must be in 1..60, got {self.fps}")
-        need(self.sample_rate in (16000, 22050, 32000, 44100, 48000), f"sample rate must be 16000, 22050, 32000, 44100 or 48000, got {self.sample_rate}")
-        need(0 <= self.background <= round(_MEAN_PARTIAL_BG, 3), f"background must be in 0..{_MEAN_PARTIAL_BG:.3f}, got {self.background}")
-        for k in ('asynchrony', 'distractors'): need(0 <= getattr(self, k) <= 1, f"{k} must be in 0..1, got {getattr(self, k)}")
+        need(self.sample_rate in (16000, 22050, 32000, 44100, 48000),
+             f"sample rate must be 16000, 22050, 32000, 44100 or 48000, got {self.sample_rate}")
+        need(0 <= self.background <= round(_MEAN_PARTIAL_BG, 3),
+             f"background must be in 0..{_MEAN_PARTIAL_BG:.3f}, got {self.background}")
+        for k in ('asynchrony', 'distractors'):
+            need(0 <= getattr(self, k) <= 1, f"{k} must be in 0..1, got {getattr(self, k)}")
         need(0 <= self.noise <= 3, f"noise must be in 0..3, got {self.noise}")
         return self
 
@@ -98,10 +109,12 @@ def video_ids(n: int, seed: int) -> list[str]:
     "`n` distinct 11-character, file-name-safe ids for a set made with `seed`."
     ids, seen, k = [], set(), 0
     while len(ids) < n:
-        h = hashlib.sha256(f"avbt-synth:{seed}:{k}".encode()).digest(); k += 1
+        h = hashlib.sha256(f"avbt-synth:{seed}:{k}".encode()).digest()
+        k += 1
         vid = ''.join(_ID_CHARS[b % 64] for b in h[:11])
         if vid[0] == '-' or vid.lower() in seen: continue
-        seen.add(vid.lower()); ids.append(vid)
+        seen.add(vid.lower())
+        ids.append(vid)
     return ids
 
 # %% ../nbs/02_synth.ipynb 14
@@ -111,7 +124,8 @@ def full_fraction(background: float) -> float:
 
 def _span(rng, lo, hi):
     "A random contiguous span of 1..hi-lo segments inside [lo, hi)."
-    n = int(rng.integers(1, hi - lo + 1)); s = int(rng.integers(lo, hi - n + 1))
+    n = int(rng.integers(1, hi - lo + 1))
+    s = int(rng.integers(lo, hi - n + 1))
     return list(range(s, s + n))
 
 def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None, span=None) -> dict:
@@ -124,7 +138,9 @@ def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | 
     if (u < full_fraction(cfg.background)) if full is None else full: start, end = 0, T
     else:
         ls, ws = zip(*AVE_PARTIAL_LENGTHS.items())
-        L = int(rng.choice(ls, p=np.array(ws) / sum(ws))); start = int(rng.integers(0, T - L + 1)); end = start + L
+        L = int(rng.choice(ls, p=np.array(ws) / sum(ws)))
+        start = int(rng.integers(0, T - L + 1))
+        end = start + L
     if span is not None: start, end = int(span[0]), int(span[1])     # a real row's span (the draws above still happen)
     vis, aud = np.zeros(T, bool), np.zeros(T, bool)
     vis[start:end] = aud[start:end] = True
@@ -171,7 +187,9 @@ def _shape_value(shape, dx, dy, r):
     if shape == 'circle': return r - np.hypot(dx, dy)
     if shape == 'square': return 0.85 * r - np.maximum(abs(dx), abs(dy))
     if shape == 'diamond': return (1.2 * r - (abs(dx) + abs(dy))) / np.sqrt(2)
-    if shape == 'ring': d = np.hypot(dx, dy); return np.minimum(r - d, d - 0.5 * r)
+    if shape == 'ring':
+        d = np.hypot(dx, dy)
+        return np.minimum(r - d, d - 0.5 * r)
     if shape == 'cross':
         w = 0.33 * r
         return np.maximum(np.minimum(w - abs(dx), r - abs(dy)), np.minimum(w - abs(dy), r - abs(dx)))
@@ -191,21 +209,28 @@ def _texture(texture, dx, dy, r):
 
 def _trajectory(motion, t, lo, hi, seed):
     "Centre (x, y) inside [lo, hi] (world pixels) and a scale factor, for times `t` (seconds)."
-    rng = np.random.default_rng(seed); size = hi - lo
+    rng = np.random.default_rng(seed)
+    size = hi - lo
     p0, ph = rng.uniform(lo, hi, 2), rng.uniform(0, 2 * np.pi)
     scale = np.ones_like(t)
     def tri(x):  # reflect x into [lo, hi]
-        w = hi - lo; x = (x - lo) % (2 * w); return lo + np.where(x > w, 2 * w - x, x)
+        w = hi - lo
+        x = (x - lo) % (2 * w)
+        return lo + np.where(x > w, 2 * w - x, x)
     if motion == 'bounce':
         v = rng.uniform(0.3, 0.6, 2) * size * rng.choice([-1, 1], 2)
         x, y = tri(p0[0] + v[0] * t), tri(p0[1] + v[1] * t)
     elif motion == 'orbit':
-        R = rng.uniform(0.2, 0.4) * size; c = np.clip(p0, lo + R, hi - R); w = rng.choice([-1, 1]) * 2 * np.pi * 0.5
+        R = rng.uniform(0.2, 0.4) * size
+        c = np.clip(p0, lo + R, hi - R)
+        w = rng.choice([-1, 1]) * 2 * np.pi * 0.5
         x, y = c[0] + R * np.cos(w * t + ph), c[1] + R * np.sin(w * t + ph)
     elif motion == 'zigzag':
-        x = tri(p0[0] + 1.5 * size * t); y = np.clip(p0[1] + 0.15 * size * np.sin(2 * np.pi * 0.3 * t + ph), lo, hi)
+        x = tri(p0[0] + 1.5 * size * t)
+        y = np.clip(p0[1] + 0.15 * size * np.sin(2 * np.pi * 0.3 * t + ph), lo, hi)
     elif motion == 'pulse':
-        x = np.clip(p0[0] + 0.1 * size * np.sin(0.5 * t + ph), lo, hi); y = np.clip(p0[1] + 0.1 * size * np.cos(0.4 * t), lo, hi)
+        x = np.clip(p0[0] + 0.1 * size * np.sin(0.5 * t + ph), lo, hi)
+        y = np.clip(p0[1] + 0.1 * size * np.cos(0.4 * t), lo, hi)
         scale = 1 + 0.25 * np.sin(2 * np.pi * 1.5 * t + ph)
     else: raise ValueError(motion)
     return x, y, scale
@@ -213,10 +238,13 @@ def _trajectory(motion, t, lo, hi, seed):
 def _draw(frames, idx, vis_spec, x, y, scale, r):
     "Draw an object on frames `idx` of `frames` [F, H, W, 3] (float, in place), centred at (x, y) pixels."
     F, H, W, _ = frames.shape
-    R = int(np.ceil(1.2 * r * scale.max() + 2)); w = min(2 * R + 1, H, W)     # a window that holds the object
-    x0 = np.clip(np.floor(x).astype(int) - R, 0, W - w); y0 = np.clip(np.floor(y).astype(int) - R, 0, H - w)
+    R = int(np.ceil(1.2 * r * scale.max() + 2))
+    w = min(2 * R + 1, H, W)     # a window that holds the object
+    x0 = np.clip(np.floor(x).astype(int) - R, 0, W - w)
+    y0 = np.clip(np.floor(y).astype(int) - R, 0, H - w)
     iy, ix = y0[:, None] + np.arange(w), x0[:, None] + np.arange(w)            # [n, w] pixel rows / columns
-    dx = (ix - x[:, None]).astype(np.float32)[:, None, :]; dy = (iy - y[:, None]).astype(np.float32)[:, :, None]
+    dx = (ix - x[:, None]).astype(np.float32)[:, None, :]
+    dy = (iy - y[:, None]).astype(np.float32)[:, :, None]
     rr = np.float32(r) * scale.astype(np.float32)[:, None, None]
     alpha = np.clip(_shape_value(vis_spec['shape'], dx, dy, rr) + 0.5, 0, 1)[..., None]
     col = np.asarray(COLOURS[vis_spec['colour']], np.float32) * _texture(vis_spec['texture'], dx, dy, rr)[..., None]
@@ -229,12 +257,14 @@ def _background(rng, size, margin, noise):
     S = size + 2 * margin
     yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) / S
     c0, c1 = rng.uniform(20, 90, 3), rng.uniform(20, 90, 3)
-    a = rng.uniform(0, 2 * np.pi); g = (np.cos(a) * xx + np.sin(a) * yy)[..., None]
+    a = rng.uniform(0, 2 * np.pi)
+    g = (np.cos(a) * xx + np.sin(a) * yy)[..., None]
     img = c0 + (c1 - c0) * (g - g.min()) / (np.ptp(g) + 1e-6)
     for _ in range(int(round(8 * noise))):
         cx, cy, rx, ry = rng.uniform(0, 1, 2).tolist() + rng.uniform(0.04, 0.2, 2).tolist()
         m = np.clip(1.5 - ((xx - cx) / rx) ** 2 - ((yy - cy) / ry) ** 2, 0, 1)[..., None]
-        grey = rng.uniform(40, 150); col = grey + rng.uniform(-25, 25, 3)   # clutter stays unsaturated
+        grey = rng.uniform(40, 150)
+        col = grey + rng.uniform(-25, 25, 3)   # clutter stays unsaturated
         img = img * (1 - 0.8 * m) + 0.8 * m * col
     return img.astype(np.float32)
 
@@ -254,14 +284,16 @@ def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     frames = np.stack([world[oy:oy + S, ox:ox + S] for ox, oy in off])
     seg = (np.arange(F) // fps)
     objs = [(plan['cls'], np.asarray(plan['visible'], bool), plan['radius'], plan['motion_seed'])]
-    objs += [(d['cls'], np.isin(np.arange(T_SEGMENTS), d['segments']), float(rng.uniform(0.1, 0.14)), int(rng.integers(2**31)))
+    objs += [(d['cls'], np.isin(np.arange(T_SEGMENTS), d['segments']), float(rng.uniform(0.1, 0.14)),
+              int(rng.integers(2**31)))
              for d in plan['distractors'] if d['modality'] == 'visual']
     order = rng.permutation(len(objs))      # who is in front
     for k in order:
         c, vis, rad, mseed = objs[k]
         on = vis[seg]
         if not on.any(): continue
-        spec = specs[c]['visual']; r = rad * S
+        spec = specs[c]['visual']
+        r = rad * S
         # shapes reach 1.2 r (x 1.25 when pulsing): keep the centre where the object is in view whatever the camera
         # does, world [2 margin + ext, S - ext]; draw in frame coordinates (world - camera offset)
         ext = 1.2 * r * (1.25 if spec['motion'] == 'pulse' else 1) + 1
@@ -273,17 +305,20 @@ def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     return np.clip(frames, 0, 255, out=frames).astype(np.uint8)
 
 # %% ../nbs/02_synth.ipynb 21
-_PARTIALS = {'sine': ([1], [1]), 'odd': ([1, 3, 5, 7], [1, 1/3, 1/5, 1/7]), 'saw': ([1, 2, 3, 4, 5, 6], [1, 1/2, 1/3, 1/4, 1/5, 1/6]),
+_PARTIALS = {'sine': ([1], [1]), 'odd': ([1, 3, 5, 7], [1, 1/3, 1/5, 1/7]),
+             'saw': ([1, 2, 3, 4, 5, 6], [1, 1/2, 1/3, 1/4, 1/5, 1/6]),
              'bell': ([1, 2.76, 5.4, 8.93], [1, 0.6, 0.4, 0.25])}
 
 def _tone(aud_spec, f0, t, rng):
     "Unit-RMS sound of a class at pitch `f0` over times `t`."
-    sr = 1 / (t[1] - t[0]); rhythm, timbre = aud_spec['rhythm'], aud_spec['timbre']
+    sr = 1 / (t[1] - t[0])
+    rhythm, timbre = aud_spec['rhythm'], aud_spec['timbre']
     f = f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t)) if rhythm == 'vibrato' else np.full_like(t, f0)
     phase = 2 * np.pi * np.cumsum(f) / sr + rng.uniform(0, 2 * np.pi)
     if timbre == 'noise':
         spec = np.fft.rfft(rng.standard_normal(len(t)))
-        fr = np.fft.rfftfreq(len(t), 1 / sr); spec[np.abs(fr - f0) > 0.08 * f0] = 0
+        fr = np.fft.rfftfreq(len(t), 1 / sr)
+        spec[np.abs(fr - f0) > 0.08 * f0] = 0
         x = np.fft.irfft(spec, len(t))
     else:
         x = sum(a * np.sin(k * phase) for k, a in zip(*_PARTIALS[timbre]) if k * f0 < 0.45 * sr)
@@ -297,8 +332,11 @@ def _smooth(x, k):
     return (c[k:] - c[:-k]) / k
 
 def _gate(active, sr, ramp=0.01):
-    "Per-sample gain from per-segment flags: 1 in active segments, 0 elsewhere, with linear ramps *inside* the active ones."
-    a = np.asarray(active, bool); g = np.repeat(a.astype(np.float64), sr); k = max(1, int(ramp * sr))
+    ("Per-sample gain from per-segment flags: 1 in active segments, 0 elsewhere, with linear ramps *inside* the "
+     "active ones.")
+    a = np.asarray(active, bool)
+    g = np.repeat(a.astype(np.float64), sr)
+    k = max(1, int(ramp * sr))
     up = np.linspace(0, 1, k, endpoint=False)
     for t in np.flatnonzero(a):
         if t > 0 and not a[t - 1]: g[t * sr:t * sr + k] = up
@@ -309,7 +347,8 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
     "The clip's mono waveform [10 * sample_rate] float32 in [-1, 1]."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([plan['render_seed'], 3])
-    sr = cfg.sample_rate; t = np.arange(T_SEGMENTS * sr) / sr
+    sr = cfg.sample_rate
+    t = np.arange(T_SEGMENTS * sr) / sr
     level = 0.1
     x = level * _tone(specs[plan['cls']]['audio'], plan['f0'], t, rng) * _gate(plan['audible'], sr)
     for d in plan['distractors']:
@@ -318,7 +357,8 @@ def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
         f0 = specs[d['cls']]['audio']['f0'] * rng.uniform(0.985, 1.015)
         x += level * rng.uniform(0.4, 0.8) * _tone(specs[d['cls']]['audio'], f0, t, rng) * _gate(act, sr)
     if plan['snr_db'] is not None:
-        white = rng.standard_normal(len(t)); brown = np.cumsum(rng.standard_normal(len(t)))
+        white = rng.standard_normal(len(t))
+        brown = np.cumsum(rng.standard_normal(len(t)))
         brown = brown - _smooth(brown, 401)   # remove the drift
         n = white / white.std() + brown / brown.std()
         x += level * 10 ** (-plan['snr_db'] / 20) * n / n.std()
@@ -332,7 +372,8 @@ def write_mp4(path, # the .mp4 to write (atomically)
               sample_rate: int, # audio rate
               crf: int = 23, # x264 quality
              ) -> Path:
-    "One synthetic clip through `video.write_video`: fast AAC and one x264 thread, so the bytes depend on the seed only."
+    ("One synthetic clip through `video.write_video`: fast AAC and one x264 thread, so the bytes depend on the seed "
+     "only.")
     from avbt_tacma.video import write_video          # lazy: `video` pulls in torch via `audio`
     return write_video(path, frames, fps, [np.asarray(audio)[None]], sample_rate, crf, fast_aac=True, threads=1)
 
@@ -348,10 +389,12 @@ def split_assignment(classes_of: list[int], seed: int) -> list[str]:
     rng = np.random.default_rng([seed, 0, 2])
     order = sorted(range(len(classes_of)), key=lambda i: (classes_of[i], rng.random()))
     # rng.random() is called in index order by `sorted`'s key, so the order is reproducible
-    n = len(classes_of); out = ['train'] * n
+    n = len(classes_of)
+    out = ['train'] * n
     n_eval = max(1, round(0.1 * n)) if n >= 3 else 0       # clips in val, and in test
     for k in range(n_eval):                                 # evenly along the class-sorted order
-        j = int(k * n / n_eval); out[order[j]], out[order[j + 1]] = 'test', 'val'
+        j = int(k * n / n_eval)
+        out[order[j]], out[order[j + 1]] = 'test', 'val'
     return out
 
 def _previous(out: Path):
@@ -366,17 +409,20 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
                    workers: int | None = None, force: bool = False, progress: bool = True, **knobs) -> Path:
     "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
-    out = Path(out); avdir = out / 'AVE'
+    out = Path(out)
+    avdir = out / 'AVE'
     conf, marker, meta_path = asdict(cfg), out / '.synth_incomplete.json', out / 'synth_meta.json'
     old, old_ids = _previous(out)
     foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
     if foreign:   # never overwrite or delete videos we did not make (e.g. the real AVE folder)
-        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); choose another --out")
+        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); "
+                        "choose another --out")
     lists = [n for n in ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt') if (out / n).exists()]
     if old is None and lists:   # annotation and split files of someone else's set: never overwritten, even with --force
         raise AVBTError(f"{out} holds {', '.join(lists)} that avbt synth did not write; choose another --out")
     if old is not None and old != conf:
-        if not force: raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
+        if not force:
+            raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
         for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
     ids = video_ids(videos, seed)
     avdir.mkdir(parents=True, exist_ok=True)
@@ -385,14 +431,18 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
     rng = np.random.default_rng([seed, 0, 0])
     cls_of = (rng.permutation(videos) % classes).tolist()
     full = rng.permutation(videos) < round(full_fraction(cfg.background) * videos)   # exact count of all-event clips
-    plans = [dict(video_id=v, **plan_video(cfg, i, c, specs, bool(f))) for i, (v, c, f) in enumerate(zip(ids, cls_of, full))]
+    plans = [dict(video_id=v, **plan_video(cfg, i, c, specs, bool(f))) for i,
+             (v, c, f) in enumerate(zip(ids, cls_of, full))]
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
-    if len(todo) < len(plans): log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
+    if len(todo) < len(plans):
+        log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
     from tqdm.auto import tqdm
     bar = tqdm(total=len(todo), desc='synth', unit='clip', disable=not progress)
     if workers <= 1:
-        for j in todo: _render_one(j); bar.update()
+        for j in todo:
+            _render_one(j)
+            bar.update()
     else:
         import multiprocessing as mp
         # forkserver, not fork: forking a process whose torch/OpenMP threads already run can deadlock the children
@@ -407,8 +457,10 @@ def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, siz
         write_annotations([r for r, x in zip(recs, split) if x == s], out / f'{s}Set.txt')
     for p, s in zip(plans, split): p['split'] = s
     ev = np.array([p['event'] for p in plans])
-    summary = dict(background_fraction=round(1 - float(ev.mean()), 4), all_event_clips=int((ev.sum(1) == T_SEGMENTS).sum()),
-                   clips_per_class=np.bincount(cls_of, minlength=classes).tolist(), split_sizes={s: split.count(s) for s in ('train', 'val', 'test')})
+    summary = dict(background_fraction=round(1 - float(ev.mean()), 4),
+                   all_event_clips=int((ev.sum(1) == T_SEGMENTS).sum()),
+                   clips_per_class=np.bincount(cls_of, minlength=classes).tolist(),
+                   split_sizes={s: split.count(s) for s in ('train', 'val', 'test')})
     save_json(dict(config=conf, summary=summary, classes=specs, videos=plans), meta_path)
     marker.unlink()
     return out
@@ -464,9 +516,11 @@ def sample_rows(categories: list[str], splits: list[str], n: int | None, seed: i
         got = 0
         while got < q:
             free = [c for c in cats if pools.get((s, c))]
-            c = cats[k % len(cats)]; k += 1
+            c = cats[k % len(cats)]
+            k += 1
             if c not in free: continue
-            out.append(pools[(s, c)].pop()); got += 1
+            out.append(pools[(s, c)].pop())
+            got += 1
     return sorted(out)
 
 # %% ../nbs/02_synth.ipynb 36
@@ -526,7 +580,8 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     cfg, specs = SynthConfig(seed=seed, classes=MAX_CLASSES), class_specs(MAX_CLASSES)
     plans, first = [], {}
     for r in rows:
-        rec = records[r]; first.setdefault(rec.video_id, r)
+        rec = records[r]
+        first.setdefault(rec.video_id, r)
         p = plan_video(cfg, r, class_index(rec.category), specs, span=(rec.start, rec.end))
         plans.append(dict(video_id=rec.video_id, row=r, split=splits[r], fps=str(like_fps(rec.video_id)),
                           media_from_row=first[rec.video_id], **p))
@@ -536,7 +591,9 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     from tqdm.auto import tqdm
     bar = tqdm(total=len(todo), desc='synth --like', unit='clip', disable=not progress)
     if workers <= 1:
-        for j in todo: _render_like_one(j); bar.update()
+        for j in todo:
+            _render_like_one(j)
+            bar.update()
     else:
         import multiprocessing as mp
         ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
@@ -560,15 +617,22 @@ def synth_parser(p):
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
     p.add_argument('--videos', type=int, default=None,
                    help=f'number of clips (default {d.videos}; with --like: all rows)')
-    p.add_argument('--seed', type=int, default=d.seed, help='random seed; the same seed gives the same set (default %(default)s)')
-    p.add_argument('--classes', type=int, default=d.classes, help=f'number of classes, the first K AVE categories, 2..{MAX_CLASSES} (default %(default)s)')
+    p.add_argument('--seed', type=int, default=d.seed,
+                   help='random seed; the same seed gives the same set (default %(default)s)')
+    p.add_argument('--classes', type=int, default=d.classes,
+                   help=f'number of classes, the first K AVE categories, 2..{MAX_CLASSES} (default %(default)s)')
     p.add_argument('--size', type=int, default=d.size, help='frame side in pixels (default %(default)s)')
     p.add_argument('--fps', type=int, default=d.fps, help='frames per second (default %(default)s)')
-    p.add_argument('--sample-rate', type=int, default=d.sample_rate, help='audio sample rate in Hz (default %(default)s)')
-    p.add_argument('--background', type=float, default=d.background, help='expected fraction of background segments (default %(default)s)')
-    p.add_argument('--asynchrony', type=float, default=d.asynchrony, help='chance of picture/sound onset asynchrony per clip (default %(default)s)')
-    p.add_argument('--distractors', type=float, default=d.distractors, help='chance of a distracting object, and of a distracting sound, per clip (default %(default)s)')
-    p.add_argument('--noise', type=float, default=d.noise, help='clutter/noise level, 0 = clean, 1 = default, up to 3 (default %(default)s)')
+    p.add_argument('--sample-rate', type=int, default=d.sample_rate,
+                   help='audio sample rate in Hz (default %(default)s)')
+    p.add_argument('--background', type=float, default=d.background,
+                   help='expected fraction of background segments (default %(default)s)')
+    p.add_argument('--asynchrony', type=float, default=d.asynchrony,
+                   help='chance of picture/sound onset asynchrony per clip (default %(default)s)')
+    p.add_argument('--distractors', type=float, default=d.distractors,
+                   help='chance of a distracting object, and of a distracting sound, per clip (default %(default)s)')
+    p.add_argument('--noise', type=float, default=d.noise,
+                   help='clutter/noise level, 0 = clean, 1 = default, up to 3 (default %(default)s)')
     p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     p.add_argument('--force', action='store_true', help='overwrite a folder that holds another set')
     p.add_argument('--like', type=Path, default=None,

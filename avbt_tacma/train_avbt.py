@@ -314,13 +314,16 @@ def _aug(spec: str | None):
     if spec is None: return None
     names = {f.name for f in dataclasses.fields(AugConfig) if f.type in (bool, 'bool')}
     want = set() if spec.strip() == 'none' else {s.strip() for s in spec.split(',') if s.strip()}
-    if want - names: raise AVBTError(f"unknown augmentation(s) {sorted(want - names)} in --aug (choose from {sorted(names)} or none)")
+    if want - names:
+        raise AVBTError(f"unknown augmentation(s) {sorted(want - names)} in --aug (choose from {sorted(names)} or "
+                        "none)")
     return AugConfig(**{n: n in want for n in names})
 
 def train_avbt_parser(p: argparse.ArgumentParser):
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='run folder: config.json, log.csv, checkpoint.pt, avbt.pt')
-    p.add_argument('--config', default=None, help="preset: 'paper' (ResNet-50 + VGGish, the default) or 'synthetic' (small CPU-sized backbones)")
+    p.add_argument('--config', default=None,
+                   help="preset: 'paper' (ResNet-50 + VGGish, the default) or 'synthetic' (small CPU-sized backbones)")
     p.add_argument('--epochs', type=int, help='number of epochs (preset default)')
     p.add_argument('--batch-size', type=int, help='global batch of clips, over all processes (preset default)')
     p.add_argument('--seed', type=int, help='random seed (default 0; on --resume, the run\'s)')
@@ -334,14 +337,17 @@ def train_avbt_parser(p: argparse.ArgumentParser):
 
 def train_avbt_main(args) -> int:
     ck = Path(args.out) / 'checkpoint.pt'
-    if not Path(args.data).exists(): raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
-    if args.resume and ck.exists() and args.config is None: cfg = AVBTConfig.from_dict(load_checkpoint(ck, 'avbt')['config']['model'])
+    if not Path(args.data).exists():
+        raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
+    if args.resume and ck.exists() and args.config is None:
+        cfg = AVBTConfig.from_dict(load_checkpoint(ck, 'avbt')['config']['model'])
     else: cfg = AVBTConfig.preset(args.config or 'paper')
     changes = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
     if args.no_shared_projector: changes['shared_projector'] = False
     if args.agva: changes['agva'] = True
     for k, v in changes.items():
-        if k in ('epochs', 'batch_size') and v < 1: raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
+        if k in ('epochs', 'batch_size') and v < 1:
+            raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
     cfg = dataclasses.replace(cfg, **changes)
     if args.workers < 0: raise AVBTError(f"--workers must be >= 0, got {args.workers}")
     train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
@@ -358,7 +364,9 @@ def extract_parser(p: argparse.ArgumentParser):
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
 
 def extract_main(args) -> int:
-    if not Path(args.data).exists(): raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
+    if not Path(args.data).exists():
+        raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
     p = extract_features(args.checkpoint, args.data, args.out, device=args.device, batch_size=args.batch_size,
                          spatial=args.spatial, workers=args.workers)
-    print(p); return 0
+    print(p)
+    return 0

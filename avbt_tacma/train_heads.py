@@ -26,16 +26,21 @@ __all__ = ['HEADS', 'RECIPES', 'synthetic_features', 'check_head', 'build_head',
 def synthetic_features(n_videos: int = 600, n_classes: int = 6, d_a: int = 32, d_v: int = 32, spatial=None,
                        signal: float = 1.0, noise: float = 2.0, p_offscreen: float = 0.6, p_async: float = 0.3,
                        split=(0.7, 0.15, 0.15), seed: int = 0) -> FeatureSet:
-    "Structured synthetic AVE-like features: class means + noise, audible-and-visible events, asynchrony, optional spatial maps."
-    if not 1 <= n_classes <= NUM_CLASSES - 1: raise AVBTError(f"n_classes must be in 1..{NUM_CLASSES - 1}, not {n_classes}")
+    ("Structured synthetic AVE-like features: class means + noise, audible-and-visible events, asynchrony, optional "
+     "spatial maps.")
+    if not 1 <= n_classes <= NUM_CLASSES - 1:
+        raise AVBTError(f"n_classes must be in 1..{NUM_CLASSES - 1}, not {n_classes}")
     rng, T = np.random.default_rng(seed), T_SEGMENTS
-    mu_a, mu_v = rng.normal(size=(n_classes + 1, d_a)) * signal, rng.normal(size=(n_classes + 1, d_v)) * signal  # last row: background
+    # last row: background
+    mu_a, mu_v = rng.normal(size=(n_classes + 1, d_a)) * signal, rng.normal(size=(n_classes + 1, d_v)) * signal
     cls = rng.integers(0, n_classes, n_videos)
     y = np.full((n_videos, T), BG_INDEX)
     audio, vis = np.empty((n_videos, T, d_a)), np.empty((n_videos, T, d_v))
     for i, c in enumerate(cls):
-        L = rng.integers(2, T + 1); s = rng.integers(0, T - L + 1)
-        span = np.zeros(T, bool); span[s:s + L] = True
+        L = rng.integers(2, T + 1)
+        s = rng.integers(0, T - L + 1)
+        span = np.zeros(T, bool)
+        span[s:s + L] = True
         audible = span | (rng.random(T) < p_offscreen / 2)
         visible = span | (rng.random(T) < p_offscreen / 2)
         if rng.random() < p_async: visible = np.roll(visible, rng.choice([-1, 1]))
@@ -93,10 +98,12 @@ def head_needs_spatial(head: str) -> bool:
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
 
 def features_for(fs: FeatureSet, head: str) -> FeatureSet:
-    "The features in the form `head` needs: maps for spatial heads (AVEL: error on vectors), pooled vectors for the others."
+    ("The features in the form `head` needs: maps for spatial heads (AVEL: error on vectors), pooled vectors for the "
+     "others.")
     if head_needs_spatial(head):
         if fs.spatial or _has_vector_mode(head): return fs
-        raise AVBTError(f"head {head!r} needs spatial visual features [N, T, H, W, C] (e.g. the community's 7x7 VGG-19 maps "
+        raise AVBTError(f"head {head!r} needs spatial visual features [N, T, H, W, C] (e.g. the community's 7x7 "
+                        "VGG-19 maps "
                         f"or `avbt extract --spatial`); these are vectors {fs.visual.shape}")
     return fs.pooled()
 
@@ -121,7 +128,8 @@ def recipe_for(head: str, recipe: str = 'tacma') -> dict:
     return copy.deepcopy(RECIPES[recipe][head])
 
 def table3_recipe(head: str, source: str) -> str:
-    "The recipe a Table 3 row of `head` uses on features from `source` ('community' or 'avbt'): official for PSP/AVEL on community."
+    ("The recipe a Table 3 row of `head` uses on features from `source` ('community' or 'avbt'): official for "
+     "PSP/AVEL on community.")
     if source not in ('community', 'avbt'): raise AVBTError(f"source must be 'community' or 'avbt', not {source!r}")
     return 'official' if source == 'community' and head in RECIPES['official'] else 'tacma'
 
@@ -148,8 +156,12 @@ def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, 
         idx = idx.to(a.device)
         yb = y.index_select(0, idx)
         loss, logits = model.training_loss(a.index_select(0, idx), v.index_select(0, idx), yb)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        tot += loss.item() * len(idx); n += len(idx); correct += (logits.argmax(-1) == yb).sum().item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += loss.item() * len(idx)
+        n += len(idx)
+        correct += (logits.argmax(-1) == yb).sum().item()
     return tot / n, correct / (n * y.shape[1])
 
 # %% ../nbs/14_train_heads.ipynb 14
@@ -169,31 +181,45 @@ def train_epoch(model, opt, a, v, y, batch_size: int, gen: torch.Generator):
     for idx in torch.randperm(len(a), generator=gen).split(batch_size):
         idx = idx.to(a.device)
         loss, logits = model.training_loss(a[idx], v[idx], y[idx])
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        tot += loss.item() * len(idx); n += len(idx); correct += (logits.argmax(-1) == y[idx]).sum().item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += loss.item() * len(idx)
+        n += len(idx)
+        correct += (logits.argmax(-1) == y[idx]).sum().item()
     return tot / n, correct / (n * y.shape[1])
 
 def features_fingerprint(fs: FeatureSet) -> str:
     "A short hash of the shapes, splits and a sample of the values, to tell whether a saved run used these features."
     h = hashlib.sha1()
-    for x in (fs.audio, fs.visual, fs.labels): h.update(str(x.shape).encode()); h.update(np.ascontiguousarray(x[:16]).tobytes())
-    for k in sorted(fs.splits): h.update(k.encode()); h.update(np.asarray(fs.splits[k], np.int64).tobytes())
+    for x in (fs.audio, fs.visual, fs.labels):
+        h.update(str(x.shape).encode())
+        h.update(np.ascontiguousarray(x[:16]).tobytes())
+    for k in sorted(fs.splits):
+        h.update(k.encode())
+        h.update(np.asarray(fs.splits[k], np.int64).tobytes())
     return h.hexdigest()[:16]
 
 # %% ../nbs/14_train_heads.ipynb 15
-def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int | None = None, batch_size: int | None = None,
-               lr: float | None = None, lr_decay: float | None = None, decay_every: int | None = None, device='auto', out=None,
+def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int | None = None,
+               batch_size: int | None = None,
+               lr: float | None = None, lr_decay: float | None = None, decay_every: int | None = None, device='auto',
+               out=None,
                progress: bool = True, resume: bool = True, recipe: str = 'tacma', **head_kw) -> dict:
-    "Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation checkpoint."
+    ("Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation "
+     "checkpoint.")
     check_head(head)
     rcp = recipe_for(head, recipe)
     for k, x in dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, decay_every=decay_every).items():
         if x is not None: rcp[k] = x
-    epochs, batch_size, lr, lr_decay, decay_every = (rcp[k] for k in ('epochs', 'batch_size', 'lr', 'lr_decay', 'decay_every'))
-    if epochs < 1 or batch_size < 1 or lr <= 0: raise AVBTError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})")
+    keys = ('epochs', 'batch_size', 'lr', 'lr_decay', 'decay_every')
+    epochs, batch_size, lr, lr_decay, decay_every = (rcp[k] for k in keys)
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise AVBTError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})")
     fs = features_for(fs, head)
     for s in SPLITS:
-        if len(fs.splits.get(s, [])) == 0: raise AVBTError(f"the features have no {s!r} split; training needs train, val and test")
+        if len(fs.splits.get(s, [])) == 0:
+            raise AVBTError(f"the features have no {s!r} split; training needs train, val and test")
     d_a, d_v = fs.audio.shape[-1], fs.visual.shape[-1]
     head_kw = {**rcp.pop('head_kw'), **({'spatial': fs.spatial} if _has_vector_mode(head) else {}), **head_kw}
     config = dict(head=head, head_kw=head_kw, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
@@ -231,7 +257,8 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int |
                   device=str(dev), config=config, history=history)
     if stem is not None:
         make_run_dir(stem.parent)
-        save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names, result=result)
+        save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
+                        result=result)
         save_json(result, stem.with_suffix('.json'))
     return result
 
@@ -241,7 +268,8 @@ def summarize(results: list) -> dict:
     s = dict(head=results[0]['head'], n_seeds=len(results), seeds=[r['seed'] for r in results], std='sample (ddof=1)')
     for k in ('test_acc', 'test_acc_select_on_test', 'val_acc'):
         s[f'{k}_mean'], s[f'{k}_std'] = mean_std([r[k] for r in results])
-    s['per_seed'] = [{k: r[k] for k in ('seed', 'best_epoch', 'val_acc', 'test_acc', 'test_acc_select_on_test', 'best_test_epoch')}
+    s['per_seed'] = [{k: r[k] for k in ('seed', 'best_epoch', 'val_acc', 'test_acc', 'test_acc_select_on_test',
+                                        'best_test_epoch')}
                      for r in results]
     s['config'] = {k: v for k, v in results[0]['config'].items() if k != 'seed'}
     return s
@@ -261,42 +289,51 @@ def format_summary(summary: dict) -> str:
     "A plain-text table of one head's per-seed results and their mean ± std."
     pct = lambda x: f'{100 * x:6.2f}'
     rows = [f"{'seed':>6} {'epoch':>6} {'val':>7} {'test':>7} {'test*':>7}"]
-    rows += [f"{r['seed']:>6} {r['best_epoch']:>6} {pct(r['val_acc'])} {pct(r['test_acc'])} {pct(r['test_acc_select_on_test'])}"
+    rows += [f"{r['seed']:>6} {r['best_epoch']:>6} {pct(r['val_acc'])} {pct(r['test_acc'])} "
+             f"{pct(r['test_acc_select_on_test'])}"
              for r in summary['per_seed']]
-    rows.append(f"{summary['head']}: test accuracy {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} % "
+    rows.append(f"{summary['head']}: test accuracy {100 * summary['test_acc_mean']:.2f} ± "
+                f"{100 * summary['test_acc_std']:.2f} % "
                 f"(checkpoint chosen on val; mean ± {summary['std']} std over {summary['n_seeds']} seeds)")
     rows.append(f"  test* = selecting the checkpoint on test (optimistic, for comparison only): "
-                f"{100 * summary['test_acc_select_on_test_mean']:.2f} ± {100 * summary['test_acc_select_on_test_std']:.2f} %")
+                f"{100 * summary['test_acc_select_on_test_mean']:.2f} ± "
+                f"{100 * summary['test_acc_select_on_test_std']:.2f} %")
     return '\n'.join(rows)
 
 # %% ../nbs/14_train_heads.ipynb 22
 def train_tacma_parser(p):
-    p.add_argument('--features', required=True, help="feature file (avbt extract) or folder of the community's AVE features")
+    p.add_argument('--features', required=True,
+                   help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
     p.add_argument('--head', default='tacma', help=f"head to train: {', '.join(HEADS)} (default tacma)")
     p.add_argument('--theta', type=float, default=None, help='TACMA theta of Eq. 4 (default 0.03; tacma only)')
     p.add_argument('--eq6', default=None, help="Eq. 6 reading: consistent (default) or printed (tacma, cma)")
     p.add_argument('--tau', type=float, default=None, help='PSP threshold (default 0.099; psp, psp_avps)')
     p.add_argument('--seeds', type=int, default=5, help='number of seeds 0..n-1 (default 5)')
-    p.add_argument('--recipe', default='auto', help="training recipe: tacma (the paper's), official (the PSP/AVEL releases'), "
+    p.add_argument('--recipe', default='auto',
+                   help="training recipe: tacma (the paper's), official (the PSP/AVEL releases'), "
                    "or auto (default: official for psp, psp_avps and avel on the community features, tacma otherwise)")
     p.add_argument('--epochs', type=int, default=None, help='default: the recipe\'s (tacma 200, official 300)')
     p.add_argument('--batch-size', type=int, default=None, help="default: the recipe's (128; official AVEL 64)")
     p.add_argument('--lr', type=float, default=None, help="default: the recipe's (tacma 1e-4, official 1e-3)")
-    p.add_argument('--fast', action='store_true', help='psp, avel: bfloat16 region products in the attention (faster, not bit-equal)')
+    p.add_argument('--fast', action='store_true',
+                   help='psp, avel: bfloat16 region products in the attention (faster, not bit-equal)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--threads', type=int, default=0, help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+    p.add_argument('--threads', type=int, default=0,
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
 
 def _head_kw(args) -> dict:
     kw, head = {}, check_head(args.head)
     if args.theta is not None:
         if head != 'tacma': raise AVBTError(f"--theta applies to the tacma head only (not {head!r}; cma is theta = 0)")
-        if not (args.theta >= 0 and math.isfinite(args.theta)): raise AVBTError(f"--theta must be a finite number >= 0, not {args.theta}")
+        if not (args.theta >= 0 and math.isfinite(args.theta)):
+            raise AVBTError(f"--theta must be a finite number >= 0, not {args.theta}")
         kw['theta'] = args.theta
     if args.eq6 is not None:
         if head not in ('tacma', 'cma'): raise AVBTError(f"--eq6 applies to tacma and cma only (not {head!r})")
-        if args.eq6 not in ('consistent', 'printed'): raise AVBTError(f"--eq6 must be 'consistent' or 'printed', not {args.eq6!r}")
+        if args.eq6 not in ('consistent', 'printed'):
+            raise AVBTError(f"--eq6 must be 'consistent' or 'printed', not {args.eq6!r}")
         kw['eq6'] = args.eq6
     if args.tau is not None:
         if head not in ('psp', 'psp_avps'): raise AVBTError(f"--tau applies to psp and psp_avps only (not {head!r})")
@@ -304,11 +341,14 @@ def _head_kw(args) -> dict:
         kw['tau'] = args.tau
     if args.seeds < 1: raise AVBTError(f"--seeds must be >= 1, not {args.seeds}")
     if args.epochs is not None and args.epochs < 1: raise AVBTError(f"--epochs must be >= 1, not {args.epochs}")
-    if args.batch_size is not None and args.batch_size < 1: raise AVBTError(f"--batch-size must be >= 1, not {args.batch_size}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise AVBTError(f"--batch-size must be >= 1, not {args.batch_size}")
     if args.lr is not None and not args.lr > 0: raise AVBTError(f"--lr must be > 0, not {args.lr}")
-    if args.recipe not in ('auto', *RECIPES): raise AVBTError(f"--recipe must be auto, {' or '.join(RECIPES)}, not {args.recipe!r}")
+    if args.recipe not in ('auto', *RECIPES):
+        raise AVBTError(f"--recipe must be auto, {' or '.join(RECIPES)}, not {args.recipe!r}")
     if args.fast:
-        if head not in ('psp', 'psp_avps', 'avel'): raise AVBTError(f"--fast applies to psp, psp_avps and avel only (not {head!r})")
+        if head not in ('psp', 'psp_avps', 'avel'):
+            raise AVBTError(f"--fast applies to psp, psp_avps and avel only (not {head!r})")
         kw['fast'] = True
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw

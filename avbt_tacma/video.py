@@ -93,7 +93,8 @@ def write_test_clip(path, seconds: float = 10.0, size=(320, 240), fps: int = 25,
             img[..., 1] = (yy + 2 * n) % 200 + texture
             img[..., 2] = 100 + texture
             for b in range(8): img[:h // 6, b * bar:(b + 1) * bar] = 255 if (n >> (7 - b)) & 1 else 0
-    n = int(round(seconds * sample_rate)); t = np.arange(n) / sample_rate
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
     tracks = []
     for i in range(audio_streams if audio else 0):
         x = (0.3 * np.sin(2 * np.pi * tone * (i + 1) * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
@@ -131,12 +132,14 @@ def decode_clip(path, n_frames: int = N_FRAMES, size: int = FRAME_SIZE, seconds:
     if not path.exists(): raise ClipError(path, 'missing', 'file not found')
     if path.stat().st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
     try: c = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as e: raise ClipError(path, 'corrupt', f"corrupt or not a media file ({e})") from None
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise ClipError(path, 'corrupt', f"corrupt or not a media file ({e})") from None
     with c:
         vs, aus = default_stream(c.streams.video), default_stream(c.streams.audio)
         if vs is None: raise ClipError(path, 'no_video', 'no video stream')
         if aus is None: raise ClipError(path, 'no_audio', 'no audio stream')
-        vs.thread_type = 'AUTO'; vs.thread_count = threads
+        vs.thread_type = 'AUTO'
+        vs.thread_count = threads
         fps = float(vs.average_rate or vs.guessed_rate or 25)
         origin = max((c.start_time or 0) / 1e6, 0.0)
         targets = frame_times(n_frames, seconds)
@@ -149,20 +152,25 @@ def decode_clip(path, n_frames: int = N_FRAMES, size: int = FRAME_SIZE, seconds:
             nonlocal k, img
             while k < n_frames and targets[k] < upto:
                 if img is None: img = prev.to_ndarray(width=size, height=size, format='rgb24', interpolation='AREA')
-                frames[k] = img; k += 1
+                frames[k] = img
+                k += 1
         try:
             for pkt in c.demux(vs, aus):
                 if (pkt.stream is vs and v_done) or (pkt.stream is aus and a_done): continue
                 for fr in pkt.decode():
                     if pkt.stream is vs:
-                        t = (fr.time if fr.pts is not None else nv / fps) - origin; nv += 1
+                        t = (fr.time if fr.pts is not None else nv / fps) - origin
+                        nv += 1
                         if prev is None: prev = fr                  # targets before the first frame get the first frame
-                        put(t); prev, prev_t, img = fr, t, None
+                        put(t)
+                        prev, prev_t, img = fr, t, None
                         if t >= seconds: v_done = True
                     else:
                         for f in resampler.resample(fr):
                             if a_start is None: a_start, sr = ((f.time or 0.0) - origin), f.sample_rate
-                            x = f.to_ndarray(); chunks.append(x); a_n += x.shape[1]
+                            x = f.to_ndarray()
+                            chunks.append(x)
+                            a_n += x.shape[1]
                         if a_start is not None and a_start + a_n / sr >= seconds + tolerance: a_done = True
                 if v_done and a_done: break
         except av.FFmpegError as e:
@@ -173,8 +181,9 @@ def decode_clip(path, n_frames: int = N_FRAMES, size: int = FRAME_SIZE, seconds:
         n_pad = int((targets[k:] >= v_end).sum())
         put(np.inf)
         wav = np.concatenate(chunks, 1)
-        lead = min(int(round(a_start * sr)), seconds * sr)      # align audio to the timeline origin (a late start: silence,
-                                                                # at most the clip's length, whatever the time stamps say)
+        # align audio to the timeline origin (a late start: silence, at most the clip's length, whatever the time
+        # stamps say)
+        lead = min(int(round(a_start * sr)), seconds * sr)
         wav = np.concatenate([np.zeros((wav.shape[0], lead), wav.dtype), wav], 1) if lead > 0 else wav[:, -lead:]
         audio, n_real = clip_audio(wav, sr, seconds)
         v_sec, a_sec = min(v_end, seconds), n_real / SAMPLE_RATE
