@@ -24,12 +24,17 @@ N_MELS, F_MIN, F_MAX = 64, 125.0, 7500.0
 EXAMPLE_FRAMES = 96          # frames per example (0.96 s)
 LOG_OFFSET = 0.01
 
-def hz_to_mel(f):
+def hz_to_mel(f, # frequency (Hz), scalar or array
+             ):
     "HTK mel scale, 1127 ln(1 + f / 700)."
     return 1127.0 * (torch.log1p(f / 700.0) if torch.is_tensor(f) else math.log1p(f / 700.0))
 
-def mel_matrix(n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS,
-               f_min: float = F_MIN, f_max: float = F_MAX) -> torch.Tensor:
+def mel_matrix(n_fft: int = N_FFT, # FFT size
+               sample_rate: int = SAMPLE_RATE, # rate (Hz)
+               n_mels: int = N_MELS, # mel bands
+               f_min: float = F_MIN, # lowest edge (Hz)
+               f_max: float = F_MAX, # highest edge (Hz)
+              ) -> torch.Tensor:
     ("Mel weights [n_fft // 2 + 1, n_mels] (float64): triangles in mel space over the FFT bins; the DC bin gets no "
      "weight.")
     bins = hz_to_mel(torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64))[:, None]
@@ -110,7 +115,8 @@ def _window(device=None) -> torch.Tensor:
     "Periodic Hann window of length WIN."
     return torch.hann_window(WIN, periodic=True, dtype=torch.float64, device=device)
 
-def log_mel_frames(waveform: torch.Tensor) -> torch.Tensor:
+def log_mel_frames(waveform: torch.Tensor, # 16-kHz mono float waveform [n]
+                  ) -> torch.Tensor:
     "Log-mel frames [n_frames, 64] of a 16-kHz mono waveform (float64), frames at 0, 160, 320, ... samples, uncentred."
     frames = waveform.to(torch.float64).unfold(0, WIN, HOP)
     spec = torch.fft.rfft(frames * _window(waveform.device), n=N_FFT).abs()
@@ -137,7 +143,10 @@ def resample(waveform,                     # mono [n] or [channels, n] waveform 
     import torchaudio.functional as AF
     return AF.resample(x, int(sample_rate), target)
 
-def vggish_log_mel(waveform, sample_rate: int = SAMPLE_RATE, framing: str = 'segment') -> torch.Tensor:
+def vggish_log_mel(waveform, # mono waveform [n]
+                   sample_rate: int = SAMPLE_RATE, # its rate (Hz)
+                   framing: str = 'segment', # 'segment' (one example per AVE second) or 'vggish' (VGGish's own framing)
+                  ) -> torch.Tensor:
     "VGGish log-mel examples [n_segments, 96, 64] (float32) of a mono waveform at any rate (resampled to 16 kHz)."
     x = resample(waveform, sample_rate)
     if framing == 'segment':
@@ -155,7 +164,10 @@ def vggish_log_mel(waveform, sample_rate: int = SAMPLE_RATE, framing: str = 'seg
     raise AVBTError(f"framing must be 'segment' or 'vggish', got {framing!r}")
 
 # %% ../nbs/03_audio.ipynb 20
-def clip_audio(waveform, sample_rate: int, seconds: int = CLIP_SECONDS) -> tuple[torch.Tensor, int]:
+def clip_audio(waveform, # [n] or [channels, n] float audio
+               sample_rate: int, # its rate (Hz)
+               seconds: int = CLIP_SECONDS, # clip length to cut or pad to
+              ) -> tuple[torch.Tensor, int]:
     ("(float32 [seconds * 16000] mono 16-kHz waveform, number of real samples before padding) of [n] or [channels, n] "
      "audio.")
     x = resample(waveform, sample_rate)

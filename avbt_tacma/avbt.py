@@ -240,7 +240,9 @@ def adjust_lr(optimizer,                     # a `LARS` from `make_optimizer` (w
     for g, lr in zip(optimizer.param_groups, lrs): g['lr'] = lr
     return lrs
 
-def make_optimizer(model: AVBT, cfg: AVBTConfig | None = None) -> LARS:
+def make_optimizer(model: AVBT, # the AV-BT model
+                   cfg: AVBTConfig | None = None, # its config; None: the model's own
+                  ) -> LARS:
     "LARS over the model's two parameter groups, with the config's decay, momentum and eta (lr set by `adjust_lr`)."
     cfg = cfg or model.cfg
     return LARS(model.param_groups(), lr=0.0, weight_decay=cfg.weight_decay, momentum=cfg.momentum, eta=cfg.eta)

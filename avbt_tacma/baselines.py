@@ -17,7 +17,10 @@ from .tacma import Head, MLP3, TACMA
 __all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_target', 'avps_loss', 'PSP', 'AVEL', 'Probe']
 
 # %% ../nbs/13_baselines.ipynb 6
-def plain_attention(d_in_a: int, d_in_v: int, **kw) -> TACMA:
+def plain_attention(d_in_a: int, # audio feature width
+                    d_in_v: int, # visual feature width
+                    **kw, # further `TACMA` arguments (theta must stay 0)
+                   ) -> TACMA:
     "Standard cross-modal attention: TACMA with theta = 0 (Eq. 4 weights all equal 1)."
     if kw.pop('theta', 0.0) != 0.0:
         raise AVBTError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
@@ -60,7 +63,10 @@ class AudioGuidedAttention(nn.Module):
         return (alpha[:, None, :].to(v.dtype) @ v).squeeze(1).float(), alpha   # v may be stored in bfloat16 (fast)
 
 # %% ../nbs/13_baselines.ipynb 12
-def psp_weights(S: torch.Tensor, tau: float, eps: float = 1e-8) -> torch.Tensor:
+def psp_weights(S: torch.Tensor, # non-negative scores [..., T, T]
+                tau: float, # threshold on the row-normalised scores
+                eps: float = 1e-8, # guard against division by 0
+               ) -> torch.Tensor:
     "PSP's pair weights from non-negative scores `S` [..., T, T]: row-normalise, zero entries <= tau, renormalise."
     A = S / (S.sum(-1, keepdim=True) + eps)
     A = A * (A > tau)
@@ -79,8 +85,12 @@ def avps_target(y: torch.Tensor,         # labels [B, T]
     hit = (y == c).float()
     return hit / hit.sum(-1, keepdim=True).clamp_min(1)
 
-def avps_loss(sim: torch.Tensor, y: torch.Tensor, bg: int = BG_INDEX, eps: float = 1e-8,
-              all_bg: str = 'uniform') -> torch.Tensor:
+def avps_loss(sim: torch.Tensor, # similarities [B, T]
+              y: torch.Tensor, # segment labels [B, T]
+              bg: int = BG_INDEX, # background class index
+              eps: float = 1e-8, # guard against division by 0
+              all_bg: str = 'uniform', # target of an all-background video: 'uniform' (official) or 'zero'
+             ) -> torch.Tensor:
     "PSP's audio-visual pair similarity loss: MSE between the normalised ReLU'd similarities [B, T] and `avps_target`."
     s = F.relu(sim)
     return F.mse_loss(s / (s.sum(-1, keepdim=True) + eps), avps_target(y, bg, all_bg))
@@ -296,8 +306,14 @@ class AVEL(Head):
 # %% ../nbs/13_baselines.ipynb 29
 class Probe(Head):
     "Three-layer MLP probe on frozen features: `mode` 'a' (audio), 'v' (visual) or 'av' (sum of the two)."
-    def __init__(self, d_in_a: int, d_in_v: int, mode: str = 'av', mlp=(256, 128), n_classes: int = NUM_CLASSES,
-                 dropout: float = 0.2):
+    def __init__(self,
+                 d_in_a: int, # audio feature width
+                 d_in_v: int, # visual feature width
+                 mode: str = 'av', # 'a', 'v' or 'av'
+                 mlp=(256, 128), # hidden widths
+                 n_classes: int = NUM_CLASSES, # output classes
+                 dropout: float = 0.2, # dropout rate of the MLP
+                ):
         super().__init__()
         if mode not in ('a', 'v', 'av'): raise AVBTError(f"probe mode must be 'a', 'v' or 'av', not {mode!r}")
         self.mode = mode

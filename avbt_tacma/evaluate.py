@@ -22,18 +22,26 @@ def _idx(y):
     y = np.asarray(y.detach().cpu() if torch.is_tensor(y) else y)
     return y.argmax(-1) if y.ndim == 3 else y
 
-def segment_accuracy(preds, labels) -> float:
+def segment_accuracy(preds, # predicted classes [N, T]
+                     labels, # indices [N, T] or one-hot [N, T, C]
+                    ) -> float:
     "Accuracy over all segments pooled; `labels` as indices [N, T] or one-hot [N, T, C]."
     p, y = _idx(preds), _idx(labels)
     if p.shape != y.shape: raise AVBTError(f"predictions {p.shape} and labels {y.shape} differ in shape")
     return float((p == y).mean())
 
-def confusion_matrix(preds, labels, n_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(preds, # predicted classes [N, T]
+                     labels, # indices [N, T] or one-hot [N, T, C]
+                     n_classes: int = NUM_CLASSES, # C
+                    ) -> np.ndarray:
     "Counts [C, C]: rows are the true class, columns the predicted class."
     p, y = _idx(preds).reshape(-1), _idx(labels).reshape(-1)
     return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
-def per_class_accuracy(preds, labels, n_classes: int = NUM_CLASSES) -> np.ndarray:
+def per_class_accuracy(preds, # predicted classes [N, T]
+                       labels, # indices [N, T] or one-hot [N, T, C]
+                       n_classes: int = NUM_CLASSES, # C
+                      ) -> np.ndarray:
     "Accuracy (recall) of each true class [C]; NaN for classes absent from `labels`."
     cm = confusion_matrix(preds, labels, n_classes)
     with np.errstate(invalid='ignore', divide='ignore'): return np.diag(cm) / cm.sum(1)
@@ -49,7 +57,12 @@ def majority_accuracy(train_labels,  # training labels, indices [N, T] or one-ho
 
 # %% ../nbs/15_evaluate.ipynb 12
 @torch.no_grad()
-def predict(model, fs: FeatureSet, split: str = 'test', device='auto', batch_size: int = 128):
+def predict(model, # a head
+            fs: FeatureSet, # the features
+            split: str = 'test', # split to predict
+            device='auto', # torch device or 'auto'
+            batch_size: int = 128, # clips per batch
+           ):
     "Predicted classes [N, T] and probabilities [N, T, C] of `model` on the clips of `split`."
     if getattr(model, 'needs_spatial', False) and not fs.spatial:
         raise AVBTError(f"{type(model).__name__} needs spatial visual features; these are vectors {fs.visual.shape}")
@@ -64,7 +77,10 @@ def predict(model, fs: FeatureSet, split: str = 'test', device='auto', batch_siz
     probs = torch.cat(probs).numpy() if probs else np.zeros((0, a.shape[1], len(fs.class_names)), np.float32)
     return probs.argmax(-1), probs
 
-def video_predictions(preds, fs: FeatureSet, split: str = 'test'):
+def video_predictions(preds, # predicted classes [N, T] of `split`
+                      fs: FeatureSet, # the features
+                      split: str = 'test', # the split of `preds`
+                     ):
     "A DataFrame with one row per video of `split`: id, true and predicted labels per segment, accuracy."
     import pandas as pd
     idx = fs.splits[split]
@@ -74,13 +90,14 @@ def video_predictions(preds, fs: FeatureSet, split: str = 'test'):
                              accuracy=(np.asarray(preds) == y).mean(1)))
 
 # %% ../nbs/15_evaluate.ipynb 14
-def predict_run(path,                    # a head checkpoint or the run folder of `train_seeds`
-                fs: FeatureSet,          # the features the head was trained on
-                head: str | None = None,  # which head, when the folder holds several
-                seed: int | None = None,  # which seed (None: the best validation accuracy)
-                split: str = 'test',     # the split to predict
-                return_fused: bool = False,  # also return the classifier's input [N, T, D] as 'fused'
-                device='cpu') -> dict:
+def predict_run(path, # a head checkpoint or run folder
+                fs: FeatureSet, # the features
+                head: str | None = None, # head name when the folder holds several
+                seed: int | None = None, # seed when the folder holds several
+                split: str = 'test', # split to predict
+                return_fused: bool = False, # also return the classifier's input (the fused features)
+                device='cpu', # torch device
+               ) -> dict:
     "Predictions of a saved head: dict of pred and labels [N, T], feature rows, seed, head, accuracy (and fused)."
     model, res = load_run(path, head, seed, device)
     fused, hook = [], None
@@ -96,7 +113,11 @@ def predict_run(path,                    # a head checkpoint or the run folder o
     return out
 
 # %% ../nbs/15_evaluate.ipynb 16
-def load_run(path, head: str | None = None, seed: int | None = None, device='cpu'):
+def load_run(path, # a head checkpoint or run folder
+             head: str | None = None, # head name when the folder holds several
+             seed: int | None = None, # seed when the folder holds several
+             device='cpu', # torch device
+            ):
     "Model (eval mode, best-validation weights) and result dict of a saved head run (checkpoint file or run folder)."
     from avbt_tacma.train_heads import build_head
     path = Path(path)
@@ -124,7 +145,8 @@ def seed_accuracies(summary: dict,   # what `train_heads.train_seeds` returns (o
     "Accuracies in % per seed of a `train_seeds` summary."
     return [100 * r[key] for r in summary['per_seed']]
 
-def mean_std(values) -> tuple:
+def mean_std(values, # numbers, one per seed
+            ) -> tuple:
     "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."
     v = np.asarray([float(x) for x in values], float)
     if not len(v): return None, None
@@ -154,18 +176,22 @@ def effect(a,                      # accuracies of the row claimed to be better,
         lo, hi = (mean, mean) if same else stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
     return dict(mean=mean, lo=float(lo), hi=float(hi), n=int(min(len(a), len(b))), paired=bool(paired), level=level)
 
-def verdict(lo, hi) -> str:
+def verdict(lo, # lower end of the interval
+            hi, # upper end of the interval
+           ) -> str:
     "The verdict on a claimed positive effect with interval [lo, hi] (see `VERDICT_RULE`)."
     if lo is None or hi is None or np.isnan(lo) or np.isnan(hi): return 'inconclusive'
     return 'reproduced' if lo > 0 else 'not reproduced' if hi < 0 else 'inconclusive'
 
 # %% ../nbs/15_evaluate.ipynb 22
-def plot_confusion(cm,                      # counts [C, C], rows = true class (`confusion_matrix`)
-                  class_names=None,         # tick labels (default: the indices)
-                  ax=None,                  # matplotlib axes (default: a new figure)
-                  normalize: bool = True,   # divide each row by its true-class count
-                  annot: bool = False,      # write the value in each cell
-                  cmap='Blues', cbar: bool = True):
+def plot_confusion(cm, # counts [C, C] (rows = truth)
+                   class_names=None, # axis labels
+                   ax=None, # matplotlib axes; None: a new figure
+                   normalize: bool = True, # rows sum to 1
+                   annot: bool = False, # write the values in the cells
+                   cmap='Blues', # matplotlib colour map
+                   cbar: bool = True, # draw a colour bar
+                  ):
     "Heatmap of a confusion matrix (rows = truth), rows normalised to sum 1 when `normalize`."
     import matplotlib.pyplot as plt, seaborn as sns
     cm = np.asarray(cm, float)
@@ -180,7 +206,10 @@ def plot_confusion(cm,                      # counts [C, C], rows = true class (
     ax.set_ylabel('true')
     return ax
 
-def results_table(summaries, markdown: bool = False, names: dict | None = None):
+def results_table(summaries, # head -> `summarize` output
+                  markdown: bool = False, # a markdown string instead of a DataFrame
+                  names: dict | None = None, # head -> display name
+                 ):
     "Mean ± std over seeds (%) per head: a DataFrame, or a markdown string with `markdown=True`."
     import pandas as pd
     def pm(s, k):

@@ -48,8 +48,15 @@ class FeatureSet:
                 + ', '.join(f"{k}={len(v)}" for k, v in self.splits.items()) + ')')
 
 # %% ../nbs/08_features.ipynb 6
-def save_features(path, audio, visual, labels, splits: dict, class_names=None, video_ids=None,
-                  meta: dict | None = None):
+def save_features(path, # the .h5 file to write
+                  audio, # audio features [N, T, Da]
+                  visual, # visual features [N, T, ...]
+                  labels, # labels [N, T] (indices) or [N, T, C] (one-hot)
+                  splits: dict, # split name -> row indices
+                  class_names=None, # class names; None: AVE
+                  video_ids=None, # one id per row
+                  meta: dict | None = None, # provenance (JSON-able)
+                 ):
     "Write the project's feature file atomically (float32 features, one-hot labels, split indices, provenance)."
     audio, visual, labels = (np.asarray(x, dtype=np.float32) for x in (audio, visual, labels))
     if not (len(audio) == len(visual) == len(labels)):
@@ -103,7 +110,9 @@ def _community(folder: Path, pool: bool) -> FeatureSet:
         with f: splits[s] = np.asarray(o[()], dtype=np.int64).reshape(-1)
     return FeatureSet(audio, visual, labels, splits, meta={'source': 'community AVE features', 'path': str(folder)})
 
-def load_features(path, pool_visual: bool = False) -> FeatureSet:
+def load_features(path, # a feature file or the community's feature folder
+                  pool_visual: bool = False, # average spatial visual maps to vectors
+                 ) -> FeatureSet:
     "Load the project's feature file, or a folder of the community's AVE feature files."
     path = Path(path)
     if path.is_dir():
@@ -138,7 +147,9 @@ def _rows(x: np.ndarray, i: np.ndarray) -> np.ndarray:
     if len(i) and (i == np.arange(i[0], i[0] + len(i))).all(): return x[i[0]:i[0] + len(i)]
     return x[i]
 
-def feature_dataset(fs: FeatureSet, split: str):
+def feature_dataset(fs: FeatureSet, # the features
+                    split: str, # 'train', 'val' or 'test'
+                   ):
     "A `TensorDataset` of (audio [T, Da], visual [T, ...], label index [T]) for one split."
     import torch, warnings
     if split not in fs.splits: raise AVBTError(f"no split {split!r}; this feature set has {sorted(fs.splits)}")

@@ -19,7 +19,9 @@ FRAMES_PER_SEGMENT = 16
 N_FRAMES = FRAMES_PER_SEGMENT * CLIP_SECONDS      # 160
 FRAME_SIZE = 256
 
-def frame_times(n_frames: int = N_FRAMES, seconds: float = CLIP_SECONDS) -> np.ndarray:
+def frame_times(n_frames: int = N_FRAMES, # frames to sample
+                seconds: float = CLIP_SECONDS, # clip length (s)
+               ) -> np.ndarray:
     "Time (s) of each sampled frame: the centres of `n_frames` equal slots over `seconds`."
     return (np.arange(n_frames) + 0.5) * (seconds / n_frames)
 
@@ -75,9 +77,18 @@ def write_video(path, # the .mp4 to write (atomically)
             for a in aus: c.mux(a.encode())
     return Path(path)
 
-def write_test_clip(path, seconds: float = 10.0, size=(320, 240), fps: int = 25, sample_rate: int = 44100,
-                    channels: int = 2, video: bool = True, audio: bool = True, audio_streams: int = 1,
-                    tone: float = 440.0, seed: int = 0) -> Path:
+def write_test_clip(path, # the .mp4 to write
+                    seconds: float = 10.0, # length (s)
+                    size=(320, 240), # (width, height)
+                    fps: int = 25, # frame rate
+                    sample_rate: int = 44100, # audio rate (Hz)
+                    channels: int = 2, # audio channels (1 or 2)
+                    video: bool = True, # write a video stream
+                    audio: bool = True, # write audio stream(s)
+                    audio_streams: int = 1, # number of audio streams
+                    tone: float = 440.0, # tone frequency (Hz) of the first stream
+                    seed: int = 0, # seed of the texture and noise
+                   ) -> Path:
     "Encode an mp4 test clip whose frame n shows n in binary as 8 bars along its top edge."
     rng = np.random.default_rng(seed)
     w, h = size
@@ -101,7 +112,8 @@ def write_test_clip(path, seconds: float = 10.0, size=(320, 240), fps: int = 25,
         tracks.append(np.stack([x, 0.5 * x])[:channels])
     return write_video(path, frames, fps, tracks, sample_rate)
 
-def read_frame_number(frame: np.ndarray) -> int:
+def read_frame_number(frame: np.ndarray, # RGB uint8 [H, W, 3] decoded from a `write_test_clip` file
+                     ) -> int:
     "The frame number a `write_test_clip` frame carries (any size, RGB uint8 [H, W, 3])."
     h, w = frame.shape[:2]
     xs = ((np.arange(8) + 0.5) * w / 8).astype(int)
@@ -111,11 +123,16 @@ def read_frame_number(frame: np.ndarray) -> int:
 # %% ../nbs/04_video.ipynb 11
 class ClipError(AVBTError):
     "A clip that cannot be used; `problem` is one of missing, empty, corrupt, no_video, no_audio."
-    def __init__(self, path, problem: str, reason: str):
+    def __init__(self,
+                 path, # the clip
+                 problem: str, # missing, empty, corrupt, no_video or no_audio
+                 reason: str, # what went wrong, in words
+                ):
         super().__init__(f"{path}: {reason}")
         self.path, self.problem, self.reason = str(path), problem, reason
 
-def default_stream(streams):
+def default_stream(streams, # a container's video or audio streams
+                  ):
     "The stream flagged default (FFmpeg's choice for playback), else the first one; None when there is none."
     import av
     streams = list(streams)
@@ -124,8 +141,13 @@ def default_stream(streams):
     return streams[0] if streams else None
 
 # %% ../nbs/04_video.ipynb 13
-def decode_clip(path, n_frames: int = N_FRAMES, size: int = FRAME_SIZE, seconds: int = CLIP_SECONDS,
-                threads: int = 0, tolerance: float = 0.1):
+def decode_clip(path, # a video file
+                n_frames: int = N_FRAMES, # frames to sample over `seconds`
+                size: int = FRAME_SIZE, # output frame side (px)
+                seconds: int = CLIP_SECONDS, # clip length (s): cut or padded to it
+                threads: int = 0, # decoder threads, 0: FFmpeg decides
+                tolerance: float = 0.1, # shortfall (s) before `padded` is set
+               ):
     "(frames uint8 [n_frames, size, size, 3], audio float32 [seconds * 16000] mono 16 kHz, info dict) of a video file."
     import av
     path = Path(path)
