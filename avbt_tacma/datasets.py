@@ -26,7 +26,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # %% ../nbs/07_datasets.ipynb 7
 class MemoryCache:
     "Clips held in memory, with the reader API of the prepared cache (`avbt_tacma.prepare.open_cache`)."
-    def __init__(self, frames, logmel, labels, splits: dict | None = None, video_ids=None, records=None):
+    def __init__(self,
+                 frames, # uint8 [N, 160, H, W, 3]
+                 logmel, # log-mel [N, 10, 96, 64]
+                 labels, # class per segment [N, 10]
+                 splits: dict | None = None, # split -> rows; None: all rows in 'train'
+                 video_ids=None, # one id per row; None: clip00000, ...
+                 records=None, # `Record`s, when known
+                ):
         self._frames, self._logmel = np.asarray(frames), np.asarray(logmel, np.float32)
         self._labels = np.asarray(labels, np.int64)
         n = len(self._frames)
@@ -128,7 +135,9 @@ class AugConfig:
     def none(cls) -> 'AugConfig': return cls(crop=False, blur=False)
 
 # %% ../nbs/07_datasets.ipynb 13
-def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(img: torch.Tensor, # [..., C, H, W] uint8 or float
+                  sigma: float, # the Gaussian's sigma (px)
+                 ) -> torch.Tensor:
     "Separable Gaussian blur of [..., C, H, W] (uint8 or float), kernel cut at 3 sigma, reflect padding."
     import math, torch.nn.functional as F
     r = max(1, math.ceil(3 * sigma))
@@ -146,7 +155,9 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 
 class GaussianBlur(torch.nn.Module):
     "Blur with sigma drawn uniformly from `sigma` (Barlow Twins: 0.1 to 2.0)."
-    def __init__(self, sigma=(0.1, 2.0)):
+    def __init__(self,
+                 sigma=(0.1, 2.0), # (min, max) of the uniform sigma draw
+                ):
         super().__init__()
         self.sigma = tuple(sigma)
     def forward(self, img): return gaussian_blur(img, float(torch.empty(1).uniform_(*self.sigma)))
@@ -177,7 +188,9 @@ def table5_flags(aug: AugConfig, # one row's configuration
             for s in _SWITCHES}
 
 # %% ../nbs/07_datasets.ipynb 19
-def frame_transform(aug: AugConfig | None, size: int = 224):
+def frame_transform(aug: AugConfig | None, # the switches; None: plain resize
+                    size: int = 224, # output side (px)
+                   ):
     ("uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is "
      "None.")
     from torchvision.transforms import v2, InterpolationMode
@@ -192,12 +205,14 @@ def frame_transform(aug: AugConfig | None, size: int = 224):
     if aug.solarize: ops.append(v2.RandomSolarize(aug.solarize_threshold, p=aug.solarize_p))
     return v2.Compose(ops)
 
-def normalize_frames(x: torch.Tensor) -> torch.Tensor:
+def normalize_frames(x: torch.Tensor, # uint8 [..., 3, H, W]
+                    ) -> torch.Tensor:
     "uint8 [..., 3, H, W] -> float32, scaled to [0, 1] and normalised with the ImageNet mean and std."
     mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
     return (x.to(torch.float32) / 255 - mean) / std
 
-def denormalize_frames(x: torch.Tensor) -> torch.Tensor:
+def denormalize_frames(x: torch.Tensor, # normalised float [..., 3, H, W]
+                      ) -> torch.Tensor:
     "The inverse of `normalize_frames`, as float in [0, 1] (for display)."
     mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
     return (x * std + mean).clamp(0, 1)
@@ -217,7 +232,14 @@ def _usable_rows(cache, rows) -> np.ndarray:
 
 class AVClipDataset(torch.utils.data.Dataset):
     "Clips of one split of the prepared cache: log-mel, one (augmented) frame per segment, segment labels."
-    def __init__(self, cache, split: str, train: bool, aug: AugConfig | None = None, size: int = 224, seed: int = 0):
+    def __init__(self,
+                 cache, # a prepared cache (path or reader) or a `MemoryCache`
+                 split: str, # 'train', 'val' or 'test'
+                 train: bool, # random frame and augmentations (else the middle frame, no augmentation)
+                 aug: AugConfig | None = None, # the augmentations; None: the default (crop + blur)
+                 size: int = 224, # frame side (px)
+                 seed: int = 0, # seed of the per-epoch draws
+                ):
         self.cache_path = cache if isinstance(cache, (str, os.PathLike)) else None
         c = _open(cache)
         if split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
@@ -270,7 +292,8 @@ class AVClipDataset(torch.utils.data.Dataset):
                 f"aug={self.aug.name if self.aug else None}, size={self.size})")
 
 # %% ../nbs/07_datasets.ipynb 32
-def seed_worker(worker_id: int) -> None:
+def seed_worker(worker_id: int, # the loader worker's number
+               ) -> None:
     "Seed python's and NumPy's generators of a loader worker from the seed torch gave it."
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
@@ -288,8 +311,16 @@ class EpochShuffle(torch.utils.data.Sampler):
         g.manual_seed(int(np.random.SeedSequence([self.seed, int(epoch)]).generate_state(1)[0]))
         return iter(torch.randperm(len(self.dataset), generator=g).tolist())
 
-def make_loader(dataset, batch_size: int, shuffle: bool = False, workers: int = 0, pin_memory: bool = False,
-                drop_last: bool = False, sampler=None, seed: int = 0, prefetch_factor: int | None = None):
+def make_loader(dataset, # the dataset
+                batch_size: int, # items per batch
+                shuffle: bool = False, # a new order each epoch (`EpochShuffle`)
+                workers: int = 0, # worker processes, 0: load in the main process
+                pin_memory: bool = False, # pin batches for CUDA
+                drop_last: bool = False, # drop the last, smaller batch
+                sampler=None, # e.g. `DistributedSampler`; overrides `shuffle`
+                seed: int = 0, # seed of the order and of the workers
+                prefetch_factor: int | None = None, # batches each worker loads ahead
+               ):
     ("A `DataLoader` with persistent, seeded workers; with a `sampler` (e.g. `DistributedSampler`) `shuffle` is left "
      "to it.")
     if sampler is None and shuffle: sampler = EpochShuffle(dataset, seed)
@@ -300,7 +331,9 @@ def make_loader(dataset, batch_size: int, shuffle: bool = False, workers: int = 
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                        pin_memory=pin_memory, drop_last=drop_last, generator=g, **kw)
 
-def set_loader_epoch(loader, epoch: int) -> None:
+def set_loader_epoch(loader, # a `make_loader` loader
+                     epoch: int, # the epoch that starts
+                    ) -> None:
     "Tell a loader's dataset and sampler (e.g. `DistributedSampler`) which epoch starts; call before iterating."
     for o in (loader.dataset, loader.sampler):
         if hasattr(o, 'set_epoch'): o.set_epoch(epoch)

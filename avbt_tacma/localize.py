@@ -8,7 +8,8 @@ import csv, io, json, os, sys, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, save_checkpoint,
+from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json,
+                             save_checkpoint,
                              load_checkpoint, get_device)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .video import write_video   # re-exported: tests and examples write their videos with it
@@ -42,7 +43,8 @@ class Video:
                 f"{i.get('audio_streams')} stream(s))")
 
 # %% ../nbs/16_localize.ipynb 7
-def video_seconds(path) -> float:
+def video_seconds(path, # a video file
+                 ) -> float:
     ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
      "times.")
     import av
@@ -76,10 +78,10 @@ def _ffmpeg_reason(e) -> str:
 
 MAX_SECONDS = 1200   # 20 minutes: about 1 GB of frames and model inputs at the default sizes
 
-def decode_video(path,
-                 size: int = 256,          # frame side in pixels
-                 min_seconds: float = 1.0,  # shorter videos are refused
-                 max_seconds: float = MAX_SECONDS,  # longer videos (by their time stamps) are refused before decoding
+def decode_video(path, # a video file
+                 size: int = 256, # frame side (px)
+                 min_seconds: float = 1.0, # shorter videos are an error
+                 max_seconds: float = MAX_SECONDS, # longer videos are an error
                 ) -> Video:
     "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
     from avbt_tacma.video import decode_clip
@@ -94,7 +96,10 @@ def decode_video(path,
     return Video(str(path), frames, audio, duration, info['fps'], info)
 
 # %% ../nbs/16_localize.ipynb 14
-def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
+def window_index(n: int, # seconds in the video
+                 T: int = T_SEGMENTS, # seconds per window
+                 hop: int | None = None, # step between windows; None: T
+                ):
     "Second numbers [W, T] of the windows over n seconds (start 0, step `hop`, default T); numbers >= n are padding."
     import torch
     hop = T if hop is None else hop
@@ -103,7 +108,11 @@ def window_index(n: int, T: int = T_SEGMENTS, hop: int | None = None):
     L = T + max(0, -(-(n - T) // hop)) * hop
     return torch.arange(0, L - T + 1, hop)[:, None] + torch.arange(T)
 
-def to_windows(x, T: int = T_SEGMENTS, pad: str = 'edge', hop: int | None = None):
+def to_windows(x, # per-second items [n, ...]
+               T: int = T_SEGMENTS, # seconds per window
+               pad: str = 'edge', # 'edge' or 'zeros'
+               hop: int | None = None, # step between windows; None: T
+              ):
     ("Group per-second items [n, ...] into windows [W, T, ...] (see `window_index`), padding the last one ('edge' or "
      "'zeros').")
     import torch
@@ -172,21 +181,31 @@ class Localizer:
         return (total / torch.bincount(idx.flatten())[:, None])[:n]
 
 # %% ../nbs/16_localize.ipynb 19
-def localize_video(video: Video, localizer: Localizer, pad: str = 'edge', hop: int | None = None,
-                   progress: bool = False) -> list[dict]:
+def localize_video(video: Video, # a decoded video
+                   localizer: Localizer, # the model
+                   pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
+                   hop: int | None = None, # step between windows; None: 10
+                   progress: bool = False, # show a progress bar
+                  ) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
     probs = localizer.predict(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
     conf, idx = probs.max(-1)
     return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
             for s, (c, i) in enumerate(zip(conf, idx))]
 
-def localize(video_path, localizer: Localizer, pad: str = 'edge', hop: int | None = None,
-             progress: bool = False) -> list[dict]:
+def localize(video_path, # a video file
+             localizer: Localizer, # the model
+             pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
+             hop: int | None = None, # step between windows; None: 10
+             progress: bool = False, # show a progress bar
+            ) -> list[dict]:
     "Decode `video_path` and return its per-second predictions: a list of {second, label, confidence}."
     return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, hop=hop,
                           progress=progress)
 
-def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) -> list[dict]:
+def event_spans(results: list[dict], # per-second predictions
+                background: str = CLASS_NAMES[BG_INDEX], # the label that is no event
+               ) -> list[dict]:
     "Runs of equal event labels: a list of {start, end (exclusive, seconds), label, confidence (mean)}."
     spans = []
     for r in results:
@@ -199,7 +218,8 @@ def event_spans(results: list[dict], background: str = CLASS_NAMES[BG_INDEX]) ->
              'confidence': round(float(np.mean(s.pop('_c'))), 4)} for s in spans]
 
 # %% ../nbs/16_localize.ipynb 22
-def format_table(results: list[dict]) -> str:
+def format_table(results: list[dict], # per-second predictions
+                ) -> str:
     "The per-second predictions as a plain-text table."
     w = max([len('label')] + [len(r['label']) for r in results])
     lines = [f"{'second':>6}  {'label':<{w}}  confidence"]
@@ -302,8 +322,12 @@ def _cache_settings(avbt_ck: dict) -> dict:
     st = load_json(cache / 'cache.json').get('settings', {}) if (cache / 'cache.json').is_file() else {}
     return {'frame_size': int(st.get('size', 256)), 'framing': st.get('framing', 'segment')}
 
-def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None = None,
-                  framing: str | None = None) -> Path:
+def save_pipeline(path, # the checkpoint to write
+                  avbt_checkpoint, # AV-BT checkpoint (path or dict)
+                  head_checkpoint, # head checkpoint (path or dict)
+                  frame_size: int | None = None, # frame side the encoder was trained at; None: from the checkpoint
+                  framing: str | None = None, # log-mel framing; None: from the checkpoint
+                 ) -> Path:
     ("Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at "
      "`path`.")
     a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else _load(avbt_checkpoint, 'avbt')
@@ -336,7 +360,10 @@ def save_pipeline(path, avbt_checkpoint, head_checkpoint, frame_size: int | None
     return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
 
 # %% ../nbs/16_localize.ipynb 27
-def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
+def load_pipeline(path, # an 'avbt_tacma' checkpoint
+                  device='auto', # torch device or 'auto'
+                  batch_size: int = 8, # windows per batch
+                 ) -> Localizer:
     "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
     ck = _load(path, 'avbt_tacma')
     try:
@@ -360,7 +387,9 @@ def load_pipeline(path, device='auto', batch_size: int = 8) -> Localizer:
 MANIFEST = '.avbt-localize.json'
 OUT_SUFFIXES = ('.json', '.csv', '.png')
 
-def output_names(paths, out_dir) -> list[str]:
+def output_names(paths, # the videos
+                 out_dir, # the output folder
+                ) -> list[str]:
     "An output name per video: its stem, or the next free `stem-k` when another video or a foreign file holds it."
     from avbt_tacma.core import load_json
     out_dir = Path(out_dir)
@@ -413,7 +442,8 @@ def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure
         out.append(rec)
     return out
 
-def localize_parser(p):
+def localize_parser(p, # the (sub)command parser to fill
+                   ):
     p.add_argument('videos', nargs='+', metavar='VIDEO', help='video files (any length, frame rate and audio layout)')
     p.add_argument('--checkpoint', required=True, metavar='CKPT',
                    help='combined model file, e.g. models/avbt_tacma.pt from `avbt reproduce`')
@@ -427,7 +457,8 @@ def localize_parser(p):
                    help='refuse longer videos, whatever their container '
                    'claims (memory and time grow with the seconds; default %(default)s)')
 
-def localize_main(args) -> int:
+def localize_main(args, # the parsed arguments
+                 ) -> int:
     window_index(T_SEGMENTS, hop=args.hop)                     # a bad --hop fails before any work
     check_int(args.max_seconds, '--max-seconds', 1)
     res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop,

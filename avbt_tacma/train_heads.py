@@ -23,9 +23,18 @@ __all__ = ['HEADS', 'RECIPES', 'synthetic_features', 'check_head', 'build_head',
            'train_tacma_parser', 'train_tacma_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
-def synthetic_features(n_videos: int = 600, n_classes: int = 6, d_a: int = 32, d_v: int = 32, spatial=None,
-                       signal: float = 1.0, noise: float = 2.0, p_offscreen: float = 0.6, p_async: float = 0.3,
-                       split=(0.7, 0.15, 0.15), seed: int = 0) -> FeatureSet:
+def synthetic_features(n_videos: int = 600, # clips
+                       n_classes: int = 6, # event classes (1..28)
+                       d_a: int = 32, # audio width
+                       d_v: int = 32, # visual width
+                       spatial=None, # (H, W) for spatial visual maps; None: vectors
+                       signal: float = 1.0, # scale of the class means
+                       noise: float = 2.0, # std of the added noise
+                       p_offscreen: float = 0.6, # chance of an audible-only or visible-only segment
+                       p_async: float = 0.3, # chance the visual span is shifted by one
+                       split=(0.7, 0.15, 0.15), # train/val/test fractions
+                       seed: int = 0, # the seed
+                      ) -> FeatureSet:
     ("Structured synthetic AVE-like features: class means + noise, audible-and-visible events, asynchrony, optional "
      "spatial maps.")
     if not 1 <= n_classes <= NUM_CLASSES - 1:
@@ -75,29 +84,38 @@ HEADS = {
     'probe_v': partial(Probe, mode='v'),
     'probe_av': partial(Probe, mode='av'),
 }
-def check_head(head: str) -> str:
+def check_head(head: str, # a registered head name (see `HEADS`)
+              ) -> str:
     if head not in HEADS: raise AVBTError(f"unknown head {head!r} (choose from {', '.join(HEADS)})")
     return head
 
-def build_head(head: str, d_a: int, d_v: int, **kw):
+def build_head(head: str, # a registered head name (see `HEADS`)
+               d_a: int, # audio feature width
+               d_v: int, # visual feature width (channels)
+               **kw, # the head's own arguments
+              ):
     "Build the head `head` for audio width `d_a` and visual width (channels) `d_v`."
     try: return HEADS[check_head(head)](d_a, d_v, **kw)
     except AVBTError: raise
     except (TypeError, ValueError) as e: raise AVBTError(f"head {head!r}: {e}") from e
 
-def head_class(head: str) -> type:
+def head_class(head: str, # a registered head name (see `HEADS`)
+              ) -> type:
     "The `Head` class that the registry entry `head` builds."
     f = HEADS[check_head(head)]
     f = f.func if isinstance(f, partial) else f
     return TACMA if f is plain_attention else f
 
-def head_needs_spatial(head: str) -> bool:
+def head_needs_spatial(head: str, # a registered head name (see `HEADS`)
+                      ) -> bool:
     "Whether `head` takes the spatial visual map (read from `Head.needs_spatial`, the only record of it)."
     return bool(head_class(head).needs_spatial)
 
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
 
-def features_for(fs: FeatureSet, head: str) -> FeatureSet:
+def features_for(fs: FeatureSet, # the features
+                 head: str, # a registered head name (see `HEADS`)
+                ) -> FeatureSet:
     ("The features in the form `head` needs: maps for spatial heads (AVEL: error on vectors), pooled vectors for the "
      "others.")
     if head_needs_spatial(head):
@@ -119,7 +137,9 @@ RECIPES = {
                               drop_last=True, head_kw=dict(loss='official'))},
 }
 
-def recipe_for(head: str, recipe: str = 'tacma') -> dict:
+def recipe_for(head: str, # a registered head name (see `HEADS`)
+               recipe: str = 'tacma', # 'tacma' or 'official'
+              ) -> dict:
     "A copy of the training recipe `recipe` ('tacma' or 'official') for `head`."
     check_head(head)
     if recipe not in RECIPES: raise AVBTError(f"unknown recipe {recipe!r} (choose from {', '.join(RECIPES)})")
@@ -127,17 +147,23 @@ def recipe_for(head: str, recipe: str = 'tacma') -> dict:
         raise AVBTError(f"recipe {recipe!r} exists for {', '.join(RECIPES[recipe])} only, not {head!r}")
     return copy.deepcopy(RECIPES[recipe][head])
 
-def table3_recipe(head: str, source: str) -> str:
+def table3_recipe(head: str, # a registered head name (see `HEADS`)
+                  source: str, # 'community' or 'avbt'
+                 ) -> str:
     ("The recipe a Table 3 row of `head` uses on features from `source` ('community' or 'avbt'): official for "
      "PSP/AVEL on community.")
     if source not in ('community', 'avbt'): raise AVBTError(f"source must be 'community' or 'avbt', not {source!r}")
     return 'official' if source == 'community' and head in RECIPES['official'] else 'tacma'
 
-def features_source(fs: FeatureSet) -> str:
+def features_source(fs: FeatureSet, # the features
+                   ) -> str:
     "'community' for the community's AVE feature files, 'avbt' otherwise."
     return 'community' if str(fs.meta.get('source', '')).startswith('community') else 'avbt'
 
-def lr_factor(rec: dict, epoch: int, step: int) -> float:
+def lr_factor(rec: dict, # a training recipe
+              epoch: int, # epoch (from 0)
+              step: int, # global step (from 0)
+             ) -> float:
     "The factor on the base lr at `epoch` and global `step` (both from 0) of recipe `rec`."
     g, k = rec['lr_decay'], rec['decay_every']
     if rec['schedule'] == 'epoch_step': return g ** (epoch // k)
@@ -166,7 +192,12 @@ def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, 
 
 # %% ../nbs/14_train_heads.ipynb 14
 @torch.no_grad()
-def accuracy_on(model, a, v, y, batch_size: int = 256) -> float:
+def accuracy_on(model, # a head
+                a, # audio [N, T, Da]
+                v, # visual [N, T, ...]
+                y, # labels [N, T]
+                batch_size: int = 256, # clips per batch
+               ) -> float:
     "Segment accuracy of `model` on tensors a, v, y (all segments pooled), in eval mode."
     was = model.training
     model.eval()
@@ -189,7 +220,8 @@ def train_epoch(model, opt, a, v, y, batch_size: int, gen: torch.Generator):
         correct += (logits.argmax(-1) == y[idx]).sum().item()
     return tot / n, correct / (n * y.shape[1])
 
-def features_fingerprint(fs: FeatureSet) -> str:
+def features_fingerprint(fs: FeatureSet, # the features
+                        ) -> str:
     "A short hash of the shapes, splits and a sample of the values, to tell whether a saved run used these features."
     h = hashlib.sha1()
     for x in (fs.audio, fs.visual, fs.labels):
@@ -201,11 +233,21 @@ def features_fingerprint(fs: FeatureSet) -> str:
     return h.hexdigest()[:16]
 
 # %% ../nbs/14_train_heads.ipynb 15
-def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int | None = None,
-               batch_size: int | None = None,
-               lr: float | None = None, lr_decay: float | None = None, decay_every: int | None = None, device='auto',
-               out=None,
-               progress: bool = True, resume: bool = True, recipe: str = 'tacma', **head_kw) -> dict:
+def train_head(fs: FeatureSet, # the features
+               head: str = 'tacma', # a registered head name (see `HEADS`)
+               seed: int = 0, # the seed
+               epochs: int | None = None, # None: the recipe's
+               batch_size: int | None = None, # None: the recipe's
+               lr: float | None = None, # None: the recipe's
+               lr_decay: float | None = None, # None: the recipe's
+               decay_every: int | None = None, # None: the recipe's
+               device='auto', # torch device or 'auto'
+               out=None, # run folder; None: nothing saved
+               progress: bool = True, # show progress bars
+               resume: bool = True, # reuse a finished run in `out` with the same settings
+               recipe: str = 'tacma', # 'tacma' or 'official'
+               **head_kw, # the head's own arguments
+              ) -> dict:
     ("Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation "
      "checkpoint.")
     check_head(head)
@@ -263,7 +305,8 @@ def train_head(fs: FeatureSet, head: str = 'tacma', seed: int = 0, epochs: int |
     return result
 
 # %% ../nbs/14_train_heads.ipynb 19
-def summarize(results: list) -> dict:
+def summarize(results: list, # per-seed results of one head
+             ) -> dict:
     "Mean ± sample std over seeds of the per-seed results of one head."
     s = dict(head=results[0]['head'], n_seeds=len(results), seeds=[r['seed'] for r in results], std='sample (ddof=1)')
     for k in ('test_acc', 'test_acc_select_on_test', 'val_acc'):
@@ -274,7 +317,13 @@ def summarize(results: list) -> dict:
     s['config'] = {k: v for k, v in results[0]['config'].items() if k != 'seed'}
     return s
 
-def train_seeds(fs: FeatureSet, head: str = 'tacma', seeds=5, out=None, progress: bool = True, **kw) -> dict:
+def train_seeds(fs: FeatureSet, # the features
+                head: str = 'tacma', # a registered head name (see `HEADS`)
+                seeds=5, # an int n (seeds 0..n-1) or a list
+                out=None, # parent folder of the runs; None: nothing saved
+                progress: bool = True, # show progress bars
+                **kw, # more `train_head` arguments
+               ) -> dict:
     "Train `head` with several seeds (an int n means 0..n-1); mean ± sample std of the test accuracy, and per seed."
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds: raise AVBTError("need at least one seed")
@@ -285,7 +334,8 @@ def train_seeds(fs: FeatureSet, head: str = 'tacma', seeds=5, out=None, progress
     if out is not None: save_json(summary, Path(out) / f'{head}_summary.json')
     return summary
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: dict, # a `summarize` output
+                  ) -> str:
     "A plain-text table of one head's per-seed results and their mean ± std."
     pct = lambda x: f'{100 * x:6.2f}'
     rows = [f"{'seed':>6} {'epoch':>6} {'val':>7} {'test':>7} {'test*':>7}"]
@@ -301,7 +351,8 @@ def format_summary(summary: dict) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/14_train_heads.ipynb 22
-def train_tacma_parser(p):
+def train_tacma_parser(p, # the (sub)command parser to fill
+                      ):
     p.add_argument('--features', required=True,
                    help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
@@ -353,7 +404,8 @@ def _head_kw(args) -> dict:
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
-def train_tacma_main(args) -> int:
+def train_tacma_main(args, # the parsed arguments
+                    ) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
     if args.threads: torch.set_num_threads(args.threads)
