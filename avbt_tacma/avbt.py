@@ -178,13 +178,14 @@ def avbt_loss(z_a,                          # audio projections [B, T, D]
 class LARS(torch.optim.Optimizer):
     "LARS as in the official Barlow Twins code; 1-D parameters skip weight decay and adaptation by default."
     def __init__(self,
-                 params,                        # parameters or parameter groups
-                 lr: float,                     # learning rate (in training set per step by `adjust_lr`)
-                 weight_decay: float = 1.5e-6,
-                 momentum: float = 0.9,
-                 eta: float = 0.001,            # trust coefficient
-                 weight_decay_filter=True,      # True: 1-D parameters skip weight decay; or a function of the parameter
-                 lars_adaptation_filter=True):  # the same for the trust ratio
+                 params, # parameters or parameter groups
+                 lr: float, # learning rate (in training set per step by `adjust_lr`)
+                 weight_decay: float = 1.5e-6, # weight decay
+                 momentum: float = 0.9, # momentum
+                 eta: float = 0.001, # trust coefficient
+                 weight_decay_filter=True, # True: 1-D parameters skip weight decay; or a function of the parameter
+                 lars_adaptation_filter=True, # the same for the trust ratio
+                ):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
         self.filters = {'wd': weight_decay_filter, 'lars': lars_adaptation_filter}
 

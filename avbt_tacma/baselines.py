@@ -29,12 +29,15 @@ def plain_attention(d_in_a: int, # audio feature width
 # %% ../nbs/13_baselines.ipynb 9
 class AudioGuidedAttention(nn.Module):
     "Audio-guided visual attention: a [N, Da], v [N, L, Dv] -> (weighted sum of v [N, Dv], weights [N, L])."
-    def __init__(self, a_dim: int, v_dim: int,
-                 hidden: int = 512,      # width of the ReLU'd affine maps of audio and regions
-                 att: int = 49,          # attention units k (the official axis needs k = number of regions)
-                 axis: str = 'paper',    # 'paper': audio term added to every region; 'official': along the region axis
-                 init: str = 'torch',    # 'official': Xavier-uniform weights as released; 'torch': PyTorch's default
-                 fast: bool = False):    # bfloat16 region products (training speed), float32 otherwise
+    def __init__(self,
+                 a_dim: int, # audio width
+                 v_dim: int, # visual width (channels)
+                 hidden: int = 512, # width of the ReLU'd affine maps of audio and regions
+                 att: int = 49, # attention units k (the official axis needs k = number of regions)
+                 axis: str = 'paper', # 'paper': audio term added to every region; 'official': along the region axis
+                 init: str = 'torch', # 'official': Xavier-uniform weights as released; 'torch': PyTorch's default
+                 fast: bool = False, # bfloat16 region products (training speed), float32 otherwise
+                ):
         super().__init__()
         if axis not in ('paper', 'official'): raise AVBTError(f"axis must be 'paper' or 'official', not {axis!r}")
         if init not in ('torch', 'official'): raise AVBTError(f"init must be 'torch' or 'official', not {init!r}")
@@ -131,22 +134,26 @@ def _state_dict(sd) -> dict:
 class PSP(Head):
     "Positive sample propagation (Zhou et al. 2021) as released: audio-guided attention, Bi-LSTMs, PSP, classifier."
     needs_spatial = True                 # the official PSP attends over the 7x7 map; on vectors it skips the attention
-    def __init__(self, d_in_a: int, d_in_v: int,
-                 d_hidden: int = 128,            # width after the front-end maps, Bi-LSTM units per direction
-                 d_psp: int = 256,               # PSP output width
-                 tau: float = 0.099,             # pruning threshold (the release's thr_val)
-                 avps: bool = False,             # add the AVPS loss
-                 avps_weight: float = 100.0,     # its weight lambda
+    def __init__(self,
+                 d_in_a: int, # audio feature width
+                 d_in_v: int, # visual feature width
+                 d_hidden: int = 128, # width after the front-end maps, Bi-LSTM units per direction
+                 d_psp: int = 256, # PSP output width
+                 tau: float = 0.099, # pruning threshold (the release's thr_val)
+                 avps: bool = False, # add the AVPS loss
+                 avps_weight: float = 100.0, # its weight lambda
                  all_bg: str = 'uniform', # AVPS target of an all-background video: 'uniform' (official) or 'zero'
-                 spatial: bool = True,           # visual input is a map [B, T, H, W, C]; False: vectors [B, T, C]
+                 spatial: bool = True, # visual input is a map [B, T, H, W, C]; False: vectors [B, T, C]
                  spatial_attention: bool = True, # audio-guided attention over the map; False: mean-pool it
-                 axis: str = 'official',         # attention axis: 'official' or 'paper'
-                 d_att: int = 512, k: int = 49,  # attention widths (k = 7 x 7 regions)
-                 layout: str = 'official',       # 'official' layers/biases/init, or 'project' (our earlier reading)
-                 lstm: bool = True,              # Bi-LSTMs before PSP
-                 dropout: float = 0.1,           # dropout inside PSP
-                 fast: bool = False,             # bfloat16 region products in the attention (training speed)
-                 n_classes: int = NUM_CLASSES):
+                 axis: str = 'official', # attention axis: 'official' or 'paper'
+                 d_att: int = 512, # attention width
+                 k: int = 49, # attention widths (k = 7 x 7 regions)
+                 layout: str = 'official', # 'official' layers/biases/init, or 'project' (our earlier reading)
+                 lstm: bool = True, # Bi-LSTMs before PSP
+                 dropout: float = 0.1, # dropout inside PSP
+                 fast: bool = False, # bfloat16 region products in the attention (training speed)
+                 n_classes: int = NUM_CLASSES, # output classes
+                ):
         super().__init__()
         if layout not in ('official', 'project'):
             raise AVBTError(f"layout must be 'official' or 'project', not {layout!r}")
@@ -240,15 +247,18 @@ class PSP(Head):
 class AVEL(Head):
     "AVEL (Tian et al. 2018) as released: audio-guided visual attention over the map, Bi-LSTMs, concatenation."
     needs_spatial = True
-    def __init__(self, d_in_a: int, d_in_v: int,
-                 d_att: int = 512,           # width of the attention's affine maps
-                 k: int = 49,                # attention units (the official axis needs k = H x W)
-                 d_hidden: int = 128,        # Bi-LSTM units per direction
-                 fusion: str = 'concat',     # 'concat' (official) or 'add'
-                 axis: str = 'official',     # attention axis: 'official' or 'paper'
-                 loss: str = 'official',     # 'official' (multi-label soft margin on softmax) or 'ce'
-                 fast: bool = False,         # bfloat16 region products in the attention (training speed)
-                 n_classes: int = NUM_CLASSES):
+    def __init__(self,
+                 d_in_a: int, # audio feature width
+                 d_in_v: int, # visual feature width
+                 d_att: int = 512, # width of the attention's affine maps
+                 k: int = 49, # attention units (the official axis needs k = H x W)
+                 d_hidden: int = 128, # Bi-LSTM units per direction
+                 fusion: str = 'concat', # 'concat' (official) or 'add'
+                 axis: str = 'official', # attention axis: 'official' or 'paper'
+                 loss: str = 'official', # 'official' (multi-label soft margin on softmax) or 'ce'
+                 fast: bool = False, # bfloat16 region products in the attention (training speed)
+                 n_classes: int = NUM_CLASSES, # output classes
+                ):
         super().__init__()
         if fusion not in ('add', 'concat'): raise AVBTError(f"fusion must be 'add' or 'concat', not {fusion!r}")
         if loss not in ('official', 'ce'): raise AVBTError(f"loss must be 'official' or 'ce', not {loss!r}")

@@ -54,12 +54,15 @@ FEATURES = [
 # %% ../nbs/06_download.ipynb 7
 HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 
-def looks_like_html(path) -> bool:
+def looks_like_html(path, # a downloaded file
+                   ) -> bool:
     "Whether a file starts like a web page (what Drive sends instead of a file past its quota)."
     with open(path, 'rb') as f: head = f.read(1024).lstrip().lower()
     return head.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml')) or b'<html' in head[:200]
 
-def content_problem(path, name: str | None = None) -> str | None:
+def content_problem(path, # a downloaded file
+                    name: str | None = None, # the name it should have; None: its own
+                   ) -> str | None:
     ("None when `path` is the kind of file its name says (.h5: HDF5, .zip: zip archive, never a web page), else what "
      "it is.")
     path = Path(path)
@@ -74,7 +77,10 @@ def content_problem(path, name: str | None = None) -> str | None:
 
 
 # %% ../nbs/06_download.ipynb 9
-def file_hashes(path, algos=('sha256',), chunk: int = 1 << 20) -> dict:
+def file_hashes(path, # a file
+                algos=('sha256',), # hashlib algorithm names
+                chunk: int = 1 << 20, # bytes per read
+               ) -> dict:
     "Hex digests of a file, computed in one streaming pass."
     hs = {a: hashlib.new(a) for a in algos}
     with open(path, 'rb') as f:
@@ -82,8 +88,12 @@ def file_hashes(path, algos=('sha256',), chunk: int = 1 << 20) -> dict:
             for h in hs.values(): h.update(b)
     return {a: h.hexdigest() for a, h in hs.items()}
 
-def verify(path, size: int | None = None, sha256: str | None = None, md5: str | None = None,
-           name: str | None = None) -> None:
+def verify(path, # a downloaded file
+           size: int | None = None, # expected bytes
+           sha256: str | None = None, # expected SHA-256
+           md5: str | None = None, # expected MD5
+           name: str | None = None, # its name in errors
+          ) -> None:
     ("Raise `AVBTError` when `path` does not have the expected size or digests (each check only when its value is "
      "known).")
     path = Path(path)
@@ -118,8 +128,15 @@ def _free_space_check(folder: Path, need: int | None, name: str):
     free = shutil.disk_usage(folder).free
     if free < need: raise AVBTError(f"{name}: needs {need / 1e9:.1f} GB more but {folder} has {free / 1e9:.1f} GB free")
 
-def fetch(url: str, dest, size: int | None = None, sha256: str | None = None, md5: str | None = None,
-          timeout: float = 60, progress: bool = True, chunk: int = 1 << 20) -> Path:
+def fetch(url: str, # where from
+          dest, # the file to write
+          size: int | None = None, # expected bytes
+          sha256: str | None = None, # expected SHA-256
+          md5: str | None = None, # expected MD5
+          timeout: float = 60, # seconds without data before giving up
+          progress: bool = True, # show a progress bar
+          chunk: int = 1 << 20, # bytes per read
+         ) -> Path:
     "Download `url` to `dest` (resuming `dest.part`), check size and digests, then move into place."
     from tqdm.auto import tqdm
     dest = Path(dest)
@@ -194,8 +211,12 @@ def _have_gdown() -> bool:
     except ImportError: return False
     return True
 
-def fetch_remote(r: Remote, folder, mirror: str | None = None, use_gdown: bool | None = None,
-                 progress: bool = True) -> Path:
+def fetch_remote(r: Remote, # the file to fetch
+                 folder, # where to put it
+                 mirror: str | None = None, # base URL of a mirror; None: the file's home
+                 use_gdown: bool | None = None, # Google Drive through gdown; None: when installed
+                 progress: bool = True, # show a progress bar
+                ) -> Path:
     "Download one `Remote` into `folder` (from `mirror`/<name> when given) and check it."
     dest = Path(folder) / r.name
     if mirror: return fetch(mirror.rstrip('/') + '/' + r.name, dest, r.size, r.sha256, r.md5, progress=progress)
@@ -224,7 +245,10 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
     if '..' in PurePosixPath(name).parts: return "climbs out with '..'"
     return None
 
-def safe_extract(zip_path, dest, progress: bool = True) -> list[Path]:
+def safe_extract(zip_path, # the archive
+                 dest, # the folder to extract into
+                 progress: bool = True, # show a progress bar
+                ) -> list[Path]:
     "Extract `zip_path` into `dest`, refusing archives with members that could land outside `dest`; returns the files."
     from tqdm.auto import tqdm
     zip_path, dest = Path(zip_path), Path(dest)
@@ -275,8 +299,12 @@ def _ave_root(folder: Path) -> Path:
     if not hits: raise AVBTError(f"{folder}: the archive held no Annotations.txt; is it the AVE release?")
     return hits[0].parent
 
-def download_videos(to, mirror: str | None = None, keep_zip: bool = False, use_gdown: bool | None = None,
-                    progress: bool = True) -> Path:
+def download_videos(to, # the AVE root to fill
+                    mirror: str | None = None, # base URL of a mirror; None: Google Drive
+                    keep_zip: bool = False, # keep the zip after unpacking
+                    use_gdown: bool | None = None, # Google Drive through gdown; None: when installed
+                    progress: bool = True, # show a progress bar
+                   ) -> Path:
     "Fetch and safely unpack the AVE release into `to`; returns the AVE root (the folder with Annotations.txt)."
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
@@ -295,7 +323,11 @@ def download_videos(to, mirror: str | None = None, keep_zip: bool = False, use_g
     log.info(f"AVE videos: {n_mp4} mp4 files, {n_rows} annotation rows in {root}")
     return root
 
-def download_features(to, mirror: str | None = None, use_gdown: bool | None = None, progress: bool = True) -> Path:
+def download_features(to, # the folder to fill
+                      mirror: str | None = None, # base URL of a mirror; None: their homes
+                      use_gdown: bool | None = None, # Google Drive through gdown; None: when installed
+                      progress: bool = True, # show a progress bar
+                     ) -> Path:
     "Fetch the community's AVE features and splits into `to` and write labels.h5; returns `to`."
     import h5py, numpy as np
     from avbt_tacma.ave import read_annotations, label_matrix
@@ -314,7 +346,8 @@ def download_features(to, mirror: str | None = None, use_gdown: bool | None = No
     return to
 
 # %% ../nbs/06_download.ipynb 25
-def data_parser(p):
+def data_parser(p, # the (sub)command parser to fill
+               ):
     sub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
     d = sub.add_parser('download', help='fetch and check the AVE videos or the pre-extracted features',
                        description='Fetch the AVE release (videos) or the community pre-extracted features, check '
@@ -327,7 +360,8 @@ def data_parser(p):
     d.add_argument('--keep-zip', action='store_true', help='keep AVE_Dataset.zip after unpacking it')
     d.add_argument('--no-gdown', action='store_true', help='do not use gdown even when installed (plain HTTP)')
 
-def data_main(args) -> int:
+def data_main(args, # the parsed arguments
+             ) -> int:
     if args.data_command != 'download': raise AVBTError(f"unknown action {args.data_command!r}")
     use_gdown = False if args.no_gdown else None
     check_out_dir(args.to or data_root() / ('ave' if args.what == 'videos' else 'ave-features'), '--to')

@@ -128,9 +128,18 @@ def to_windows(x, # per-second items [n, ...]
 # %% ../nbs/16_localize.ipynb 17
 class Localizer:
     "Trained AV-BT encoders and a head, in eval mode: per-second log-mel and frames in, class probabilities out."
-    def __init__(self, avbt, head, class_names=CLASS_NAMES, image_size: int = 224, frame_size: int = 256,
-                 framing: str = 'segment', spatial: bool = False, device='cpu', batch_size: int = 8,
-                 meta: dict | None = None):
+    def __init__(self,
+                 avbt, # the trained AV-BT model
+                 head, # the trained head
+                 class_names=CLASS_NAMES, # class names of the head
+                 image_size: int = 224, # encoder input side (px)
+                 frame_size: int = 256, # decoded frame side (px)
+                 framing: str = 'segment', # log-mel framing: 'segment' or 'vggish'
+                 spatial: bool = False, # the head takes the visual map (AVEL)
+                 device='cpu', # torch device
+                 batch_size: int = 8, # windows per batch
+                 meta: dict | None = None, # provenance (JSON-able)
+                ):
         import torch
         self.device = torch.device(device)
         self.avbt, self.head = avbt.to(self.device).eval(), head.to(self.device).eval()
@@ -245,8 +254,13 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 24
-def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLASS_NAMES, max_thumbs: int = 24,
-                  title: str | None = None):
+def plot_timeline(video: Video,
+                  results: list[dict],
+                  path=None,
+                  class_names=CLASS_NAMES,
+                  max_thumbs: int = 24,
+                  title: str | None = None,
+                 ):
     ("Figure of the frame strip, the waveform and the predicted event spans of a localized video; saved to `path` "
      "(PNG) when given.")
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
@@ -288,7 +302,12 @@ def plot_timeline(video: Video, results: list[dict], path=None, class_names=CLAS
         with atomic_path(path, suffix='.png') as tmp: fig.savefig(tmp, dpi=100, format='png')
     return fig
 
-def write_outputs(results: list[dict], out_dir, name: str, video: Video | None = None, class_names=CLASS_NAMES) -> dict:
+def write_outputs(results: list[dict],
+                  out_dir,
+                  name: str,
+                  video: Video | None = None,
+                  class_names=CLASS_NAMES,
+                 ) -> dict:
     "Write `out_dir/name.json`, `.csv` and (with the decoded video) the timeline `.png`, each atomically; their paths."
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -412,9 +431,16 @@ def _record_output(out_dir, name: str, src) -> None:
     m = out_dir / MANIFEST
     save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
 
-def localize_files(paths, checkpoint, out_dir='localized', device='auto', figure: bool = True, echo=print,
+def localize_files(paths,
+                   checkpoint,
+                   out_dir='localized',
+                   device='auto',
+                   figure: bool = True,
+                   echo=print,
                    pad: str = 'edge',
-                   hop: int | None = None, max_seconds: float = MAX_SECONDS) -> list[dict]:
+                   hop: int | None = None,
+                   max_seconds: float = MAX_SECONDS,
+                  ) -> list[dict]:
     ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
      "outputs} per file.")
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)

@@ -24,7 +24,9 @@ __all__ = ['log', 'CACHE_FORMAT', 'encode_jpegs', 'decode_jpegs', 'clip_file', '
 CACHE_FORMAT = 'avbt_tacma.cache/1'
 from .ave import SPLITS       # re-exported: defined once, in `ave`
 
-def encode_jpegs(frames: np.ndarray, quality: int = 90) -> list:
+def encode_jpegs(frames: np.ndarray, # RGB uint8 [N, H, W, 3]
+                 quality: int = 90, # JPEG quality
+                ) -> list:
     "JPEG bytes of each RGB uint8 frame [N, H, W, 3]."
     from PIL import Image
     out = []
@@ -34,20 +36,28 @@ def encode_jpegs(frames: np.ndarray, quality: int = 90) -> list:
         out.append(b.getvalue())
     return out
 
-def decode_jpegs(buffers) -> np.ndarray:
+def decode_jpegs(buffers, # JPEG byte strings
+                ) -> np.ndarray:
     "RGB uint8 [N, H, W, 3] from JPEG byte strings."
     from PIL import Image
     return np.stack([np.asarray(Image.open(io.BytesIO(bytes(b))).convert('RGB')) for b in buffers])
 
 # %% ../nbs/05_prepare.ipynb 8
-def clip_file(cache, video_id: str) -> Path:
+def clip_file(cache, # the cache folder
+              video_id: str, # the video's id
+             ) -> Path:
     "Where the cache keeps a video."
     if not video_id or '/' in video_id or '\\' in video_id or video_id.startswith('.'):
         raise AVBTError(f"video id {video_id!r} cannot be used as a file name")
     return Path(cache) / 'clips' / f'{video_id}.h5'
 
-def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: str = 'segment',
-                 threads: int = 0) -> dict:
+def prepare_clip(src, # a video file
+                 dest, # the cache file to write
+                 size: int = FRAME_SIZE, # frame side (px)
+                 quality: int = 90, # JPEG quality
+                 framing: str = 'segment', # log-mel framing: 'segment' or 'vggish'
+                 threads: int = 0, # decoder threads, 0: FFmpeg decides
+                ) -> dict:
     ("Decode `src` and write its cache file `dest` atomically; returns the decode info (raises ClipError for a bad "
      "clip).")
     import h5py
@@ -70,7 +80,11 @@ def prepare_clip(src, dest, size: int = FRAME_SIZE, quality: int = 90, framing: 
             os.fsync(fh.fileno())
     return info
 
-def clip_digest(jpegs, logmel, waveform, info: str) -> str:
+def clip_digest(jpegs, # JPEG byte strings
+                logmel, # log-mel array
+                waveform, # waveform array
+                info: str, # the clip's info (JSON text)
+               ) -> str:
     "SHA-256 of a clip's content: JPEG byte strings, log-mel, waveform and info."
     h = hashlib.sha256()
     for b in jpegs:
@@ -80,7 +94,8 @@ def clip_digest(jpegs, logmel, waveform, info: str) -> str:
     h.update(str(info).encode())
     return h.hexdigest()
 
-def check_clip(path) -> str | None:
+def check_clip(path, # a cache file
+              ) -> str | None:
     "None when the cache file `path` opens and matches its checksum, else why it is damaged (one short line)."
     import h5py
     try:
@@ -94,7 +109,9 @@ def check_clip(path) -> str | None:
     return None
 
 # %% ../nbs/05_prepare.ipynb 10
-def read_splits(root, records) -> dict:
+def read_splits(root, # an AVE root
+                records, # its records
+               ) -> dict:
     "train / val / test row indices of an AVE root (order files, else split lists, else all rows in train)."
     root = Path(root)
     if all((root / f'{s}_order.h5').exists() for s in SPLITS):
@@ -105,7 +122,8 @@ def read_splits(root, records) -> dict:
     log.warning(f"{root}: no split files (trainSet.txt ... or *_order.h5): every clip is put in 'train'")
     return {'train': np.arange(len(records)), 'val': np.zeros(0, np.int64), 'test': np.zeros(0, np.int64)}
 
-def video_dir(root) -> Path:
+def video_dir(root, # an AVE root
+             ) -> Path:
     "The folder with the mp4 files: `root/AVE` as in the release, else `root` itself."
     root = Path(root)
     return root / 'AVE' if (root / 'AVE').is_dir() else root
@@ -159,8 +177,16 @@ def _start_cache(root, out, records, settings):
                    n_frames=N_FRAMES, frames_per_segment=N_FRAMES // CLIP_SECONDS, sample_rate=SAMPLE_RATE,
                    versions=versions()), out / 'cache.json')
 
-def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int | None = None, quality: int = 90,
-            framing: str = 'segment', threads: int = 0, progress: bool = True) -> dict:
+def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
+            out, # the cache folder
+            workers: int = 1, # processes
+            size: int = FRAME_SIZE, # frame side (px)
+            limit: int | None = None, # first rows only; None: all
+            quality: int = 90, # JPEG quality
+            framing: str = 'segment', # log-mel framing: 'segment' or 'vggish'
+            threads: int = 0, # decoder threads per process, 0: FFmpeg decides
+            progress: bool = True, # show a progress bar
+           ) -> dict:
     ("Decode the clips of an AVE root into the cache `out` (resumable); returns a summary dict (also printed as one "
      "line).")
     root, out = Path(ave_root), Path(out)
@@ -246,9 +272,10 @@ def prepare(ave_root, out, workers: int = 1, size: int = FRAME_SIZE, limit: int 
 # %% ../nbs/05_prepare.ipynb 16
 class ClipCache:
     "Read access to a prepared cache: frames, log-mel, waveform, labels and splits by annotation row."
-    def __init__(self, root,
-                 max_open: int = 64,          # HDF5 handles kept open per process
-                 skip_damaged: bool = False,  # check every file now and leave damaged ones out (listed in `damaged`)
+    def __init__(self,
+                 root, # the cache folder
+                 max_open: int = 64, # HDF5 handles kept open per process
+                 skip_damaged: bool = False, # check every file now and leave damaged ones out (listed in `damaged`)
                 ):
         self.root = Path(root)
         if not (self.root / 'cache.json').exists():
@@ -338,12 +365,14 @@ class ClipCache:
         for f in self._files.values(): f.close()
         self._files.clear()
 
-def open_cache(root) -> ClipCache:
+def open_cache(root, # the cache folder
+              ) -> ClipCache:
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
 # %% ../nbs/05_prepare.ipynb 25
-def prepare_parser(p):
+def prepare_parser(p, # the (sub)command parser to fill
+                  ):
     p.add_argument('--ave-root', required=True,
                    help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
     p.add_argument('--out', required=True, help='cache folder (created; a re-run resumes it)')
@@ -357,7 +386,8 @@ def prepare_parser(p):
                    help='decoder threads per worker (0: 1 with several workers, else FFmpeg decides)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
 
-def prepare_main(args) -> int:
+def prepare_main(args, # the parsed arguments
+                ) -> int:
     s = prepare(args.ave_root, args.out, workers=args.workers, size=args.size, limit=args.limit, quality=args.quality,
                 framing=args.framing, threads=args.threads, progress=not args.quiet)
     print(s['line'])

@@ -41,7 +41,8 @@ def _audio(j: int) -> dict:
     return dict(f0=round(180 * 2 ** ((8 * j % 21) * 1.9 / 12), 2), timbre=TIMBRES[j % 5],
                 rhythm=RHYTHMS[(j // 5 + j % 5) % 4])
 
-def class_specs(k: int = 10) -> list[dict]:
+def class_specs(k: int = 10, # number of classes
+               ) -> list[dict]:
     "The object and sound of each of the first `k` classes, with their look-alike / sound-alike partner."
     if not 2 <= k <= MAX_CLASSES: raise AVBTError(f"classes must be between 2 and {MAX_CLASSES}, got {k}")
     out, nv, na = [], 0, 0
@@ -105,7 +106,9 @@ class SynthConfig:
 # %% ../nbs/02_synth.ipynb 11
 _ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'
 
-def video_ids(n: int, seed: int) -> list[str]:
+def video_ids(n: int, # ids to make
+              seed: int, # the set's seed
+             ) -> list[str]:
     "`n` distinct 11-character, file-name-safe ids for a set made with `seed`."
     ids, seen, k = [], set(), 0
     while len(ids) < n:
@@ -118,7 +121,8 @@ def video_ids(n: int, seed: int) -> list[str]:
     return ids
 
 # %% ../nbs/02_synth.ipynb 14
-def full_fraction(background: float) -> float:
+def full_fraction(background: float, # wanted fraction of background segments
+                 ) -> float:
     "Fraction of all-event clips that gives an expected `background` fraction of background segments."
     return 1 - background / _MEAN_PARTIAL_BG
 
@@ -128,7 +132,13 @@ def _span(rng, lo, hi):
     s = int(rng.integers(lo, hi - n + 1))
     return list(range(s, s + n))
 
-def plan_video(cfg: SynthConfig, index: int, cls: int, specs=None, full: bool | None = None, span=None) -> dict:
+def plan_video(cfg: SynthConfig, # the set configuration
+               index: int, # the clip's number
+               cls: int,
+               specs=None, # class specs; None: `class_specs(cfg.classes)`
+               full: bool | None = None, # all-event clip; None: drawn
+               span=None, # (start, end) to use; None: drawn
+              ) -> dict:
     "Random choices for clip `index` of class `cls` (JSON-able: its truth); `full`: all-event; `span`: (start, end)."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([cfg.seed, index, 1])
@@ -268,7 +278,10 @@ def _background(rng, size, margin, noise):
         img = img * (1 - 0.8 * m) + 0.8 * m * col
     return img.astype(np.float32)
 
-def render_frames(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
+def render_frames(plan: dict, # a `plan_video` plan
+                  cfg: SynthConfig, # the set configuration
+                  specs=None, # class specs; None: `class_specs(cfg.classes)`
+                 ) -> np.ndarray:
     "The clip's frames [10 * fps, size, size, 3] uint8."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([plan['render_seed'], 2])
@@ -343,7 +356,10 @@ def _gate(active, sr, ramp=0.01):
         if t < len(a) - 1 and not a[t + 1]: g[(t + 1) * sr - k:(t + 1) * sr] = up[::-1]
     return g
 
-def render_audio(plan: dict, cfg: SynthConfig, specs=None) -> np.ndarray:
+def render_audio(plan: dict, # a `plan_video` plan
+                 cfg: SynthConfig, # the set configuration
+                 specs=None, # class specs; None: `class_specs(cfg.classes)`
+                ) -> np.ndarray:
     "The clip's mono waveform [10 * sample_rate] float32 in [-1, 1]."
     specs = specs or class_specs(cfg.classes)
     rng = np.random.default_rng([plan['render_seed'], 3])
@@ -384,7 +400,9 @@ def _render_one(job):
     write_mp4(path, render_frames(plan, cfg, specs), render_audio(plan, cfg, specs), cfg.fps, cfg.sample_rate)
     return plan['index']
 
-def split_assignment(classes_of: list[int], seed: int) -> list[str]:
+def split_assignment(classes_of: list[int], # class of each clip
+                     seed: int, # the set's seed
+                    ) -> list[str]:
     "'train', 'val' or 'test' per clip: stratified by class, 80/10/10, deterministic."
     rng = np.random.default_rng([seed, 0, 2])
     order = sorted(range(len(classes_of)), key=lambda i: (classes_of[i], rng.random()))
@@ -405,8 +423,17 @@ def _previous(out: Path):
             return m.get('config'), set(m.get('video_ids') or [v['video_id'] for v in m.get('videos', [])])
     return None, set()
 
-def make_synthetic(out, videos: int = 200, seed: int = 0, classes: int = 10, size: int = 96, fps: int = 16,
-                   workers: int | None = None, force: bool = False, progress: bool = True, **knobs) -> Path:
+def make_synthetic(out, # output folder
+                   videos: int = 200, # clips
+                   seed: int = 0, # the seed
+                   classes: int = 10, # classes (1..28)
+                   size: int = 96, # frame side (px)
+                   fps: int = 16, # frame rate
+                   workers: int | None = None, # processes; None: all cores
+                   force: bool = False, # replace a different set in `out`
+                   progress: bool = True, # show a progress bar
+                   **knobs, # more `SynthConfig` fields
+                  ) -> Path:
     "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
     out = Path(out)
@@ -470,12 +497,15 @@ LIKE_SIZE = (480, 360)                                              # width, hei
 LIKE_FPS = (Fraction(25), Fraction(30), Fraction(30000, 1001))
 LIKE_SAMPLE_RATE = 44100
 
-def like_fps(video_id: str) -> Fraction:
+def like_fps(video_id: str, # a real row's id
+            ) -> Fraction:
     "Frame rate of a clip of a twin set, fixed by its id: 25 fps for half the ids, 30 and 29.97 for a quarter each."
     h = hashlib.sha256(f"avbt-like:{video_id}".encode()).digest()[0] % 4
     return LIKE_FPS[max(0, h - 1)]
 
-def like_splits(like, records) -> tuple[list[str], str]:
+def like_splits(like, # a real `Annotations.txt`
+                records, # its records
+               ) -> tuple[list[str], str]:
     "'train'/'val'/'test' per row of `records` read from the folder of `like`, and where the split came from."
     from avbt_tacma.ave import read_order, split_indices, read_annotations, class_index
     d, n, names = Path(like).parent, len(records), ('train', 'val', 'test')
@@ -495,7 +525,11 @@ def like_splits(like, records) -> tuple[list[str], str]:
         raise AVBTError(f"{d}: {len(missing)} annotation rows are in no split (e.g. row {missing[0]}); fix the splits")
     return out, src
 
-def sample_rows(categories: list[str], splits: list[str], n: int | None, seed: int = 0) -> list[int]:
+def sample_rows(categories: list[str], # category of each row
+                splits: list[str], # split of each row
+                n: int | None, # rows to take; None: all
+                seed: int = 0, # the seed
+               ) -> list[int]:
     "Indices of `n` rows (all when None), over the splits in proportion (at least one each), over classes in turn."
     N = len(categories)
     if n is None or n >= N: return list(range(N))
@@ -550,7 +584,8 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
                         size: tuple = LIKE_SIZE, # frame (width, height)
                         workers: int | None = None, # worker processes (default: all cores)
                         force: bool = False, # replace a twin set made with other settings
-                        progress: bool = True) -> Path:
+                        progress: bool = True, # show a progress bar
+                       ) -> Path:
     "Write a synthetic twin of the AVE rows of `like`: their ids, categories, spans and splits, with real-like media."
     from avbt_tacma.ave import read_annotations, class_index
     like, out = Path(like), Path(out)
@@ -611,7 +646,8 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     return out
 
 # %% ../nbs/02_synth.ipynb 39
-def synth_parser(p):
+def synth_parser(p, # the (sub)command parser to fill
+                ):
     "Arguments of `avbt synth`."
     d = SynthConfig()
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
@@ -641,7 +677,8 @@ def synth_parser(p):
     p.add_argument('--frame-size', default='480x360', help='with --like: frame WIDTHxHEIGHT (default %(default)s)')
     return p
 
-def synth_main(args) -> int:
+def synth_main(args, # the parsed arguments
+              ) -> int:
     "Run `avbt synth`."
     if args.workers is not None and args.workers < 1: raise AVBTError(f"workers must be at least 1, got {args.workers}")
     if args.like is not None: return _synth_like_main(args)

@@ -104,7 +104,8 @@ def check_cache(cache  # a cache folder or a cache object
         raise AVBTError(f"{cache}: cache folder not found (write one with `avbt prepare`)")
     return cache
 
-def cache_object(cache):
+def cache_object(cache, # a cache folder, or a cache object
+                ):
     "The reader of a prepared cache (`avbt_tacma.prepare.open_cache`), or the cache object given."
     if not isinstance(check_cache(cache), (str, os.PathLike)): return cache
     from avbt_tacma.prepare import open_cache
@@ -319,7 +320,8 @@ def _aug(spec: str | None):
                         "none)")
     return AugConfig(**{n: n in want for n in names})
 
-def train_avbt_parser(p: argparse.ArgumentParser):
+def train_avbt_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill
+                     ):
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='run folder: config.json, log.csv, checkpoint.pt, avbt.pt')
     p.add_argument('--config', default=None,
@@ -335,7 +337,8 @@ def train_avbt_parser(p: argparse.ArgumentParser):
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='DataLoader worker processes')
     p.add_argument('--max-steps', type=int, help='stop after this many steps (smoke tests, benchmarks)')
 
-def train_avbt_main(args) -> int:
+def train_avbt_main(args, # the parsed arguments
+                   ) -> int:
     ck = Path(args.out) / 'checkpoint.pt'
     if not Path(args.data).exists():
         raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
@@ -354,7 +357,8 @@ def train_avbt_main(args) -> int:
                workers=args.workers, max_steps=args.max_steps)
     return 0
 
-def extract_parser(p: argparse.ArgumentParser):
+def extract_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill
+                  ):
     p.add_argument('--checkpoint', required=True, help='RUN/avbt.pt written by `avbt train-avbt`')
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='feature file to write (e.g. RUN/features.h5)')
@@ -363,7 +367,8 @@ def extract_parser(p: argparse.ArgumentParser):
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
 
-def extract_main(args) -> int:
+def extract_main(args, # the parsed arguments
+                ) -> int:
     if not Path(args.data).exists():
         raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
     p = extract_features(args.checkpoint, args.data, args.out, device=args.device, batch_size=args.batch_size,

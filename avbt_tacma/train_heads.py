@@ -171,7 +171,16 @@ def lr_factor(rec: dict, # a training recipe
     if rec['schedule'] == 'step_iter': return g ** ((step + 1) // k)
     raise AVBTError(f"unknown schedule {rec['schedule']!r}")
 
-def run_epoch(model, opt, a, v, y, rec: dict, epoch: int, gen: torch.Generator, base_lr: float):
+def run_epoch(model, # the head
+              opt, # its optimizer
+              a, # audio [N, T, Da]
+              v, # visual [N, T, ...]
+              y, # labels [N, T]
+              rec: dict, # the training recipe
+              epoch: int, # epoch (from 0)
+              gen: torch.Generator, # generator of the shuffles
+              base_lr: float, # the base learning rate
+             ):
     "One epoch of recipe `rec` (shuffled batches, per-step lr, optional drop_last): (mean loss, training accuracy)."
     model.train()
     n_b = len(a) // rec['batch_size'] if rec['drop_last'] else -(-len(a) // rec['batch_size'])
@@ -205,7 +214,14 @@ def accuracy_on(model, # a head
     model.train(was)
     return segment_accuracy(pred, y)
 
-def train_epoch(model, opt, a, v, y, batch_size: int, gen: torch.Generator):
+def train_epoch(model, # the head
+                opt, # its optimizer
+                a, # audio [N, T, Da]
+                v, # visual [N, T, ...]
+                y, # labels [N, T]
+                batch_size: int, # clips per batch
+                gen: torch.Generator, # generator of the shuffles
+               ):
     "One epoch over shuffled mini-batches; returns (mean loss, training accuracy of the batches as they were seen)."
     model.train()
     tot, correct, n = 0.0, 0, 0
