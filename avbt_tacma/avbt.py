@@ -174,7 +174,7 @@ def avbt_loss(z_a,                          # audio projections [B, T, D]
     loss = on_diag + lambd * off_diag
     return (loss, {'on_diag': on_diag.detach(), 'off_diag': off_diag.detach()}) if return_terms else loss
 
-# %% ../nbs/10_avbt.ipynb 19
+# %% ../nbs/10_avbt.ipynb 20
 class LARS(torch.optim.Optimizer):
     "LARS as in the official Barlow Twins code; 1-D parameters skip weight decay and adaptation by default."
     def __init__(self,
@@ -214,7 +214,7 @@ class LARS(torch.optim.Optimizer):
                 p.add_(mu, alpha=-g['lr'])
         return loss
 
-# %% ../nbs/10_avbt.ipynb 23
+# %% ../nbs/10_avbt.ipynb 24
 def lr_at(step: int,                 # global step s
           total_steps: int,          # S, the step at which the decay ends
           warmup_steps: int,         # S_w
@@ -248,7 +248,7 @@ def make_optimizer(model: AVBT, # the AV-BT model
     cfg = cfg or model.cfg
     return LARS(model.param_groups(), lr=0.0, weight_decay=cfg.weight_decay, momentum=cfg.momentum, eta=cfg.eta)
 
-# %% ../nbs/10_avbt.ipynb 26
+# %% ../nbs/10_avbt.ipynb 28
 AVBT_PRESETS = {
     'paper': {},                                      # the defaults of `AVBTConfig`
     'synthetic': dict(audio_backbone='small', visual_backbone='small', weights='none', d_l=128,

@@ -51,7 +51,7 @@ def temporal_weights(M: torch.Tensor,      # attention matrices [..., T, T] (row
     dist = (t[:, None] - t[None, :]).abs()                      # |i - j|
     return torch.exp(-theta * dist / M.clamp_min(eps))
 
-# %% ../nbs/12_tacma.ipynb 12
+# %% ../nbs/12_tacma.ipynb 14
 class TACMA(Head):
     "Temporally adaptive cross-modal attention with the Eq. 8 classifier; `theta=0` is plain cross-modal attention."
     def __init__(self,
