@@ -13,9 +13,10 @@ from .core import AVBTError
 from .ave import T_SEGMENTS
 
 # %% auto 0
-__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_ROWS', 'MemoryCache',
-           'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_flags', 'frame_transform', 'normalize_frames',
-           'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader', 'set_loader_epoch']
+__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_SWITCHES',
+           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_flags',
+           'frame_transform', 'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle',
+           'make_loader', 'set_loader_epoch']
 
 # %% ../nbs/07_datasets.ipynb 5
 from .video import FRAMES_PER_SEGMENT   # re-exported: defined once, in `video`
@@ -83,6 +84,7 @@ class MemoryCache:
 BT_CROP_SCALE = (0.08, 1.0)           # Barlow Twins / torchvision default
 SMALLER_CROP_SCALE = (0.2, 1.0)       # the starred row of Table 5 (our choice of value)
 _SWITCHES = ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')
+TABLE5_SWITCHES = _SWITCHES           # the columns of Table 5, in the paper's order
 
 @dataclass
 class AugConfig:
