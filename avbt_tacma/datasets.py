@@ -304,7 +304,11 @@ def seed_worker(worker_id: int, # the loader worker's number
 class EpochShuffle(torch.utils.data.Sampler):
     ("A new permutation each epoch, a function of `(seed, epoch)` only (the epoch is the dataset's, else a pass "
      "counter).")
-    def __init__(self, dataset, seed: int = 0): self.dataset, self.seed, self._passes = dataset, seed, 0
+    def __init__(self,
+                 dataset, # the dataset (its `epoch`, when it has one, picks the order)
+                 seed: int = 0, # seed of the orders
+                ):
+        self.dataset, self.seed, self._passes = dataset, seed, 0
     def __len__(self): return len(self.dataset)
     def __iter__(self):
         epoch = getattr(self.dataset, 'epoch', self._passes)

@@ -254,12 +254,12 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 24
-def plot_timeline(video: Video,
-                  results: list[dict],
-                  path=None,
-                  class_names=CLASS_NAMES,
-                  max_thumbs: int = 24,
-                  title: str | None = None,
+def plot_timeline(video: Video, # the decoded video
+                  results: list[dict], # its per-second predictions
+                  path=None, # PNG to write; None: not saved
+                  class_names=CLASS_NAMES, # class names (they pick the colours)
+                  max_thumbs: int = 24, # frames shown at most
+                  title: str | None = None, # figure title; None: the file name
                  ):
     ("Figure of the frame strip, the waveform and the predicted event spans of a localized video; saved to `path` "
      "(PNG) when given.")
@@ -302,11 +302,11 @@ def plot_timeline(video: Video,
         with atomic_path(path, suffix='.png') as tmp: fig.savefig(tmp, dpi=100, format='png')
     return fig
 
-def write_outputs(results: list[dict],
-                  out_dir,
-                  name: str,
-                  video: Video | None = None,
-                  class_names=CLASS_NAMES,
+def write_outputs(results: list[dict], # per-second predictions
+                  out_dir, # the output folder
+                  name: str, # file stem of the outputs
+                  video: Video | None = None, # the decoded video, for the figure; None: no figure
+                  class_names=CLASS_NAMES, # class names (they pick the colours)
                  ) -> dict:
     "Write `out_dir/name.json`, `.csv` and (with the decoded video) the timeline `.png`, each atomically; their paths."
     out_dir = Path(out_dir)
@@ -431,15 +431,15 @@ def _record_output(out_dir, name: str, src) -> None:
     m = out_dir / MANIFEST
     save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
 
-def localize_files(paths,
-                   checkpoint,
-                   out_dir='localized',
-                   device='auto',
-                   figure: bool = True,
-                   echo=print,
-                   pad: str = 'edge',
-                   hop: int | None = None,
-                   max_seconds: float = MAX_SECONDS,
+def localize_files(paths, # video files
+                   checkpoint, # an 'avbt_tacma' checkpoint or a `Localizer`
+                   out_dir='localized', # the output folder
+                   device='auto', # torch device or 'auto'
+                   figure: bool = True, # also write the timeline PNG
+                   echo=print, # called with each progress line
+                   pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
+                   hop: int | None = None, # step between windows; None: 10
+                   max_seconds: float = MAX_SECONDS, # longer videos are an error
                   ) -> list[dict]:
     ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
      "outputs} per file.")
