@@ -174,17 +174,18 @@ def avbt_loss(z_a,                          # audio projections [B, T, D]
     loss = on_diag + lambd * off_diag
     return (loss, {'on_diag': on_diag.detach(), 'off_diag': off_diag.detach()}) if return_terms else loss
 
-# %% ../nbs/10_avbt.ipynb 19
+# %% ../nbs/10_avbt.ipynb 20
 class LARS(torch.optim.Optimizer):
     "LARS as in the official Barlow Twins code; 1-D parameters skip weight decay and adaptation by default."
     def __init__(self,
-                 params,                        # parameters or parameter groups
-                 lr: float,                     # learning rate (in training set per step by `adjust_lr`)
-                 weight_decay: float = 1.5e-6,
-                 momentum: float = 0.9,
-                 eta: float = 0.001,            # trust coefficient
-                 weight_decay_filter=True,      # True: 1-D parameters skip weight decay; or a function of the parameter
-                 lars_adaptation_filter=True):  # the same for the trust ratio
+                 params, # parameters or parameter groups
+                 lr: float, # learning rate (in training set per step by `adjust_lr`)
+                 weight_decay: float = 1.5e-6, # weight decay
+                 momentum: float = 0.9, # momentum
+                 eta: float = 0.001, # trust coefficient
+                 weight_decay_filter=True, # True: 1-D parameters skip weight decay; or a function of the parameter
+                 lars_adaptation_filter=True, # the same for the trust ratio
+                ):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
         self.filters = {'wd': weight_decay_filter, 'lars': lars_adaptation_filter}
 
@@ -213,7 +214,7 @@ class LARS(torch.optim.Optimizer):
                 p.add_(mu, alpha=-g['lr'])
         return loss
 
-# %% ../nbs/10_avbt.ipynb 23
+# %% ../nbs/10_avbt.ipynb 24
 def lr_at(step: int,                 # global step s
           total_steps: int,          # S, the step at which the decay ends
           warmup_steps: int,         # S_w
@@ -240,12 +241,14 @@ def adjust_lr(optimizer,                     # a `LARS` from `make_optimizer` (w
     for g, lr in zip(optimizer.param_groups, lrs): g['lr'] = lr
     return lrs
 
-def make_optimizer(model: AVBT, cfg: AVBTConfig | None = None) -> LARS:
+def make_optimizer(model: AVBT, # the AV-BT model
+                   cfg: AVBTConfig | None = None, # its config; None: the model's own
+                  ) -> LARS:
     "LARS over the model's two parameter groups, with the config's decay, momentum and eta (lr set by `adjust_lr`)."
     cfg = cfg or model.cfg
     return LARS(model.param_groups(), lr=0.0, weight_decay=cfg.weight_decay, momentum=cfg.momentum, eta=cfg.eta)
 
-# %% ../nbs/10_avbt.ipynb 26
+# %% ../nbs/10_avbt.ipynb 28
 AVBT_PRESETS = {
     'paper': {},                                      # the defaults of `AVBTConfig`
     'synthetic': dict(audio_backbone='small', visual_backbone='small', weights='none', d_l=128,

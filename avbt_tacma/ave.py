@@ -10,9 +10,9 @@ import numpy as np
 from .core import AVBTError
 
 # %% auto 0
-__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'HEADER', 'Record', 'class_index',
-           'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order', 'split_indices',
-           'label_matrix', 'segment_labels']
+__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'Record',
+           'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order',
+           'split_indices', 'label_matrix', 'segment_labels']
 
 # %% ../nbs/01_ave.ipynb 5
 CATEGORIES = [
@@ -25,6 +25,7 @@ CLASS_NAMES = CATEGORIES + [BACKGROUND]   # index 28 is background
 NUM_CLASSES = len(CLASS_NAMES)            # 29
 BG_INDEX = NUM_CLASSES - 1
 T_SEGMENTS = 10                           # 10 one-second segments per clip
+SPLITS = ('train', 'val', 'test')        # the split files, in this order everywhere
 HEADER = 'Category&VideoID&Quality&StartTime&EndTime'
 
 # %% ../nbs/01_ave.ipynb 8
@@ -42,26 +43,31 @@ class Record:
 
     def line(self) -> str: return f"{self.category}&{self.video_id}&{self.quality}&{self.start}&{self.end}"
 
-def class_index(category: str, categories=None) -> int:
+def class_index(category: str, # a category name as in Annotations.txt
+                categories=None, # the class list; None: the 28 AVE categories
+               ) -> int:
     "Index of `category` in `categories` (default: the 28 AVE categories)."
     cats = CATEGORIES if categories is None else categories
     try: return list(cats).index(category)
     except ValueError: raise AVBTError(f"unknown category {category!r}") from None
 
-def parse_annotation_line(line: str, where: str = '<string>') -> Record:
+def parse_annotation_line(line: str, # one line of an annotation file
+                          where: str = '<string>', # file and line number, for errors
+                         ) -> Record:
     "Parse one `Category&VideoID&Quality&StartTime&EndTime` line; `where` names the file and line in errors."
     parts = line.rstrip('\r\n').split('&')
     if len(parts) != 5: raise AVBTError(f"{where}: expected 5 '&'-separated fields, got {len(parts)}: {line.strip()!r}")
     cat, vid, q, s, e = (p.strip() for p in parts)
     try: s, e = int(s), int(e)
-    except ValueError: raise AVBTError(f"{where}: start/end must be whole seconds, got {parts[3]!r}, {parts[4]!r}") from None
+    except ValueError:
+        raise AVBTError(f"{where}: start/end must be whole seconds, got {parts[3]!r}, {parts[4]!r}") from None
     if not cat or not vid: raise AVBTError(f"{where}: empty category or video id: {line.strip()!r}")
     if not (0 <= s <= e <= T_SEGMENTS):
         raise AVBTError(f"{where}: need 0 <= start <= end <= {T_SEGMENTS}, got start={s}, end={e}")
     return Record(cat, vid, q, s, e)
 
-def read_annotations(path,
-                     categories=CATEGORIES,  # allowed categories (None: any)
+def read_annotations(path, # Annotations.txt or a split list
+                     categories=CATEGORIES, # allowed categories (None: any)
                     ) -> list[Record]:
     "Read Annotations.txt (or trainSet/valSet/testSet.txt), with or without its header line; blank lines are skipped."
     path = Path(path)
@@ -76,20 +82,26 @@ def read_annotations(path,
                 if n == 1 and line.strip().replace(' ', '') == HEADER: continue
                 r = parse_annotation_line(line, f"{path}:{n}")
                 if allowed is not None and r.category not in allowed:
-                    raise AVBTError(f"{path}:{n}: unknown category {r.category!r} (allowed: the {len(allowed)} AVE categories, "
+                    raise AVBTError(f"{path}:{n}: unknown category {r.category!r} (allowed: the {len(allowed)} AVE "
+                                    "categories, "
                                     "avbt_tacma.ave.CATEGORIES)")
                 recs.append(r)
-    except UnicodeDecodeError as e: raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError as e:
+        raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     return recs
 
-def write_annotations(records, path, header: bool = True) -> Path:
+def write_annotations(records, # `Record`s to write
+                      path, # the text file to write
+                      header: bool = True, # start with the release header line
+                     ) -> Path:
     "Write records in the release format (with the header line, as in the dataset zip), atomically."
     from avbt_tacma.core import atomic_write_text
     lines = ([HEADER] if header else []) + [r.line() for r in records]
     return atomic_write_text(path, '\n'.join(lines) + '\n')
 
 # %% ../nbs/01_ave.ipynb 11
-def read_order(path) -> np.ndarray:
+def read_order(path, # an AVEL `*_order.h5` file
+              ) -> np.ndarray:
     "Row indices into Annotations.txt from an AVEL order file (HDF5, key `order`)."
     import h5py
     path = Path(path)
@@ -98,7 +110,9 @@ def read_order(path) -> np.ndarray:
         with h5py.File(path, 'r') as f: return np.asarray(f['order'][()], dtype=np.int64).reshape(-1)
     except (OSError, KeyError) as e: raise AVBTError(f"{path}: not an order file with key 'order' ({e})") from e
 
-def split_indices(annotations, split_records) -> np.ndarray:
+def split_indices(annotations, # all records (Annotations.txt)
+                  split_records, # the records of one split list
+                 ) -> np.ndarray:
     "Row indices into `annotations` of the records of a split list (matched by line content, in the list's order)."
     from collections import defaultdict, deque
     rows = defaultdict(deque)
@@ -110,7 +124,9 @@ def split_indices(annotations, split_records) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 # %% ../nbs/01_ave.ipynb 13
-def label_matrix(records, categories=None) -> np.ndarray:
+def label_matrix(records, # `Record`s
+                 categories=None, # the class list; None: the 28 AVE categories
+                ) -> np.ndarray:
     "One-hot segment labels [N, 10, C+1] (float32); the last class is background."
     cats = CATEGORIES if categories is None else list(categories)
     y = np.zeros((len(records), T_SEGMENTS, len(cats) + 1), dtype=np.float32)
@@ -121,6 +137,8 @@ def label_matrix(records, categories=None) -> np.ndarray:
         y[n, r.start:r.end, c] = 1
     return y
 
-def segment_labels(records, categories=None) -> np.ndarray:
+def segment_labels(records, # `Record`s
+                   categories=None, # the class list; None: the 28 AVE categories
+                  ) -> np.ndarray:
     "Class index per segment [N, 10] (int64)."
     return label_matrix(records, categories).argmax(-1)

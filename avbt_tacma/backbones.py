@@ -62,7 +62,9 @@ RESNET50_WEIGHTS = ('IMAGENET1K_V1', 'IMAGENET1K_V2')
 class ResNet50(nn.Module):
     "ResNet-50 trunk: `forward_map` gives the layer4 map [N, 2048, h, w], `forward` its global average [N, 2048]."
     out_dim = 2048
-    def __init__(self, net):
+    def __init__(self,
+                 net, # a torchvision ResNet-50 (its fc layer is replaced by the identity)
+                ):
         super().__init__()
         net.fc = nn.Identity()
         self.net = net

@@ -44,23 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(_main=fns[1], _parser=sp)
     return p
 
-def main(argv=None) -> int:
+def main(argv=None, # the arguments; None: sys.argv
+        ) -> int:
     "Entry point of the `avbt` console script."
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     p = build_parser()
     args = p.parse_args(argv)
-    if not getattr(args, '_main', None): p.print_help(); return 1
+    if not getattr(args, '_main', None):
+        p.print_help()
+        return 1
     try:
         check_args(args)
         return int(args._main(args) or 0)
     except AVBTError as e:
-        print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr); return 2
+        print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
+        return 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
         oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
         if oe is None: raise
-        print(f"avbt {args.command}: error: {oe}", file=sys.stderr); return 2
+        print(f"avbt {args.command}: error: {oe}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr); return 130
+        print(f"avbt {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
+        return 130
 
 # %% ../nbs/90_cli.ipynb 6
 class OneLineParser(argparse.ArgumentParser):
@@ -74,7 +80,8 @@ ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unb
 # (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)
 OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
 
-def check_args(args) -> None:
+def check_args(args, # the parsed arguments
+              ) -> None:
     "Check every known option of a parsed command line before the command runs (one-line `AVBTError`s)."
     for dest, (lo, hi) in ARG_RULES.items():
         v = getattr(args, dest, None)
@@ -86,7 +93,8 @@ def check_args(args) -> None:
         flag = '--' + dest
         (check_out_file if (args.command, dest) in OUT_FILE else check_out_dir)(v, flag)
 
-def error_line(e: BaseException) -> str:
+def error_line(e: BaseException, # the error
+              ) -> str:
     "One line for an error, also when a DataLoader worker wrapped it with its traceback."
     text = str(e).strip()
     if 'Original Traceback' in text:                       # torch re-raises worker errors as `Caught X ... Traceback`

@@ -14,20 +14,25 @@ __all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', '
            'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
 
 # %% ../nbs/00_core.ipynb 5
-class AVBTError(Exception):
+class AVBTError(ValueError):
     "An error caused by the input (file, parameter, data); the CLI prints it on one line, without a traceback."
 
 # %% ../nbs/00_core.ipynb 7
-def set_seed(seed: int, deterministic: bool = True) -> None:
+def set_seed(seed: int, # the seed
+             deterministic: bool = True, # also ask torch for deterministic kernels
+            ) -> None:
     "Seed python, numpy and torch (all devices); optionally ask torch for deterministic kernels."
     import torch
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     if deterministic:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb 9
-def get_device(name: str | None = None):
+def get_device(name: str | None = None, # 'auto'/None, or a torch device name
+              ):
     "`'auto'`/None picks CUDA when present, else CPU; anything else must be a valid torch device."
     import torch
     if name in (None, '', 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -39,7 +44,8 @@ def get_device(name: str | None = None):
 # %% ../nbs/00_core.ipynb 10
 DEVICE_RE = re.compile(r'(auto|cpu|cuda(:\d+)?|mps)')
 
-def check_device(name: str) -> str:
+def check_device(name: str, # auto, cpu, cuda, cuda:N or mps
+                ) -> str:
     "`name` when it is a device this code can run on (auto, cpu, cuda, cuda:N, mps), else a one-line `AVBTError`."
     if not isinstance(name, str) or not DEVICE_RE.fullmatch(name):
         raise AVBTError(f"unknown device {name!r} (use cpu, cuda, cuda:N, mps or auto)")
@@ -64,7 +70,8 @@ _PATH_ERRNOS = {errno.EACCES: 'permission denied', errno.EPERM: 'permission deni
                 errno.ENOTDIR: 'a part of the path is a file, not a folder', errno.EEXIST: 'exists and is not a folder',
                 errno.EISDIR: 'is a folder'}
 
-def os_errno(e: BaseException) -> int | None:
+def os_errno(e: BaseException, # the error
+            ) -> int | None:
     "The errno of an OS error, also when a library (h5py, PyAV) only puts it in the message."
     if isinstance(e, OSError) and e.errno: return e.errno
     text = str(e)
@@ -73,13 +80,18 @@ def os_errno(e: BaseException) -> int | None:
     m = re.search(r'errno = (\d+)', text)
     return int(m.group(1)) if m else None
 
-def output_error(e: BaseException, path, any_errno: bool = False) -> OutputError | None:
-    "An `OutputError` naming `path` for a write that failed on the output side, else None (`any_errno`: path errors too)."
+def output_error(e: BaseException, # the error
+                 path, # the output being written
+                 any_errno: bool = False, # also path errors (missing folder, ...)
+                ) -> OutputError | None:
+    ("An `OutputError` naming `path` for a write that failed on the output side, else None (`any_errno`: path errors "
+     "too).")
     no = os_errno(e)
     why = _OUT_ERRNOS.get(no) or (_PATH_ERRNOS.get(no) if any_errno else None)
     return OutputError(f"cannot write {path}: {why} (files written before are kept)") if why else None
 
-def one_line(e: BaseException) -> str:
+def one_line(e: BaseException, # the error
+            ) -> str:
     "`Type: first line of the message` (just the type when the message is empty), at most 200 characters."
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
@@ -87,15 +99,19 @@ def one_line(e: BaseException) -> str:
 
 # %% ../nbs/00_core.ipynb 16
 @contextlib.contextmanager
-def atomic_path(path, suffix: str | None = None):
+def atomic_path(path, # the file to (re)place
+                suffix: str | None = None, # the temporary file's suffix; None: `path`'s
+               ):
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp', dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=suffix or path.suffix or '.tmp',
+                                   dir=path.parent)
         os.close(fd)
     except OSError as e: raise (output_error(e, path, any_errno=True) or e) from None
-    umask = os.umask(0); os.umask(umask)
+    umask = os.umask(0)
+    os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files; give the final file the usual permissions
     try:
         yield Path(tmp)
@@ -104,7 +120,9 @@ def atomic_path(path, suffix: str | None = None):
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
-def atomic_write_text(path, text: str) -> Path:
+def atomic_write_text(path, # the file to write
+                      text: str, # its content
+                     ) -> Path:
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding='utf-8')
     return Path(path)
@@ -117,11 +135,14 @@ def _jsonable(o):
     if isinstance(o, np.ndarray): return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
-def save_json(obj, path) -> Path:
+def save_json(obj, # JSON-able object (dataclasses, paths, numpy scalars too)
+              path, # the file to write
+             ) -> Path:
     "Save `obj` (dataclasses, paths and numpy scalars allowed) as indented JSON, atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + '\n')
 
-def load_json(path):
+def load_json(path, # a JSON file
+             ):
     "Load a JSON file, with a clear error when it is missing or malformed."
     path = Path(path)
     if not path.exists(): raise AVBTError(f"{path}: file not found")
@@ -134,28 +155,39 @@ def _existing_base(path: Path) -> Path:
     while not os.path.lexists(base) and base.parent != base: base = base.parent
     return base
 
-def check_out_dir(path, what: str = '--out', min_free: int = 1 << 20) -> Path:
+def check_out_dir(path, # the output folder
+                  what: str = '--out', # its name in errors (the CLI flag)
+                  min_free: int = 1 << 20, # bytes that must be free
+                 ) -> Path:
     "Check before any work that the folder `path` can be created and written in; a one-line `OutputError` otherwise."
     path = Path(path)
     if path.exists() and not path.is_dir(): raise OutputError(f"{what} {path}: exists and is not a folder")
     base = _existing_base(path)
     if not base.is_dir(): raise OutputError(f"{what} {path}: cannot be made, {base} is a file, not a folder")
     try:
-        fd, tmp = tempfile.mkstemp(prefix='.avbt-write-test.', dir=base); os.close(fd); os.remove(tmp)
+        fd, tmp = tempfile.mkstemp(prefix='.avbt-write-test.', dir=base)
+        os.close(fd)
+        os.remove(tmp)
     except OSError as e:
         raise OutputError(f"{what} {path}: cannot write in {base} ({(e.strerror or one_line(e)).lower()})") from None
     free = shutil.disk_usage(base).free
     if free < min_free: raise OutputError(f"{what} {path}: only {free} bytes free on its file system")
     return path
 
-def check_out_file(path, what: str = '--out') -> Path:
+def check_out_file(path, # the output file
+                   what: str = '--out', # its name in errors (the CLI flag)
+                  ) -> Path:
     "Check before any work that the file `path` can be written (not a folder; its folder can be made and written)."
     path = Path(path)
     if path.is_dir(): raise OutputError(f"{what} {path}: is a folder, expected a file name")
     check_out_dir(path.parent, what)
     return path
 
-def check_int(value, name: str, lo: int | None = None, hi: int | None = None):
+def check_int(value, # the value to check
+              name: str, # its name in errors
+              lo: int | None = None, # lowest allowed; None: unbounded
+              hi: int | None = None, # highest allowed; None: unbounded
+             ):
     "`value` when it is a whole number in lo..hi (None: unbounded, and None passes), else a one-line `AVBTError`."
     if value is None: return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -175,17 +207,27 @@ def versions() -> dict:
     return {'avbt_tacma': __version__, 'torch': str(torch.__version__), 'python': platform.python_version(),
             'numpy': np.__version__}
 
-def save_checkpoint(path, kind: str, config: dict, state: dict, class_names=None, **extra) -> Path:
+def save_checkpoint(path, # the file to write
+                    kind: str, # e.g. 'avbt' or 'tacma'
+                    config: dict, # the run configuration
+                    state: dict, # state dicts and tensors
+                    class_names=None, # class names; None: AVE
+                    **extra, # more entries
+                   ) -> Path:
     "Atomically save a checkpoint of `kind` (e.g. 'avbt', 'tacma') with its config, class names and versions."
     import torch
     ckpt = {'format': 'avbt_tacma', 'kind': kind, 'config': json.loads(json.dumps(config, default=_jsonable)),
             'class_names': list(class_names) if class_names is not None else None,
             'versions': versions(), **state, **extra}
-    buf = io.BytesIO(); torch.save(ckpt, buf)        # in memory first: torch's zip writer hides ENOSPC ("unexpected pos")
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)        # in memory first: torch's zip writer hides ENOSPC ("unexpected pos")
     with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(buf.getbuffer())
     return Path(path)
 
-def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:
+def load_checkpoint(path, # a checkpoint file
+                    kind: str | None = None, # the kind expected; None: any
+                    map_location='cpu', # where tensors go
+                   ) -> dict:
     "Load a checkpoint safely (`weights_only=True`); one-line errors for a missing, foreign or wrong-kind file."
     import torch, pickle, zipfile
     path = Path(path)
@@ -202,8 +244,11 @@ def load_checkpoint(path, kind: str | None = None, map_location='cpu') -> dict:
     return ckpt
 
 # %% ../nbs/00_core.ipynb 24
-def make_run_dir(path, config: dict | None = None) -> Path:
+def make_run_dir(path, # the run folder
+                 config: dict | None = None, # written to config.json when given
+                ) -> Path:
     "Create the run folder `path` and (re)write its `config.json` when `config` is given."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .core import AVBTError
 from .ave import NUM_CLASSES
 
 # %% auto 0
@@ -50,7 +51,7 @@ def temporal_weights(M: torch.Tensor,      # attention matrices [..., T, T] (row
     dist = (t[:, None] - t[None, :]).abs()                      # |i - j|
     return torch.exp(-theta * dist / M.clamp_min(eps))
 
-# %% ../nbs/12_tacma.ipynb 12
+# %% ../nbs/12_tacma.ipynb 14
 class TACMA(Head):
     "Temporally adaptive cross-modal attention with the Eq. 8 classifier; `theta=0` is plain cross-modal attention."
     def __init__(self,
@@ -66,8 +67,8 @@ class TACMA(Head):
                  dropout: float = 0.2,          # dropout of the classifier
                  eps: float = 1e-6):            # lower clamp of M in Eq. 4
         super().__init__()
-        if eq6 not in ('consistent', 'printed'): raise ValueError(f"eq6 must be 'consistent' or 'printed', not {eq6!r}")
-        if theta < 0: raise ValueError(f"theta must be >= 0, not {theta}")
+        if eq6 not in ('consistent', 'printed'): raise AVBTError(f"eq6 must be 'consistent' or 'printed', not {eq6!r}")
+        if theta < 0: raise AVBTError(f"theta must be >= 0, not {theta}")
         self.theta, self.eq6, self.eps, self.d_l = float(theta), eq6, eps, d_l
         self.in_a = nn.Identity() if d_in_a == d_l else nn.Linear(d_in_a, d_l)
         self.in_v = nn.Identity() if d_in_v == d_l else nn.Linear(d_in_v, d_l)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
-from .datasets import AugConfig, AVClipDataset, make_loader
+from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def check_cache(cache  # a cache folder or a cache object
         raise AVBTError(f"{cache}: cache folder not found (write one with `avbt prepare`)")
     return cache
 
-def cache_object(cache):
+def cache_object(cache, # a cache folder, or a cache object
+                ):
     "The reader of a prepared cache (`avbt_tacma.prepare.open_cache`), or the cache object given."
     if not isinstance(check_cache(cache), (str, os.PathLike)): return cache
     from avbt_tacma.prepare import open_cache
@@ -208,8 +209,7 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         if max_steps is not None and step >= max_steps: break
-        sampler.set_epoch(epoch)
-        ds.set_epoch(epoch)
+        set_loader_epoch(loader, epoch)                                # the sampler's order, the dataset's draws
         net.train()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0, leave=False)
         for batch in bar:
@@ -315,13 +315,17 @@ def _aug(spec: str | None):
     if spec is None: return None
     names = {f.name for f in dataclasses.fields(AugConfig) if f.type in (bool, 'bool')}
     want = set() if spec.strip() == 'none' else {s.strip() for s in spec.split(',') if s.strip()}
-    if want - names: raise AVBTError(f"unknown augmentation(s) {sorted(want - names)} in --aug (choose from {sorted(names)} or none)")
+    if want - names:
+        raise AVBTError(f"unknown augmentation(s) {sorted(want - names)} in --aug (choose from {sorted(names)} or "
+                        "none)")
     return AugConfig(**{n: n in want for n in names})
 
-def train_avbt_parser(p: argparse.ArgumentParser):
+def train_avbt_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill
+                     ):
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='run folder: config.json, log.csv, checkpoint.pt, avbt.pt')
-    p.add_argument('--config', default=None, help="preset: 'paper' (ResNet-50 + VGGish, the default) or 'synthetic' (small CPU-sized backbones)")
+    p.add_argument('--config', default=None,
+                   help="preset: 'paper' (ResNet-50 + VGGish, the default) or 'synthetic' (small CPU-sized backbones)")
     p.add_argument('--epochs', type=int, help='number of epochs (preset default)')
     p.add_argument('--batch-size', type=int, help='global batch of clips, over all processes (preset default)')
     p.add_argument('--seed', type=int, help='random seed (default 0; on --resume, the run\'s)')
@@ -333,23 +337,28 @@ def train_avbt_parser(p: argparse.ArgumentParser):
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='DataLoader worker processes')
     p.add_argument('--max-steps', type=int, help='stop after this many steps (smoke tests, benchmarks)')
 
-def train_avbt_main(args) -> int:
+def train_avbt_main(args, # the parsed arguments
+                   ) -> int:
     ck = Path(args.out) / 'checkpoint.pt'
-    if not Path(args.data).exists(): raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
-    if args.resume and ck.exists() and args.config is None: cfg = AVBTConfig.from_dict(load_checkpoint(ck, 'avbt')['config']['model'])
+    if not Path(args.data).exists():
+        raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
+    if args.resume and ck.exists() and args.config is None:
+        cfg = AVBTConfig.from_dict(load_checkpoint(ck, 'avbt')['config']['model'])
     else: cfg = AVBTConfig.preset(args.config or 'paper')
     changes = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size).items() if v is not None}
     if args.no_shared_projector: changes['shared_projector'] = False
     if args.agva: changes['agva'] = True
     for k, v in changes.items():
-        if k in ('epochs', 'batch_size') and v < 1: raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
+        if k in ('epochs', 'batch_size') and v < 1:
+            raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
     cfg = dataclasses.replace(cfg, **changes)
     if args.workers < 0: raise AVBTError(f"--workers must be >= 0, got {args.workers}")
     train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
                workers=args.workers, max_steps=args.max_steps)
     return 0
 
-def extract_parser(p: argparse.ArgumentParser):
+def extract_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill
+                  ):
     p.add_argument('--checkpoint', required=True, help='RUN/avbt.pt written by `avbt train-avbt`')
     p.add_argument('--data', required=True, help='the cache written by `avbt prepare`')
     p.add_argument('--out', required=True, help='feature file to write (e.g. RUN/features.h5)')
@@ -358,8 +367,11 @@ def extract_parser(p: argparse.ArgumentParser):
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1))
 
-def extract_main(args) -> int:
-    if not Path(args.data).exists(): raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
+def extract_main(args, # the parsed arguments
+                ) -> int:
+    if not Path(args.data).exists():
+        raise AVBTError(f"{args.data}: cache folder not found (write one with `avbt prepare`)")
     p = extract_features(args.checkpoint, args.data, args.out, device=args.device, batch_size=args.batch_size,
                          spatial=args.spatial, workers=args.workers)
-    print(p); return 0
+    print(p)
+    return 0
