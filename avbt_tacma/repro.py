@@ -12,21 +12,26 @@ from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
 __all__ = ['SCALES', 'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir',
-           'ensure_synthetic', 'source_label', 'Repro']
+           'split_synthetic', 'ensure_synthetic', 'source_label', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
+# the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
+_ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
+
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                   head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
-    'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32,
+    'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.6, 0.2, 0.2),
                     avbt_epochs=10, ablation_epochs=4, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=30, head_batch=32, head_lr=5e-3, seeds=5,
+                    head_epochs=30, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
                     thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60, qualitative=3),
-    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=12, ablation_epochs=5,
-                  avbt_batch=32, avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
-                  head_epochs=40, head_batch=32, head_lr=5e-3, seeds=5, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
+    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.6, 0.2, 0.2),
+                  avbt_epochs=12, ablation_epochs=5, avbt_batch=32,
+                  avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
+                  head_epochs=40, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
+                  thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
                   tsne_clips=80, qualitative=4),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224, avbt_epochs=100,
                       avbt_batch=4, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
@@ -132,7 +137,36 @@ def synthetic_dir(out, scale: str) -> Path:
     "Where `reproduce` puts the synthetic dataset of `scale` inside the run folder."
     from avbt_tacma.synth import SynthConfig                 # the generator's version: a new generator, a new folder
     s = SCALES[scale]
-    return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}"
+    split = '-split' + '-'.join(str(round(100 * x)) for x in s['split']) if s.get('split') else ''
+    return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}{split}"
+
+def split_synthetic(path,                      # a synthetic set written by `make_synthetic`
+                    shares=(0.6, 0.2, 0.2),    # train, val, test shares (each class split alike)
+                   ) -> dict:
+    "Rewrite the split lists (and `synth_meta.json`) of a synthetic set with other shares, per class, deterministically."
+    import numpy as np
+    from avbt_tacma.ave import read_annotations, write_annotations
+    from avbt_tacma.core import save_json
+    path = Path(path)
+    if len(shares) != 3 or min(shares) <= 0 or abs(sum(shares) - 1) > 1e-6:
+        raise AVBTError(f"split shares must be three positive numbers (train, val, test) summing to 1, not {shares}")
+    if not (path / 'synth_meta.json').exists(): raise AVBTError(f"{path}: not a synthetic set (no synth_meta.json)")
+    recs, rng = read_annotations(path / 'Annotations.txt'), np.random.default_rng([0, 0, 3])
+    split = ['train'] * len(recs)
+    for c in sorted({r.category for r in recs}):
+        idx = [i for i, r in enumerate(recs) if r.category == c]
+        idx = [idx[j] for j in rng.permutation(len(idx))]
+        n_val, n_test = round(shares[1] * len(idx)), round(shares[2] * len(idx))
+        for i in idx[:n_test]: split[i] = 'test'
+        for i in idx[n_test:n_test + n_val]: split[i] = 'val'
+    for s in ('train', 'val', 'test'):
+        write_annotations([r for r, x in zip(recs, split) if x == s], path / f'{s}Set.txt')
+    meta, where = load_json(path / 'synth_meta.json'), {r.video_id: x for r, x in zip(recs, split)}
+    for v in meta['videos']: v['split'] = where[v['video_id']]
+    sizes = {s: split.count(s) for s in ('train', 'val', 'test')}
+    meta['summary']['split_sizes'] = sizes
+    save_json(meta, path / 'synth_meta.json')
+    return sizes
 
 def ensure_synthetic(out, scale: str, log=print) -> Path:
     "Make the synthetic dataset of `scale` in the run folder `out` unless it is already there; returns its folder."
@@ -142,6 +176,7 @@ def ensure_synthetic(out, scale: str, log=print) -> Path:
     if not (path / 'synth_meta.json').exists():
         log(f"making the synthetic dataset: {S['videos']} clips, {S['classes']} classes -> {path}")
         make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'], progress=False)
+        if S.get('split'): log(f"split (train/val/test): {split_synthetic(path, S['split'])}")   # more test clips: less noise
     return path
 
 def source_label(kind: str, path, scale: str) -> str:
@@ -264,7 +299,8 @@ class Repro:
             d = fs.audio.shape[-1]
             head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
         kw = dict(recipe=recipe, device=self.device, **head_kw)
-        if recipe == 'tacma': kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=S['head_lr'])
+        if recipe == 'tacma':      # head_lrs: a head whose own lr the scale sets (PSP's pruned attention needs a smaller one)
+            kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=S.get('head_lrs', {}).get(head, S['head_lr']))
         folder = self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" / f"{name or head}-{_key([head, kw], 'train_heads')}"
         return train_seeds(fs, head, seeds=self.seeds if seeds is None else seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
 
