@@ -343,6 +343,8 @@ class Repro:
         if head in ('tacma', 'cma'):                  # d_l is the AV-BT feature width: 512 / 512 / 256 in the paper
             d = fs.audio.shape[-1]
             head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
+        if head == 'avel' and fs.spatial:             # AVEL's official attention axis: one attention unit per region
+            head_kw = dict(k=fs.visual.shape[2] * fs.visual.shape[3]) | head_kw
         kw = dict(recipe=recipe, device=self.device, **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
             lr = S.get('head_lrs', {}).get(head, S['head_lr'])
