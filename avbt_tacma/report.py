@@ -18,9 +18,11 @@ __all__ = ['PAPER', 'TABLE5_FLAGS', 'PAPER_VALUES', 'LEARN_MARGIN', 'NOT_AVE', '
 # %% ../nbs/17_report.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
 
-def _row(key, label, paper, quoted=False, note=''): return dict(key=key, label=label, paper=paper, quoted=quoted, note=note)
+def _row(key, label, paper, quoted=False, note=''):
+    return dict(key=key, label=label, paper=paper, quoted=quoted, note=note)
 
-# Table 5 columns: random resized crop ('small' = the starred, smaller crop scale), flip, solarize, grayscale, colour jitter, blur
+# Table 5 columns: random resized crop ('small' = the starred, smaller crop scale), flip, solarize, grayscale,
+# colour jitter, blur
 TABLE5_FLAGS = ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')
 
 PAPER_VALUES = {
@@ -47,10 +49,12 @@ PAPER_VALUES = {
     'table5': [dict(_row(f'r{i + 1}', '', acc), flags=dict(zip(TABLE5_FLAGS, flags))) for i, (flags, acc) in enumerate([
         (('small', 1, 1, 1, 1, 1), 74.0), ((1, 1, 1, 1, 1, 1), 74.5), ((1, 0, 1, 1, 1, 1), 74.2),
         ((1, 0, 0, 1, 1, 1), 74.3), ((1, 0, 0, 0, 1, 1), 74.4), ((1, 0, 0, 0, 0, 1), 75.6),
-        ((1, 0, 0, 0, 0, 0), 74.3), ((1, 1, 0, 0, 0, 1), 74.7), ((1, 1, 1, 1, 0, 1), 74.5), ((0, 0, 0, 0, 0, 0), 74.4)])],
+        ((1, 0, 0, 0, 0, 0), 74.3), ((1, 1, 0, 0, 0, 1), 74.7), ((1, 1, 1, 1, 0, 1), 74.5),
+        ((0, 0, 0, 0, 0, 0), 74.4)])],
     'fig6': dict(best_theta=0.03, good_range=(0.01, 0.06), theta0_gain_over_probe=0.4, thetas=(0.0, 0.1),
                  statement=('accuracy is high for theta from 0.01 to 0.06 and peaks at 0.03 (77.2, Table 3); '
-                            'theta = 0 (plain cross-modal attention) is only 0.4 points above the AV-BT probe (75.6, Table 2)')),
+                            'theta = 0 (plain cross-modal attention) is only 0.4 points above the AV-BT probe '
+                            '(75.6, Table 2)')),
 }
 
 def _flag_label(flags: dict) -> str:
@@ -58,7 +62,9 @@ def _flag_label(flags: dict) -> str:
     return ' + '.join(on) if on else 'none'
 for r in PAPER_VALUES['table5']: r['label'] = _flag_label(r['flags'])
 
-def paper_value(table: str, key: str):
+def paper_value(table: str,  # 'table2' ... 'table5'
+                key: str,    # a row key of PAPER_VALUES[table]
+               ):
     "The paper's number for row `key` of `table` (None when the paper has none)."
     for r in PAPER_VALUES[table]:
         if r['key'] == key: return r['paper']
@@ -67,32 +73,38 @@ def paper_value(table: str, key: str):
 # %% ../nbs/17_report.ipynb 8
 LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
 
-def majority_floor(rows: list):
+def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     "The accuracy of the table's 'majority label' row (key 'majority'), or None when it has none."
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]
     return m[0]['values'][0] if m else None
 
-def did_not_learn(row: dict, floor) -> bool:
+def did_not_learn(row: dict,  # a table row
+                  floor,      # the table's majority-label accuracy (`majority_floor`)
+                 ) -> bool:
     "Whether a trained row's mean is within `LEARN_MARGIN` points of the majority-label floor."
     m = mean_std(row['values'])[0]
-    return floor is not None and m is not None and row.get('key') != 'majority' and not row['quoted'] and m < floor + LEARN_MARGIN
+    trained = row.get('key') != 'majority' and not row['quoted']
+    return floor is not None and m is not None and trained and m < floor + LEARN_MARGIN
 
 def _pick(tables: dict, ref, exclude=()) -> list:
-    "The rows of `ref` = (table, key); fig6 keys in_range/above_range/other_nonzero and table5's best_other select several."
+    "The rows of `ref` = (table, key); fig6's in_range/above_range/other_nonzero and table5's best_other pick several."
     t, k = ref
     rows = [r for r in tables.get(t, {}).get('rows', []) if r.get('key') and r['values'] and not r['quoted']
             and r['key'] != 'majority']
     theta = {r['key']: float(r['key'][6:]) for r in rows if r['key'].startswith('theta_')}
     lo, hi = PAPER_VALUES['fig6']['good_range']
     best = PAPER_VALUES['fig6']['best_theta']
-    select = {'in_range': lambda x: lo <= x <= hi, 'above_range': lambda x: x > hi, 'other_nonzero': lambda x: x > 0 and x != best}
+    select = {'in_range': lambda x: lo <= x <= hi, 'above_range': lambda x: x > hi,
+              'other_nonzero': lambda x: x > 0 and x != best}
     if t == 'fig6' and k in select: return [r for r in rows if r['key'] in theta and select[k](theta[r['key']])]
     if k == 'best_other':
         others = [r for r in rows if r['key'] not in exclude]
         return [max(others, key=lambda r: mean_std(r['values'])[0])] if others else []
     return [r for r in rows if r['key'] == k]
 
-def judge_claim(claim: dict, tables: dict) -> dict:
+def judge_claim(claim: dict,   # an entry of CLAIMS
+                tables: dict,  # table name -> its JSON sidecar
+               ) -> dict:
     "This run's effect of one claim (mean and 95% interval over seeds) and its verdict, from the tables' JSON sidecars."
     a = [r for ref in claim['a'] for r in _pick(tables, ref)]
     b = [r for ref in claim['b'] for r in _pick(tables, ref, exclude={k for _, k in claim['a']})]
@@ -105,30 +117,35 @@ def judge_claim(claim: dict, tables: dict) -> dict:
     paired = claim['paired'] and len(va) == len(vb)
     e = effect(va, vb, paired=paired)
     stuck = lambda refs: [r['row'] for ref in refs for r in _pick(tables, ref) if did_not_learn(r, floors[ref[0]])]
-    sa, sb = stuck(claim['a']), stuck(claim['b'])                    # a worse row that did not learn is still a comparison
+    sa, sb = stuck(claim['a']), stuck(claim['b'])          # a worse row that did not learn is still a comparison
     v = 'inconclusive' if sa else verdict(e['lo'], e['hi'])
-    note = '; '.join(x for x in [f"did not learn: {', '.join(dict.fromkeys(sa + sb))}" if sa + sb else '', claim['note']] if x)
+    stuck_note = f"did not learn: {', '.join(dict.fromkeys(sa + sb))}" if sa + sb else ''
+    note = '; '.join(x for x in [stuck_note, claim['note']] if x)
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
 def _tables(out) -> dict:
     return {t['name']: t for t in (load_json(p) for p in sorted((Path(out) / 'tables').glob('*.json'))) if 'rows' in t}
 
-def claims_table(out, claims=None) -> tuple:
-    "Judge every claim on the tables of the run folder `out`; write `tables/claims.csv` and `.md`; return (results, md)."
+def claims_table(out,         # the run folder (its tables/*.json)
+                 claims=None,  # default: CLAIMS
+                ) -> tuple:
+    "Judge every claim on the tables of the run folder `out`; write `tables/claims.csv` and `.md`; (results, md)."
     tables = _tables(out)
     res = [judge_claim(c, tables) for c in (CLAIMS if claims is None else claims)]
     f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
     cells = [[r['claim'], r['source'], f(r['paper']) if r['paper'] is not None else '— (direction only)',
               '—' if r['mean'] is None else f"{r['mean']:+.1f} [{f(r['lo'])}, {f(r['hi'])}]",
-              str(r['n']) if r['n'] else '—', ('paired' if r['paired'] else 'unpaired') if r['n'] else '—', r['verdict'],
-              r['note']] for r in res]
-    cols = ["claim", "source", "paper's effect (points)", "this run's effect: mean [95% interval]", 'seeds', 'over seeds',
-            'verdict', 'note']
-    counts = {v: sum(r['verdict'] == v for r in res) for v in ('reproduced', 'not reproduced', 'inconclusive', 'not run')}
+              str(r['n']) if r['n'] else '—', ('paired' if r['paired'] else 'unpaired') if r['n'] else '—',
+              r['verdict'], r['note']] for r in res]
+    cols = ["claim", "source", "paper's effect (points)", "this run's effect: mean [95% interval]", 'seeds',
+            'over seeds', 'verdict', 'note']
+    counts = {v: sum(r['verdict'] == v for r in res)
+              for v in ('reproduced', 'not reproduced', 'inconclusive', 'not run')}
     md = (f"**Claims of the paper, judged on this run** ({', '.join(f'{n} {v}' for v, n in counts.items() if n)})\n\n"
           f"{markdown_table(cols, cells)}\n\nEffect = accuracy of the first row minus the second, in points; "
-          f"interval: 95% t interval over seeds (paired by seed where both rows use the same features, Welch's otherwise). "
+          f"interval: 95% t interval over seeds (paired by seed where both rows' heads share their seeds, "
+          f"Welch's otherwise). "
           f"Rule: {VERDICT_RULE}.\n")
     atomic_write_text(Path(out) / 'tables' / 'claims.md', md)
     with atomic_path(Path(out) / 'tables' / 'claims.csv') as tmp:
@@ -138,8 +155,9 @@ def claims_table(out, claims=None) -> tuple:
                         'verdict', 'compared', 'note'])
             for r in res:
                 rnd = lambda x: '' if x is None or x != x else round(x, 3)
-                w.writerow([r['key'], r['claim'], r['source'], '' if r['paper'] is None else r['paper'], rnd(r['mean']),
-                            rnd(r['lo']), rnd(r['hi']), r['n'], int(r['paired']), r['verdict'], r['compared'], r['note']])
+                w.writerow([r['key'], r['claim'], r['source'], '' if r['paper'] is None else r['paper'],
+                            rnd(r['mean']), rnd(r['lo']), rnd(r['hi']), r['n'], int(r['paired']), r['verdict'],
+                            r['compared'], r['note']])
     return res, md
 
 # %% ../nbs/17_report.ipynb 9
@@ -156,7 +174,8 @@ def result_row(label: str,                # what the row is
     return dict(row=label, key=key, paper=paper, values=[float(v) for v in values], quoted=quoted, note=note,
                 cols=dict(cols or {}), more=dict(more or {}))
 
-def majority_row(accuracy: float) -> dict:
+def majority_row(accuracy: float,  # the floor's accuracy in %
+                ) -> dict:
     "The table's floor: always predicting the most common training label (accuracy in %, no training)."
     return result_row('majority label', None, [accuracy], key='majority',
                       note='always the most common training label: the floor a trained row must clear')
@@ -191,18 +210,22 @@ def format_rows(rows: list,            # rows of `result_row`
                       seeds, *([above] if floor is not None else []), *(_fmt(r['more'].get(c)) for c in mk), note])
     return columns, cells
 
-def markdown_table(columns, cells) -> str:
+def markdown_table(columns,  # header names
+                   cells,    # rows of cell strings
+                  ) -> str:
     "A GitHub Markdown table."
     esc = lambda s: str(s).replace('|', '\\|')
     lines = ['| ' + ' | '.join(map(esc, columns)) + ' |', '|' + '---|' * len(columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(esc, c)) + ' |' for c in cells])
 
-def tag(source: str, scale: str) -> str:
+def tag(source: str,  # the data source, as `source_label` words it
+        scale: str,   # the scale of the run
+       ) -> str:
     "The provenance line printed on every table and figure."
     return f"this run: data {source}, scale {scale}"
 
-NOT_AVE = ("The data is not the AVE: the paper's column is there for context only and nothing subtracts it from this run's; "
-           "the claims table compares the direction and size of the paper's effects instead.")
+NOT_AVE = ("The data is not the AVE: the paper's column is there for context only and nothing subtracts it from "
+           "this run's; the claims table compares the direction and size of the paper's effects instead.")
 
 def write_table(out,                   # the run folder
                 name: str,             # file stem under tables/
@@ -220,16 +243,17 @@ def write_table(out,                   # the run folder
     floor = majority_floor(rows)
     md = (f"**{title}** ({tag(source, scale)})\n\n'paper': the value printed in the paper ({PAPER}); 'this run': "
           f"mean ± std over seeds of this code, test accuracy %." + ('' if real else f" {NOT_AVE}") +
-          (f" 'vs majority label': this run minus the majority-label floor; within {LEARN_MARGIN:g} points it is flagged "
-           "'did not learn'." if floor is not None else '') +
+          (f" 'vs majority label': this run minus the majority-label floor; within {LEARN_MARGIN:g} points it is "
+           "flagged 'did not learn'." if floor is not None else '') +
           f"\n\n{markdown_table(columns, cells)}\n" + (f"\n{note}\n" if note else ''))
     atomic_write_text(out / f'{name}.md', md)
-    ck = list(dict.fromkeys(c for r in rows for c in r['cols'])); mk = list(dict.fromkeys(c for r in rows for c in r['more']))
+    ck = list(dict.fromkeys(c for r in rows for c in r['cols']))
+    mk = list(dict.fromkeys(c for r in rows for c in r['more']))
     with atomic_path(out / f'{name}.csv') as tmp:
         with open(tmp, 'w', newline='', encoding='utf-8') as f:
             w = csv.writer(f)
-            w.writerow(['row', 'key', *ck, 'paper', 'paper_quoted', 'this_run_mean', 'this_run_std', 'seeds', 'this_run_values',
-                        'did_not_learn', *mk, 'note', 'data', 'scale'])
+            w.writerow(['row', 'key', *ck, 'paper', 'paper_quoted', 'this_run_mean', 'this_run_std', 'seeds',
+                        'this_run_values', 'did_not_learn', *mk, 'note', 'data', 'scale'])
             for r in rows:
                 m, s = mean_std(r['values'])
                 w.writerow([r['row'], r.get('key') or '', *(r['cols'].get(c, '') for c in ck),
@@ -241,7 +265,15 @@ def write_table(out,                   # the run folder
                    columns=columns, cells=cells, rows=rows), out / f'{name}.json')
     return md
 
-def save_figure(fig, out, name: str, title: str, source: str, scale: str, caption: str = '', step: str | None = None, dpi=150) -> Path:
+def save_figure(fig,                      # a matplotlib figure
+                out,                      # the run folder
+                name: str,                # file stem under figures/
+                title: str,               # the figure's title
+                source: str,              # the data source, as `source_label` words it
+                scale: str,               # the scale of the run
+                caption: str = '',        # what the figure shows
+                step: str | None = None,  # the step that saved it (default: `name`)
+                dpi=150) -> Path:
     "Save a matplotlib figure as `figures/<name>.png` with the provenance line under it, plus a JSON caption sidecar."
     out = Path(out) / 'figures'; out.mkdir(parents=True, exist_ok=True)
     fig.text(0.99, 0.0, tag(source, scale), ha='right', va='top', fontsize=8, color='0.35')
@@ -256,17 +288,24 @@ def _claim(key, claim, source, a, b, paper, paired, note=''):
 
 def _pv(t, k): return paper_value(t, k)
 
+# Tables 4-5 compare AV-BT variants (one AV-BT training each): their heads share seed, initialisation and batch order,
+# so a seed's two accuracies are paired; the spread of AV-BT training itself is in neither interval.
+_SAME_HEAD_SEEDS = 'paired by head seed (same initialisation and batch order on both feature sets)'
+
 CLAIMS = [
-    _claim('av_over_a', 'AV-BT probe: audio-visual > audio only', 'Table 2', [('table2', 'probe_av')], [('table2', 'probe_a')],
+    _claim('av_over_a', 'AV-BT probe: audio-visual > audio only', 'Table 2',
+           [('table2', 'probe_av')], [('table2', 'probe_a')],
            round(_pv('table2', 'probe_av') - _pv('table2', 'probe_a'), 1), True),
-    _claim('a_over_v', 'AV-BT probe: audio only > visual only', 'Table 2', [('table2', 'probe_a')], [('table2', 'probe_v')],
+    _claim('a_over_v', 'AV-BT probe: audio only > visual only', 'Table 2',
+           [('table2', 'probe_a')], [('table2', 'probe_v')],
            round(_pv('table2', 'probe_a') - _pv('table2', 'probe_v'), 1), True),
     _claim('trained_over_untrained', 'AV-BT training beats the same encoders untrained (audio-visual probe)',
            'our control', [('table2', 'probe_av')], [('table2', 'control_untrained')], None, False,
            'not in the paper: the control this project adds'),
     _claim('tacma_over_cma', 'TACMA (theta 0.03) > plain cross-modal attention (theta 0)', 'Table 3, Fig. 6',
            [('table3', 'tacma')], [('table3', 'cma')],
-           round(_pv('table3', 'avbt_tacma') - _pv('table2', 'probe_av') - PAPER_VALUES['fig6']['theta0_gain_over_probe'], 1),
+           round(_pv('table3', 'avbt_tacma') - _pv('table2', 'probe_av')
+                 - PAPER_VALUES['fig6']['theta0_gain_over_probe'], 1),
            True, 'paper: 77.2 vs 76.0 (Fig. 6 statement: theta 0 is 0.4 above the probe)'),
     _claim('cma_over_probe', 'plain cross-modal attention (theta 0) > audio-visual probe', 'Fig. 6',
            [('table3', 'cma')], [('table2', 'probe_av')], PAPER_VALUES['fig6']['theta0_gain_over_probe'], True),
@@ -276,31 +315,37 @@ CLAIMS = [
     _claim('theta_range', 'theta in 0.01-0.06 beats larger theta (Fig. 6: high from 0.01 to 0.06)', 'Fig. 6',
            [('fig6', 'in_range')], [('fig6', 'above_range')], None, True, 'the paper prints the curve, not its values'),
     _claim('theta_peak', 'theta 0.03 beats the other non-zero thetas on average (Fig. 6: peak near 0.03)', 'Fig. 6',
-           [('fig6', 'theta_0.03')], [('fig6', 'other_nonzero')], None, True, 'the paper prints the curve, not its values'),
+           [('fig6', 'theta_0.03')], [('fig6', 'other_nonzero')], None, True,
+           'the paper prints the curve, not its values'),
     _claim('shared_over_separate', 'shared projector > separate projectors (audio-visual probe)', 'Table 4',
            [('table4', 'baseline_av')], [('table4', 'noshare_av')],
-           round(_pv('table4', 'baseline_av') - _pv('table4', 'noshare_av'), 1), False),
+           round(_pv('table4', 'baseline_av') - _pv('table4', 'noshare_av'), 1), True, _SAME_HEAD_SEEDS),
     _claim('agva_lowers', 'AGVA lowers accuracy (baseline > with AGVA, audio-visual probe)', 'Table 4',
            [('table4', 'baseline_av')], [('table4', 'agva_av')],
-           round(_pv('table4', 'baseline_av') - _pv('table4', 'agva_av'), 1), False),
+           round(_pv('table4', 'baseline_av') - _pv('table4', 'agva_av'), 1), True, _SAME_HEAD_SEEDS),
     _claim('crop_blur_best', 'crop + blur is the best augmentation row (vs the best other row)', 'Table 5',
            [('table5', 'r6')], [('table5', 'best_other')],
-           round(75.6 - max(r['paper'] for r in PAPER_VALUES['table5'] if r['key'] != 'r6'), 1), False),
+           round(75.6 - max(r['paper'] for r in PAPER_VALUES['table5'] if r['key'] != 'r6'), 1), True,
+           _SAME_HEAD_SEEDS),
 ]
 
 # %% ../nbs/17_report.ipynb 15
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666;font-size:.9em}img{max-width:100%;border:1px solid #eee}
-figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}code{background:#f5f5f5;padding:0 .2em}"""
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666;font-size:.9em}
+img{max-width:100%;border:1px solid #eee}
+figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
+code{background:#f5f5f5;padding:0 .2em}"""
 
 def _sidecars(folder: Path) -> list:
     return [load_json(p) for p in sorted(folder.glob('*.json'))] if folder.is_dir() else []
 
 def _html_table(columns, cells, cls=None) -> str:
     cls = cls or {}
-    rows = ''.join('<tr>' + ''.join(f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>' for c, v in zip(columns, r)) + '</tr>'
-                   for r in cells)
+    td = lambda c, v: f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>'
+    rows = ''.join('<tr>' + ''.join(td(c, v) for c, v in zip(columns, r)) + '</tr>' for r in cells)
     return f"<table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in columns)}</tr>{rows}</table>"
 
 def write_summary(out,        # the run folder
@@ -312,23 +357,25 @@ def write_summary(out,        # the run folder
     real = bool(info.get('real_ave', False))
     head = [f"# Reproduction report", '',
             f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
-            "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the **this run** "
-            "column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
+            "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
+            "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
             + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
-               "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) can be "
-               "tested, not its absolute numbers: the claims table comes first."), '']
+               "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
+               "can be tested, not its absolute numbers: the claims table comes first."), '']
+    versions = info.get('versions', {})
     if info:
         head += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
                  f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
-                 f"- started: {info.get('started', '?')}; avbt-tacma {info.get('versions', {}).get('avbt_tacma', '?')}, "
-                 f"torch {info.get('versions', {}).get('torch', '?')}"]
+                 f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
+                 f"torch {versions.get('torch', '?')}"]
         if info.get('weights_note'): head.append(f"- weights: **{info['weights_note']}**")
         head.append('')
     claims, claims_md = claims_table(out) if tables else ([], '')
     status = []
     for s in steps:
         st = out / 'stamps' / f'{s.name}.json'
-        status.append([s.name, s.title, f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)',
+        state = f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)'
+        status.append([s.name, s.title, state,
                        f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
     md, body = list(head), []
     if claims_md: md += ['## Claims', '', claims_md, '']
@@ -339,17 +386,21 @@ def write_summary(out,        # the run folder
         if not ts and not fs: continue
         md += [f"## {s.title}", '']; body.append(f"<h2>{html.escape(s.title)}</h2>")
         for t in ts:
-            md += [f"**{t['title']}** ({tag(t['source'], t['scale'])})", '', markdown_table(t['columns'], t['cells']), '']
+            md += [f"**{t['title']}** ({tag(t['source'], t['scale'])})", '',
+                   markdown_table(t['columns'], t['cells']), '']
             if t.get('note'): md += [t['note'], '']
-            body.append(f"<p><b>{html.escape(t['title'])}</b> <span class=tag>({html.escape(tag(t['source'], t['scale']))})</span></p>"
+            where = html.escape(tag(t['source'], t['scale']))
+            body.append(f"<p><b>{html.escape(t['title'])}</b> <span class=tag>({where})</span></p>"
                         + _html_table(t['columns'], t['cells'], {'paper': 'paper', 'this run': 'run'})
                         + (f"<p>{html.escape(t['note'])}</p>" if t.get('note') else ''))
         for f in fs:
-            cap = f"{f['title']}. {f.get('caption', '')} ({tag(f['source'], f['scale'])})".replace('. .', '.').replace(' . ', ' ')
+            cap = f"{f['title']}. {f.get('caption', '')} ({tag(f['source'], f['scale'])})"
+            cap = cap.replace('. .', '.').replace(' . ', ' ')
             md += [f"![{f['title']}]({f['png']})", '', f"*{cap}*", '']
             png = out / f['png']
             src = 'data:image/png;base64,' + base64.b64encode(png.read_bytes()).decode() if png.exists() else ''
-            body.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(f['title'])}\"><figcaption>{html.escape(cap)}</figcaption></figure>")
+            body.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(f['title'])}\">"
+                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
     atomic_write_text(out / 'summary.md', '\n'.join(md))
     steps_html = _html_table(['step', 'what', 'state', 'executed notebook'], status)
     info_html = ''.join(f"<li>{html.escape(l[2:])}</li>" for l in head if l.startswith('- '))
@@ -358,10 +409,12 @@ def write_summary(out,        # the run folder
         ccols = ['claim', 'source', "paper's effect", "this run's effect [95% interval]", 'verdict', 'note']
         f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
         ccells = [[c['claim'], c['source'], f(c['paper']) if c['paper'] is not None else '— (direction only)',
-                   '—' if c['mean'] is None else f"{c['mean']:+.1f} [{f(c['lo'])}, {f(c['hi'])}]", c['verdict'], c['note']]
-                  for c in claims]
-        claims_html = f"<h2>Claims</h2>{_html_table(ccols, ccells)}<p>{html.escape(claims_md.strip().splitlines()[-1])}</p>"
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>AV-BT + TACMA reproduction report</title><style>{_CSS}</style></head><body>"
+                   '—' if c['mean'] is None else f"{c['mean']:+.1f} [{f(c['lo'])}, {f(c['hi'])}]", c['verdict'],
+                   c['note']] for c in claims]
+        last = html.escape(claims_md.strip().splitlines()[-1])
+        claims_html = f"<h2>Claims</h2>{_html_table(ccols, ccells)}<p>{last}</p>"
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>AV-BT + TACMA reproduction report</title>"
+            f"<style>{_CSS}</style></head><body>"
             f"<h1>Reproduction report</h1><p>{html.escape(head[2])}</p><ul>{info_html}</ul>{claims_html}<h2>Steps</h2>"
             f"{steps_html}{''.join(body)}</body></html>")
     atomic_write_text(out / 'summary.html', page)

@@ -12,21 +12,27 @@ from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
 __all__ = ['SCALES', 'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir',
-           'ensure_synthetic', 'source_label', 'Repro']
+           'split_synthetic', 'ensure_synthetic', 'source_label', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
+# the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
+_ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
+
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24, qualitative=2),
-    'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32,
-                    avbt_epochs=10, ablation_epochs=4, avbt_batch=32,
+                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
+                  qualitative=2),
+    'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
+                    avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=30, head_batch=32, head_lr=5e-3, seeds=5,
+                    head_epochs=30, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
                     thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60, qualitative=3),
-    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, avbt_epochs=12, ablation_epochs=5,
-                  avbt_batch=32, avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
-                  head_epochs=40, head_batch=32, head_lr=5e-3, seeds=5, thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
+    'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
+                  avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
+                  avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
+                  head_epochs=40, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
+                  thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
                   tsne_clips=80, qualitative=4),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224, avbt_epochs=100,
                       avbt_batch=4, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
@@ -62,7 +68,8 @@ def _strip_docstrings(tree):
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             b = node.body[0]
-            if isinstance(b, ast.Expr) and isinstance(getattr(b, 'value', None), ast.Constant) and isinstance(b.value.value, str):
+            v = getattr(b, 'value', None)
+            if isinstance(b, ast.Expr) and isinstance(v, ast.Constant) and isinstance(v.value, str):
                 node.body = node.body[1:] or [ast.Pass()]
     return tree
 
@@ -86,7 +93,8 @@ def module_closure(*names) -> list:
 
 def code_hash(*modules) -> str:
     "Hash of the code that `modules` run (their import closure within avbt_tacma, docstrings and comments left out)."
-    names = module_closure(*modules) if modules else sorted(p.stem for p in _lib_dir().glob('*.py') if p.stem != '_modidx')
+    everything = sorted(p.stem for p in _lib_dir().glob('*.py') if p.stem != '_modidx')
+    names = module_closure(*modules) if modules else everything
     h = hashlib.sha256()
     for n in names: h.update(n.encode() + b'\0' + _module_code(n)[0].encode())
     return h.hexdigest()[:12]
@@ -104,7 +112,9 @@ def notebook_modules(path) -> list:
     return sorted(m for m in mods if (_lib_dir() / f'{m}.py').exists())
 
 # %% ../nbs/18_repro.ipynb 11
-def data_source(data=None, features=None) -> tuple:
+def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare`
+                features=None,  # a feature file or folder (own or the community's)
+               ) -> tuple:
     "(kind, path) of the data to run on: ('features'|'cache'|'ave'|'synthetic', Path or None)."
     if features:
         p = Path(features)
@@ -112,14 +122,18 @@ def data_source(data=None, features=None) -> tuple:
         return 'features', p.absolute()
     if data:
         p = Path(data)
-        if not p.is_dir(): raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, or a cache from avbt prepare)")
+        if not p.is_dir():
+            raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, "
+                            "or a cache from avbt prepare)")
         if (p / 'Annotations.txt').exists(): return 'ave', p.absolute()
         if (p / 'cache.json').exists(): return 'cache', p.absolute()
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
-def is_real_ave(kind: str, path=None) -> bool:
-    "Whether the data is the real AVE: AVE videos, a cache prepared from them, or feature files (not the synthetic set)."
+def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
+                path=None,  # its folder or file
+               ) -> bool:
+    "Whether the data is the real AVE (videos, a cache prepared from them, or feature files), not the synthetic set."
     if kind == 'synthetic': return False
     if kind == 'features': return True
     p = Path(path)
@@ -128,23 +142,65 @@ def is_real_ave(kind: str, path=None) -> bool:
         except Exception: return True
     return not (p / 'synth_meta.json').exists()
 
-def synthetic_dir(out, scale: str) -> Path:
+def synthetic_dir(out,        # the run folder
+                  scale: str,  # a name in SCALES
+                 ) -> Path:
     "Where `reproduce` puts the synthetic dataset of `scale` inside the run folder."
     from avbt_tacma.synth import SynthConfig                 # the generator's version: a new generator, a new folder
     s = SCALES[scale]
-    return Path(out) / 'data' / f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}"
+    split = '-split' + '-'.join(str(round(100 * x)) for x in s['split']) if s.get('split') else ''
+    name = f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}{split}"
+    return Path(out) / 'data' / name
 
-def ensure_synthetic(out, scale: str, log=print) -> Path:
+def split_synthetic(path,                      # a synthetic set written by `make_synthetic`
+                    shares=(0.6, 0.2, 0.2),    # train, val, test shares (each class split alike)
+                   ) -> dict:
+    "Rewrite the split lists (and `synth_meta.json`) of a synthetic set with other shares, per class, reproducibly."
+    import numpy as np
+    from avbt_tacma.ave import read_annotations, write_annotations
+    from avbt_tacma.core import save_json
+    path = Path(path)
+    if len(shares) != 3 or min(shares) <= 0 or abs(sum(shares) - 1) > 1e-6:
+        raise AVBTError(f"split shares must be three positive numbers (train, val, test) summing to 1, not {shares}")
+    if not (path / 'synth_meta.json').exists(): raise AVBTError(f"{path}: not a synthetic set (no synth_meta.json)")
+    recs, rng = read_annotations(path / 'Annotations.txt'), np.random.default_rng([0, 0, 3])
+    split = ['train'] * len(recs)
+    for c in sorted({r.category for r in recs}):
+        idx = [i for i, r in enumerate(recs) if r.category == c]
+        idx = [idx[j] for j in rng.permutation(len(idx))]
+        n_val, n_test = round(shares[1] * len(idx)), round(shares[2] * len(idx))
+        for i in idx[:n_test]: split[i] = 'test'
+        for i in idx[n_test:n_test + n_val]: split[i] = 'val'
+    for s in ('train', 'val', 'test'):
+        write_annotations([r for r, x in zip(recs, split) if x == s], path / f'{s}Set.txt')
+    meta, where = load_json(path / 'synth_meta.json'), {r.video_id: x for r, x in zip(recs, split)}
+    for v in meta['videos']: v['split'] = where[v['video_id']]
+    sizes = {s: split.count(s) for s in ('train', 'val', 'test')}
+    meta['summary']['split_sizes'] = sizes
+    save_json(meta, path / 'synth_meta.json')
+    return sizes
+
+def ensure_synthetic(out,        # the run folder
+                     scale: str,  # a name in SCALES (with `videos`: a synthetic scale)
+                     log=print,   # where progress lines go
+                    ) -> Path:
     "Make the synthetic dataset of `scale` in the run folder `out` unless it is already there; returns its folder."
     from avbt_tacma.synth import make_synthetic
     S, path = SCALES[scale], synthetic_dir(out, scale)
-    if not S.get('videos'): raise AVBTError(f"scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
+    if not S.get('videos'):
+        raise AVBTError(f"scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
     if not (path / 'synth_meta.json').exists():
         log(f"making the synthetic dataset: {S['videos']} clips, {S['classes']} classes -> {path}")
-        make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'], progress=False)
+        make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'],
+                       progress=False)
+        if S.get('split'):                                          # more test clips: less seed-to-seed noise
+            log(f"split (train/val/test): {split_synthetic(path, S['split'])}")
     return path
 
-def source_label(kind: str, path, scale: str) -> str:
+def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
+                 path,        # its folder or file (None for synthetic)
+                 scale: str,  # a name in SCALES
+                ) -> str:
     "A short description of the data source for titles and captions."
     if kind == 'synthetic':
         S = SCALES[scale]; return f"synthetic ({S['videos']} clips, {S['classes']} classes)"
@@ -154,13 +210,19 @@ def source_label(kind: str, path, scale: str) -> str:
 
 # %% ../nbs/18_repro.ipynb 14
 def _key(parts, *modules) -> str:
-    "Short hash of a model's settings and of the code that trains it (other code trains a new model, in its own folder)."
-    return hashlib.sha256(json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    "Short hash of a model's settings and of the code that trains it (other code: a new model, in its own folder)."
+    blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
 
 class Repro:
     "The run folder, settings and shared models of one reproduction notebook (built from its papermill parameters)."
-    def __init__(self, step: str, out, scale: str = 'default', data_source: str = 'synthetic', data='', device: str = 'auto',
-                 seeds: int | None = None):
+    def __init__(self, step: str,                   # the notebook's step name (table2, fig6, ...)
+                 out,                               # the run folder
+                 scale: str = 'default',            # a name in SCALES
+                 data_source: str = 'synthetic',    # 'synthetic', 'ave', 'cache' or 'features'
+                 data='',                           # its folder or file
+                 device: str = 'auto',              # cpu, cuda, cuda:N or auto
+                 seeds: int | None = None):         # seeds per head (None: the scale's)
         if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
         if data_source not in ('synthetic', 'ave', 'cache', 'features'):
             raise AVBTError(f"unknown data source {data_source!r} (synthetic, ave, cache or features)")
@@ -176,31 +238,41 @@ class Repro:
             torch.set_num_threads(self.S['threads'])
 
     @classmethod
-    def open(cls, step: str, data_source: str = 'synthetic', data='', scale: str = 'default', device: str = 'auto',
-             seeds: int = 0, out='') -> 'Repro':
-        "From a notebook's parameters. Run by hand (no papermill), it fills in what `avbt reproduce` would: the run folder, the data."
+    def open(cls, step: str,                # the notebook's step name
+             data_source: str = 'synthetic', # 'synthetic', 'ave', 'cache' or 'features'
+             data='',                        # its folder or file ('' with synthetic: made in the run folder)
+             scale: str = 'default',         # a name in SCALES
+             device: str = 'auto',           # cpu, cuda, cuda:N or auto
+             seeds: int = 0,                 # seeds per head (0: the scale's)
+             out='') -> 'Repro':             # the run folder ('': runs/reproduce of the checkout)
+        "From a notebook's parameters; by hand (no papermill) it fills in the run folder and data as `reproduce` would."
         out = Path(out) if out else Path(__file__).resolve().parent.parent / 'runs' / 'reproduce'
         if data_source == 'synthetic' and not data: data = ensure_synthetic(out, scale)
         return cls(step, out, scale, data_source, data, device, seeds or None)
 
-    def __repr__(self): return f"Repro({self.step}: {tag(self.source, self.scale)}, device {self.device}, seeds {self.seeds}, out {self.out})"
+    def __repr__(self):
+        return (f"Repro({self.step}: {tag(self.source, self.scale)}, device {self.device}, seeds {self.seeds}, "
+                f"out {self.out})")
 
     @property
     def trains_avbt(self) -> bool: return self.kind != 'features'
 
     @property
     def ablation(self) -> dict:
-        "AV-BT overrides of the Table 4-5 variants (and of their own baseline): a shorter training where the scale says so."
+        "AV-BT overrides of the Table 4-5 variants (and their baseline): a shorter training where the scale says so."
         return dict(epochs=self.S['ablation_epochs']) if self.S.get('ablation_epochs') else {}
 
     def ablation_note(self) -> str:
         e = self.S.get('ablation_epochs')
-        return f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, not {self.S['avbt_epochs']}." if e else ''
+        if not e: return ''
+        return (f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, "
+                f"not {self.S['avbt_epochs']}.")
 
     def cache(self) -> Path:
         "The prepared clip cache of this run (prepared into the run folder from videos, once)."
         if self.kind == 'cache': return self.data
-        if self.kind == 'features': raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
+        if self.kind == 'features':
+            raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
         from avbt_tacma.prepare import prepare
         c = self.out / 'cache' / self.data.name
         size = self.S.get('cache_size') or self.S['size'] or 256
@@ -214,7 +286,8 @@ class Repro:
         "The AV-BT configuration of this scale (preset + the scale's epochs, batch, image size) with `overrides`."
         from avbt_tacma.avbt import AVBTConfig
         S = self.S
-        base = dict(epochs=S['avbt_epochs'], batch_size=S['avbt_batch'], image_size=S['image_size'], **S.get('avbt_overrides', {}))
+        base = dict(epochs=S['avbt_epochs'], batch_size=S['avbt_batch'], image_size=S['image_size'],
+                    **S.get('avbt_overrides', {}))
         return AVBTConfig.preset(S['avbt'], **{**base, **overrides})
 
     def avbt(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
@@ -238,12 +311,14 @@ class Repro:
     def features(self, variant: str = 'baseline', spatial: bool = False, aug=None, **overrides) -> Path:
         "The feature file of AV-BT `variant` (extracted once), or the given feature files when the run reads features."
         if not self.trains_avbt:
-            if variant != 'baseline': raise AVBTError(f"AV-BT variant {variant!r} needs clips to train on; this run reads feature files")
+            if variant != 'baseline':
+                raise AVBTError(f"AV-BT variant {variant!r} needs clips to train on; this run reads feature files")
             return self.data
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if not f.exists(): extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False)
+        if not f.exists():
+            extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False)
         return f
 
     def feature_set(self, features, pooled: bool = True):
@@ -253,7 +328,12 @@ class Repro:
         if k not in self._fs: self._fs[k] = load_features(features, pool_visual=pooled)
         return self._fs[k]
 
-    def heads(self, features, head: str, name: str | None = None, seeds=None, recipe: str = 'auto', **head_kw) -> dict:
+    def heads(self, features,                # a feature file (`features`)
+              head: str,                     # a name in train_heads.HEADS
+              name: str | None = None,       # its folder name (default: `head`)
+              seeds=None,                    # None: this run's seeds
+              recipe: str = 'auto',          # 'tacma', 'official' or 'auto' (`table3_recipe`)
+              **head_kw) -> dict:
         "Train (or reuse: per seed, so a killed run continues) `head` on `features` with this run's seeds."
         from avbt_tacma.train_heads import train_seeds, head_needs_spatial, table3_recipe, features_source
         features = Path(features)
@@ -263,10 +343,16 @@ class Repro:
         if head in ('tacma', 'cma'):                  # d_l is the AV-BT feature width: 512 / 512 / 256 in the paper
             d = fs.audio.shape[-1]
             head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
+        if head == 'avel' and fs.spatial:             # AVEL's official attention axis: one attention unit per region
+            head_kw = dict(k=fs.visual.shape[2] * fs.visual.shape[3]) | head_kw
         kw = dict(recipe=recipe, device=self.device, **head_kw)
-        if recipe == 'tacma': kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=S['head_lr'])
-        folder = self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" / f"{name or head}-{_key([head, kw], 'train_heads')}"
-        return train_seeds(fs, head, seeds=self.seeds if seeds is None else seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
+        if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
+            lr = S.get('head_lrs', {}).get(head, S['head_lr'])
+            kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr)
+        folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
+                  f"{name or head}-{_key([head, kw], 'train_heads')}")
+        seeds = self.seeds if seeds is None else seeds
+        return train_seeds(fs, head, seeds=seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
 
     def majority(self, features) -> dict:
         "The table row of the majority-label floor on the test split of `features`."
@@ -277,8 +363,12 @@ class Repro:
         "Test accuracies in % per seed of a `heads` summary (checkpoint chosen on validation, or on test when asked)."
         return seed_accuracies(summary, 'test_acc_select_on_test' if on_test else 'test_acc')
 
-    def predict(self, summary: dict, features, seed: int | None = None, split: str = 'test', return_fused: bool = False):
-        "Predictions [N, T] and labels of a trained head on `split` (the best-validation seed by default): `evaluate.predict_run`."
+    def predict(self, summary: dict,         # a `heads` summary
+                features,                    # the feature file it was trained on
+                seed: int | None = None,     # None: the best-validation seed
+                split: str = 'test',
+                return_fused: bool = False): # also the fused features
+        "Predictions [N, T] and labels of a trained head on `split`: `evaluate.predict_run`."
         from avbt_tacma.train_heads import head_needs_spatial
         fs = self.feature_set(features, pooled=not head_needs_spatial(summary['head']))
         return predict_run(summary['folder'], fs, summary['head'], seed, split, return_fused)

@@ -28,18 +28,27 @@ class Step:
 STEPS = (
     Step('data', '00_data.ipynb', (), ('figures/data_examples.png',), 'The data'),
     Step('avbt', '01_avbt.ipynb', ('data',), ('figures/avbt_training.png',), 'AV-BT training (baseline)'),
-    Step('table2', 'table2_avbt_probe.ipynb', ('avbt',), ('tables/table2.csv', 'tables/table2.md'), 'Table 2: AV-BT probe'),
-    Step('table3', 'table3_tacma.ipynb', ('avbt',), ('tables/table3.csv', 'tables/table3.md'), 'Table 3: AV-BT + TACMA and baselines'),
-    Step('table4', 'table4_architecture.ipynb', ('table2',), ('tables/table4.csv', 'tables/table4.md'), 'Table 4: AV-BT architecture'),
-    Step('table5', 'table5_augmentations.ipynb', ('table2',), ('tables/table5.csv', 'tables/table5.md'), 'Table 5: augmentations'),
-    Step('fig5', 'fig5_confusion.ipynb', ('table2', 'table3'), ('figures/fig5_confusion.png',), 'Fig. 5: confusion matrices'),
-    Step('fig6', 'fig6_theta.ipynb', ('table2', 'table3'), ('figures/fig6_theta.png', 'tables/fig6.csv'), 'Fig. 6: accuracy against theta'),
+    Step('table2', 'table2_avbt_probe.ipynb', ('avbt',), ('tables/table2.csv', 'tables/table2.md'),
+         'Table 2: AV-BT probe'),
+    Step('table3', 'table3_tacma.ipynb', ('avbt',), ('tables/table3.csv', 'tables/table3.md'),
+         'Table 3: AV-BT + TACMA and baselines'),
+    Step('table4', 'table4_architecture.ipynb', ('table2',), ('tables/table4.csv', 'tables/table4.md'),
+         'Table 4: AV-BT architecture'),
+    Step('table5', 'table5_augmentations.ipynb', ('table2',), ('tables/table5.csv', 'tables/table5.md'),
+         'Table 5: augmentations'),
+    Step('fig5', 'fig5_confusion.ipynb', ('table2', 'table3'), ('figures/fig5_confusion.png',),
+         'Fig. 5: confusion matrices'),
+    Step('fig6', 'fig6_theta.ipynb', ('table2', 'table3'), ('figures/fig6_theta.png', 'tables/fig6.csv'),
+         'Fig. 6: accuracy against theta'),
     Step('fig7', 'fig7_tsne.ipynb', ('table3',), ('figures/fig7_tsne.png',), 'Fig. 7: t-SNE of the features'),
-    Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), ('figures/fig8_qualitative.png',), 'Fig. 8: qualitative timelines'),
+    Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), ('figures/fig8_qualitative.png',),
+         'Fig. 8: qualitative timelines'),
     Step('model', 'model.ipynb', ('table3',), ('models/avbt_tacma.pt',), 'The final model'),
 )
 
-def plan(steps=STEPS, only=None) -> list:
+def plan(steps=STEPS,  # all steps, in graph order
+         only=None,    # names of the steps wanted (None: all)
+        ) -> list:
     "The steps to run for the selection `only` (names; None = all), dependencies included, in graph order."
     by = {s.name: s for s in steps}
     if only is None: return list(steps)
@@ -76,8 +85,12 @@ def _code_cells(path) -> str:
     return '\n\0'.join(c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
                        for c in nb.get('cells', []) if c.get('cell_type') == 'code')
 
-def step_hash(notebook, params: dict, dep_hashes: dict, extra='') -> str:
-    "Hash of a step's inputs: the notebook's code cells, its parameters, upstream hashes, `extra` and the code it imports."
+def step_hash(notebook,          # the step's notebook
+              params: dict,      # its papermill parameters
+              dep_hashes: dict,  # step name -> hash of the steps it depends on
+              extra='',          # anything else that changes its outputs (the scale's settings, the version)
+             ) -> str:
+    "Hash of a step's inputs: its notebook's code cells, parameters, upstream hashes, `extra` and the code it imports."
     h = hashlib.sha256(_code_cells(notebook).encode())
     mods = notebook_modules(notebook)
     h.update(json.dumps([params, sorted(dep_hashes.items()), extra, code_hash(*mods) if mods else ''],
@@ -105,8 +118,9 @@ def kernel_for_this_python(folder) -> str:
     if importlib.util.find_spec('ipykernel') is None:
         raise AVBTError("avbt reproduce needs ipykernel (a development dependency): pip install -e '.[dev]'")
     name, folder = 'avbt-tacma-python', Path(folder).absolute()
-    # CRITICAL: the kernel's own log (e.g. 'KeyboardInterrupt caught in kernel' when papermill shuts it down) stays quiet
-    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=CRITICAL'],
+    # CRITICAL: the kernel's own log (e.g. 'KeyboardInterrupt caught in kernel' when papermill stops it) stays quiet
+    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}',
+                     '--IPKernelApp.log_level=CRITICAL'],
             'display_name': 'avbt-tacma (this Python)', 'language': 'python'}
     save_json(spec, folder / 'kernels' / name / 'kernel.json')
     paths = os.environ.get('JUPYTER_PATH', '').split(os.pathsep)
@@ -128,7 +142,14 @@ def run_notebook(notebook, executed, params: dict, cwd=None, kernel: str = 'pyth
     return executed
 
 # %% ../nbs/19_reproduce.ipynb 13
-def run_steps(out, params: dict, steps=STEPS, notebooks=None, only=None, force=False, extra='', kernel=None,
+def run_steps(out,            # the run folder
+              params: dict,   # papermill parameters (each notebook gets those it declares)
+              steps=STEPS,    # all steps, in graph order
+              notebooks=None, # the folder of the notebooks (default: nbs/paper)
+              only=None,      # names of the steps wanted (None: all)
+              force=False,    # re-run them even when up to date
+              extra='',       # what else the outputs depend on (`step_hash`)
+              kernel=None,    # a Jupyter kernel name (default: this Python's)
               log=print) -> dict:
     "Run the notebooks of `plan(steps, only)` into the run folder `out`; returns {'ran', 'skipped', 'seconds'}."
     out = Path(out).absolute(); nbdir = Path(notebooks) if notebooks else paper_notebooks()
@@ -138,7 +159,9 @@ def run_steps(out, params: dict, steps=STEPS, notebooks=None, only=None, force=F
     hashes, res = {}, {'ran': [], 'skipped': [], 'seconds': {}}
     for i, s in enumerate(todo, 1):
         nb = nbdir / s.notebook
-        if not nb.exists(): raise AVBTError(f"{nb}: reproduction notebook not found (run avbt reproduce from a clone of the repository)")
+        if not nb.exists():
+            raise AVBTError(f"{nb}: reproduction notebook not found (run avbt reproduce from a clone of the "
+                            "repository)")
         declared = notebook_parameters(nb)
         p = {k: v for k, v in params.items() if k in declared}
         h = hashes[s.name] = step_hash(nb, p, {d: hashes[d] for d in s.deps if d in hashes}, extra)
@@ -149,7 +172,8 @@ def run_steps(out, params: dict, steps=STEPS, notebooks=None, only=None, force=F
         log(f"{head} running {s.notebook} ..."); t0 = time.time()
         executed = run_notebook(nb, out / 'notebooks' / s.notebook, p, cwd=out, kernel=kernel, name=s.name)
         missing = [o for o in s.outputs if not (out / o).exists()]
-        if missing: raise AVBTError(f"notebook {s.name} ran but did not write {', '.join(missing)} (executed copy: {executed})")
+        if missing:
+            raise AVBTError(f"notebook {s.name} ran but did not write {', '.join(missing)} (executed copy: {executed})")
         dt = res['seconds'][s.name] = round(time.time() - t0, 1)
         save_json({'hash': h, 'notebook': s.notebook, 'parameters': p, 'seconds': dt,
                    'finished': datetime.datetime.now().isoformat(timespec='seconds')}, stamp)
@@ -159,7 +183,9 @@ def run_steps(out, params: dict, steps=STEPS, notebooks=None, only=None, force=F
 def paper_notebooks() -> Path:
     "The folder of the reproduction notebooks (`nbs/paper` of the repository)."
     d = Path(__file__).resolve().parent.parent / 'nbs' / 'paper'
-    if not d.is_dir(): raise AVBTError(f"{d}: the reproduction notebooks are not here; run avbt reproduce from a clone of the repository")
+    if not d.is_dir():
+        raise AVBTError(f"{d}: the reproduction notebooks are not here; run avbt reproduce from a clone of the "
+                        "repository")
     return d
 
 # %% ../nbs/19_reproduce.ipynb 16
@@ -187,36 +213,45 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     if info['weights_note']: log(f"weights: {info['weights_note']}")
     t0, res = time.time(), None
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
-    if kind == 'features' and only and 'model' in only: raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
-    try: res = run_steps(out, params, steps, notebooks, only, force, extra=json.dumps([S, __version__], sort_keys=True), log=log)
+    if kind == 'features' and only and 'model' in only:
+        raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
+    extra = json.dumps([S, __version__], sort_keys=True)
+    try: res = run_steps(out, params, steps, notebooks, only, force, extra=extra, log=log)
     finally:
         md, h = write_summary(out, steps)
         log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
     return res
 
 # %% ../nbs/19_reproduce.ipynb 19
-def reproduce_parser(p: argparse.ArgumentParser):
+def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) to add to
+                    ):
     "Arguments of `avbt reproduce`."
     p.add_argument('--scale', choices=list(SCALES), default='default',
-                   help='smoke: CI-sized, learns little; default: every table and figure in under 10 minutes on 2 CPU cores, '
-                        'enough seeds for verdicts; quick: more data and seeds (about 20 minutes); rehearsal: the paper\'s '
-                        'models and settings, each training capped at a few steps, random weights (a CPU check of the '
-                        'paper path); paper: the paper\'s settings on a GPU (default %(default)s)')
-    p.add_argument('--data', help='the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare` (default: make the synthetic dataset)')
-    p.add_argument('--features', help='a feature file or folder (own or the community\'s AVE features): trains the heads only')
-    p.add_argument('--only', help='comma-separated steps to run, dependencies included: ' + ','.join(s.name for s in STEPS))
+                   help='smoke: CI-sized, learns little; default: every table and figure in under 10 minutes on 2 CPU '
+                        'cores, enough seeds for verdicts; quick: more data and seeds (about 20 minutes); rehearsal: '
+                        'the paper\'s models and settings, each training capped at a few steps, random weights '
+                        '(a CPU check of the paper path); paper: the paper\'s settings on a GPU (default %(default)s)')
+    p.add_argument('--data', help='the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare` '
+                                  '(default: make the synthetic dataset)')
+    p.add_argument('--features',
+                   help='a feature file or folder (own or the community\'s AVE features): trains the heads only')
+    p.add_argument('--only',
+                   help='comma-separated steps to run, dependencies included: ' + ','.join(s.name for s in STEPS))
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default %(default)s)')
     p.add_argument('--seeds', type=int, help='number of seeds of every head (default: the scale\'s)')
-    p.add_argument('--out', default='runs/reproduce', help='run folder: notebooks, tables, figures, models, summary (default %(default)s)')
-    p.add_argument('--force', action='store_true', help='re-execute the selected notebooks even when they are up to date')
+    p.add_argument('--out', default='runs/reproduce',
+                   help='run folder: notebooks, tables, figures, models, summary (default %(default)s)')
+    p.add_argument('--force', action='store_true',
+                   help='re-execute the selected notebooks even when they are up to date')
     return p
 
-def reproduce_main(args) -> int:
+def reproduce_main(args,  # parsed by `reproduce_parser`
+                  ) -> int:
     "Run `avbt reproduce`; Ctrl-C stops it with one line (a re-run continues from the unfinished step)."
     try: res = reproduce(args.scale, args.data, args.features, args.only, args.device, args.out, args.force, args.seeds)
     except KeyboardInterrupt:
-        print("avbt reproduce: interrupted; run the same command again to continue (finished steps and models are kept)",
-              file=sys.stderr)
+        print("avbt reproduce: interrupted; run the same command again to continue "
+              "(finished steps and models are kept)", file=sys.stderr)
         return 130
     print(f"ran {len(res['ran'])} notebook(s), {len(res['skipped'])} up to date")
     return 0

@@ -159,3 +159,12 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
     assert 'resuming the killed training' in (out / 'notebooks' / '01_avbt.ipynb').read_text()
     steps = [l.split(',')[1] for l in (run / 'log.csv').read_text().splitlines()[1:]]
     assert (run / 'avbt.pt').exists() and len(steps) == len(set(steps))       # no step logged twice
+
+def test_default_and_quick_scales_split_for_verdicts():
+    "`default` and `quick` hold out 15% of the synthetic clips for test (not 10%), and PSP gets its smaller lr."
+    from avbt_tacma.repro import SCALES, synthetic_dir
+    for s in ('default', 'quick'):
+        S = SCALES[s]
+        assert S['split'][2] >= 0.15 and S['seeds'] >= 8 and S['head_lrs']['psp'] < S['head_lr']
+        assert synthetic_dir('/x', s).name.endswith('-split70-15-15')
+    assert 'split' not in SCALES['smoke'] and not synthetic_dir('/x', 'smoke').name.endswith('20')
