@@ -27,7 +27,7 @@ SCALES = {
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=30, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
-                    thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60, qualitative=3),
+                    head_seeds=dict(psp_avps=4, avel=4), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60, qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
@@ -343,15 +343,14 @@ class Repro:
         if head in ('tacma', 'cma'):                  # d_l is the AV-BT feature width: 512 / 512 / 256 in the paper
             d = fs.audio.shape[-1]
             head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
-        if head == 'avel' and fs.spatial:             # AVEL's official attention axis: one attention unit per region
-            head_kw = dict(k=fs.visual.shape[2] * fs.visual.shape[3]) | head_kw
         kw = dict(recipe=recipe, device=self.device, **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
             lr = S.get('head_lrs', {}).get(head, S['head_lr'])
             kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr)
         folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
                   f"{name or head}-{_key([head, kw], 'train_heads')}")
-        seeds = self.seeds if seeds is None else seeds
+        if seeds is None:          # head_seeds: heads that no claim compares run fewer seeds (time)
+            seeds = self.seeds[:S.get('head_seeds', {}).get(head, len(self.seeds))]
         return train_seeds(fs, head, seeds=seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
 
     def majority(self, features) -> dict:
