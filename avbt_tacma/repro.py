@@ -11,8 +11,8 @@ from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'loader_workers', 'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave',
-           'synthetic_dir', 'ensure_synthetic', 'source_label', 'Repro']
+__all__ = ['SCALES', 'usable_cores', 'loader_workers', 'module_closure', 'code_hash', 'notebook_modules', 'data_source',
+           'is_real_ave', 'synthetic_dir', 'ensure_synthetic', 'source_label', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 SCALES = {
@@ -39,14 +39,19 @@ SCALES = {
                   thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
 }
 
-def loader_workers(setting=0  # a scale's `workers`: a number, or 'auto' (the machine's cores, at most 8)
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def loader_workers(setting=0  # a scale's `workers`: a number, or 'auto' (one per usable core but one, at most 16)
                   ) -> int:
     "DataLoader worker processes of a scale: `AVBT_WORKERS` in the environment wins, then the setting."
     env = os.environ.get('AVBT_WORKERS', '').strip()
     if env:
         if not env.isdigit(): raise AVBTError(f"AVBT_WORKERS={env!r}: give a whole number of DataLoader workers")
         return int(env)
-    if setting in (None, 'auto'): return max(0, min(8, (os.cpu_count() or 1) - 1))
+    if setting in (None, 'auto'): return max(0, min(16, usable_cores() - 1))
     return int(setting)
 
 # %% ../nbs/18_repro.ipynb 8

@@ -239,7 +239,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
                   ) -> dict:
     "Train the AV-BT models of `steps` in parallel processes, one per device; returns {'trained', 'reused', 'failed'}."
     import subprocess
-    from avbt_tacma.repro import Repro
+    from avbt_tacma.repro import Repro, usable_cores
     out, gpus = Path(out).absolute(), [str(g).strip() for g in gpus if str(g).strip()]
     if not gpus: raise AVBTError("--gpus: give at least one device (e.g. 0,1 or cpu)")
     R = Repro('train', out, params['scale'], params['data_source'], params['data'], 'cpu', params['seeds'])
@@ -263,6 +263,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
             (job, run), g = todo.pop(0), free.pop(0)
             cpu = g == 'cpu'
             env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if cpu else g)
+            env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
             spec = json.dumps(dict(params, out=str(out), device='cpu' if cpu else 'cuda', job=job))
             lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
             cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '

@@ -313,20 +313,25 @@ def main():
     if rc != 0 or 'rehearsal' not in out:
         row('rehearsal', 'avbt reproduce --scale rehearsal', 'not available', 'this checkout has no rehearsal scale')
     elif dry:
-        row('rehearsal', 'avbt reproduce --scale rehearsal', 'available; not run in a dry run', '')
+        row('rehearsal', 'avbt reproduce --scale rehearsal', 'available; not run in a dry run',
+            '--gpus available' if '--gpus' in out else 'no --gpus in this checkout')
     elif not like.exists():
         row('rehearsal', 'avbt reproduce --scale rehearsal', 'not run: no synth --like set', '')
     else:
         cap = max(30, left() - 70)
+        # the prepared cache of the data section (no second prepare); --gpus 0: the AV-BT trainings through the
+        # multi-GPU dispatch (one process on GPU 0), then the notebooks reuse them
+        gpus = ['--gpus', '0'] if '--gpus' in out else []
         rc, s, out, err = sh(
             avbt_cli(
-                'reproduce', '--scale', 'rehearsal', '--device', 'cuda', '--data', like, '--out', work / 'rehearsal'
+                'reproduce', '--scale', 'rehearsal', '--device', 'cuda', '--data', cache if cache.exists() else like,
+                '--out', work / 'rehearsal', *gpus
             ),
             cap,
         )
         row(
             'rehearsal',
-            f'avbt reproduce --scale rehearsal --device cuda ({rows_like} rows)',
+            f"avbt reproduce --scale rehearsal --device cuda {' '.join(gpus)} ({rows_like} rows)",
             f"passed in {s:.0f} s"
             if rc == 0
             else f"{'did not finish' if rc == 124 else 'FAILED'} in {s:.0f} s: "
