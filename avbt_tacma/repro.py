@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_repro.ipynb 3
 from __future__ import annotations
-import os, ast, json, time, hashlib, functools
+import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
 from .core import AVBTError, load_json, atomic_write_text
 from .evaluate import majority_accuracy, seed_accuracies, predict_run
@@ -173,6 +173,17 @@ def _key(parts, *modules) -> str:
     "Short hash of a model's settings and of the code that trains it (other code trains a new model, in its own folder)."
     return hashlib.sha256(json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()).hexdigest()[:8]
 
+@contextlib.contextmanager
+def _model_lock(run: Path, what: str = 'train'):
+    "Hold an exclusive lock on one model of the store (training or a feature file) across processes."
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.parent / f'.{run.name}.{what}.lock', 'w') as f:
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX)                                # released when the file closes
+        except ImportError: pass                                         # no fcntl (Windows): no lock
+        yield
+
 class Repro:
     "The run folder, settings and shared models of one reproduction notebook (built from its papermill parameters)."
     def __init__(self, step: str, out, scale: str = 'default', data_source: str = 'synthetic', data='', device: str = 'auto',
@@ -252,7 +263,9 @@ class Repro:
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
         cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
-        if not (run / 'avbt.pt').exists():
+        if (run / 'avbt.pt').exists(): return run
+        with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
+            if (run / 'avbt.pt').exists(): return run
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
             train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
@@ -268,7 +281,9 @@ class Repro:
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if not f.exists():
+        if f.exists(): return f
+        with _model_lock(run, f.stem):
+            if f.exists(): return f
             t0 = time.time()
             extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False,
                              batch_size=self.S.get('extract_batch', 16), bf16=self.S.get('cpu_bf16', False))
