@@ -183,12 +183,12 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path), device=device,
                 seeds=n_seeds, only=only, real_ave=is_real_ave(kind, path), weights_note=S.get('weights_note', ''),
                 started=datetime.datetime.now().isoformat(timespec='seconds'), settings=S, versions=versions())
+    if train_only: return train_parallel(out, params, gpus or [device], plan(STEPS, only), log=log)   # no report
     save_json(info, out / 'run.json')
     log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s) -> {out}")
     if info['weights_note']: log(f"weights: {info['weights_note']}")
     t0, res = time.time(), None
-    if gpus or train_only: res = train_parallel(out, params, gpus or [device], plan(STEPS, only), log=log)
-    if train_only: return res
+    if gpus: train_parallel(out, params, gpus, plan(STEPS, only), log=log)
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
     if kind == 'features' and only and 'model' in only: raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
     try: res = run_steps(out, params, steps, notebooks, only, force, extra=json.dumps([S, __version__], sort_keys=True), log=log)
@@ -273,10 +273,12 @@ def train_parallel(out,               # the run folder (its model store: out/mod
         time.sleep(poll)
         for pr in [p for p in running if p.poll() is not None]:
             run, g, lf = running.pop(pr); lf.close(); free.append(g)
-            if pr.returncode == 0: res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
+            if pr.returncode == 0:
+                res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
             else:
                 lines = [l for l in Path(lf.name).read_text(errors='replace').splitlines() if l.strip()]
-                res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {(lines or [''])[-1][:200]} (log: {lf.name})")
+                last = (lines or [''])[-1][:200]
+                res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {last} (log: {lf.name})")
                 log(f"  FAILED {res['failed'][-1]}")
     if res['failed']: raise AVBTError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
     return res
@@ -314,6 +316,7 @@ def reproduce_main(args) -> int:
     except AVBTError as e:
         if not args.train_only and not args.gpus: raise
         print(f"avbt reproduce: {e}", file=sys.stderr); return 1
-    if args.train_only: print(f"trained {len(res['trained'])} AV-BT model(s), {len(res['reused'])} already there"); return 0
+    if args.train_only:
+        print(f"trained {len(res['trained'])} AV-BT model(s), {len(res['reused'])} already there"); return 0
     print(f"ran {len(res['ran'])} notebook(s), {len(res['skipped'])} up to date")
     return 0

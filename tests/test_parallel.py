@@ -28,7 +28,7 @@ def test_two_trainings_at_once_then_the_notebooks_reuse_them(clips, tmp_path):
     res = train_parallel(out, params, ['cpu', 'cpu'], ['table4'], log=lines.append, poll=0.1)
     # table4 asks for baseline, noshare and agva (its baseline is the baseline: same key, trained once)
     assert len(res['trained']) == 3 and not res['failed'], lines
-    runs = {r.name.split('-')[0]: r for r in (out / 'models' / 'avbt').iterdir()}
+    runs = {r.name.split('-')[0]: r for r in (out / 'models' / 'avbt').iterdir() if r.is_dir()}
     assert set(runs) == {'baseline', 'noshare', 'agva'}
     spans = sorted(_interval(r) for r in runs.values())
     assert spans[1][0] < spans[0][1], f"the first two trainings did not overlap: {spans}"      # really concurrent
@@ -59,9 +59,10 @@ def test_jobs_match_the_notebooks_keys(clips, tmp_path):
 
 
 def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
-    "A training that fails in its process (12 clips: fewer than one smoke batch of 16) is named, with its log, in one line."
+    "A training failing in its process (12 clips: fewer than one smoke batch of 16) is named, with its log, in one line."
     params = dict(data_source='ave', data=str(synthetic_ave), scale='smoke', seeds=1)
     with pytest.raises(AVBTError) as e: train_parallel(tmp_path / 'run', params, ['cpu'], ['avbt'], log=lambda *a: None)
     msg = str(e.value)
-    assert '\n' not in msg and '2 AV-BT training(s) failed' in msg and 'baseline-' in msg and 'fewer than one batch' in msg
+    assert '\n' not in msg and '2 AV-BT training(s) failed' in msg and 'baseline-' in msg
+    assert 'fewer than one batch' in msg
     assert 'log: ' in msg and Path(msg.split('log: ')[1].split(')')[0]).exists()
