@@ -258,28 +258,33 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     (out / 'logs').mkdir(parents=True, exist_ok=True)
     log(f"AV-BT trainings: {len(todo)} to run on {', '.join(gpus)}, {len(res['reused'])} already there")
     free, running, t0 = list(gpus), {}, time.time()
-    while todo or running:
-        while todo and free:
-            (job, run), g = todo.pop(0), free.pop(0)
-            cpu = g == 'cpu'
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if cpu else g)
-            env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
-            spec = json.dumps(dict(params, out=str(out), device='cpu' if cpu else 'cuda', job=job))
-            lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
-            cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
-                   'sys.exit(_train_job(sys.argv[1]))', spec]
-            running[subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out))] = (run, g, lf)
-            log(f"  {run.name}: started on {g}")
-        time.sleep(poll)
-        for pr in [p for p in running if p.poll() is not None]:
-            run, g, lf = running.pop(pr); lf.close(); free.append(g)
-            if pr.returncode == 0:
-                res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
-            else:
-                lines = [l for l in Path(lf.name).read_text(errors='replace').splitlines() if l.strip()]
-                last = (lines or [''])[-1][:200]
-                res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {last} (log: {lf.name})")
-                log(f"  FAILED {res['failed'][-1]}")
+    try:
+        while todo or running:
+            while todo and free:
+                (job, run), g = todo.pop(0), free.pop(0)
+                cpu = g == 'cpu'
+                env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if cpu else g)
+                env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
+                spec = json.dumps(dict(params, out=str(out), device='cpu' if cpu else 'cuda', job=job))
+                lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
+                cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
+                       'sys.exit(_train_job(sys.argv[1]))', spec]
+                pr = subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out))
+                running[pr] = (run, g, lf)
+                log(f"  {run.name}: started on {g}")
+            time.sleep(poll)
+            for pr in [p for p in running if p.poll() is not None]:
+                run, g, lf = running.pop(pr); lf.close(); free.append(g)
+                if pr.returncode == 0:
+                    res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
+                else:
+                    lines = [l for l in Path(lf.name).read_text(errors='replace').splitlines() if l.strip()]
+                    last = (lines or [''])[-1][:200]
+                    res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {last} (log: {lf.name})")
+                    log(f"  FAILED {res['failed'][-1]}")
+    finally:                                          # Ctrl-C or an error here: no training is left orphaned
+        for pr, (run, g, lf) in running.items():
+            pr.terminate(); pr.wait(); lf.close(); log(f"  {run.name}: stopped (a re-run resumes it)")
     if res['failed']: raise AVBTError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
     return res
 

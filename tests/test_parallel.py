@@ -59,7 +59,7 @@ def test_jobs_match_the_notebooks_keys(clips, tmp_path):
 
 
 def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
-    "A training failing in its process (12 clips: fewer than one smoke batch of 16) is named, with its log, in one line."
+    "A training failing in its process (12 clips: fewer than a smoke batch of 16) is named, with its log, in one line."
     params = dict(data_source='ave', data=str(synthetic_ave), scale='smoke', seeds=1)
     with pytest.raises(AVBTError) as e: train_parallel(tmp_path / 'run', params, ['cpu'], ['avbt'], log=lambda *a: None)
     msg = str(e.value)
