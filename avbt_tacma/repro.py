@@ -33,7 +33,8 @@ SCALES = {
                       cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
-                      weights_note='random initial weights (rehearsal: no pretrained ResNet-50/VGGish files are used)'),
+                      weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, 2 head '
+                                   'epochs: a check that the paper path runs; its numbers mean nothing'),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100, avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
                   seeds=5,
