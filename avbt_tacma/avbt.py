@@ -68,7 +68,7 @@ class AVBT(nn.Module):
             raise AVBTError(f"log-mel {tuple(logmel.shape)} and frames {tuple(frames.shape)} disagree on [B, T]")
         a = self.audio_cnn(logmel.flatten(0, 1))                     # [B*T, Da]
         m = self.visual_cnn.forward_map(frames.flatten(0, 1))        # [B*T, C, h, w]
-        v = self.agva(a, m.flatten(2).transpose(1, 2))[0] if self.agva is not None else m.mean((2, 3))
+        v = self.agva(a, m.flatten(2).transpose(1, 2).float())[0] if self.agva is not None else m.mean((2, 3))
         f_a = self.audio_lstm(a.reshape(B, T, -1))[0]
         f_v = self.visual_lstm(v.reshape(B, T, -1))[0]
         if return_spatial: return f_a, f_v, m.reshape(B, T, *m.shape[1:]).permute(0, 1, 3, 4, 2)

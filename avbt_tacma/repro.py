@@ -4,15 +4,15 @@
 
 # %% ../nbs/18_repro.ipynb 3
 from __future__ import annotations
-import os, ast, json, time, hashlib, functools
+import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
 from .core import AVBTError, load_json, atomic_write_text
 from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir',
-           'split_synthetic', 'ensure_synthetic', 'source_label', 'Repro']
+__all__ = ['SCALES', 'usable_cores', 'loader_workers', 'module_closure', 'code_hash', 'notebook_modules', 'data_source',
+           'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic', 'source_label', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -35,14 +35,32 @@ SCALES = {
                   thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
                   tsne_clips=80, qualitative=4),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224, avbt_epochs=100,
-                      avbt_batch=4, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
+                      avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
+                      cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
-                      weights_note='random initial weights (rehearsal: no pretrained ResNet-50/VGGish files are used)'),
+                      weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, 2 head '
+                                   'epochs: a check that the paper path runs; its numbers mean nothing'),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100, avbt_batch=128,
-                  avbt_overrides={}, workers=8, threads=None, head_epochs=200, head_batch=128, head_lr=1e-4, seeds=5,
+                  avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
+                  seeds=5,
                   thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
 }
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def loader_workers(setting=0  # a scale's `workers`: a number, or 'auto' (one per usable core but one, at most 16)
+                  ) -> int:
+    "DataLoader worker processes of a scale: `AVBT_WORKERS` in the environment wins, then the setting."
+    env = os.environ.get('AVBT_WORKERS', '').strip()
+    if env:
+        if not env.isdigit(): raise AVBTError(f"AVBT_WORKERS={env!r}: give a whole number of DataLoader workers")
+        return int(env)
+    if setting in (None, 'auto'): return max(0, min(16, usable_cores() - 1))
+    return int(setting)
 
 # %% ../nbs/18_repro.ipynb 8
 def _lib_dir() -> Path:
@@ -214,6 +232,17 @@ def _key(parts, *modules) -> str:
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
+@contextlib.contextmanager
+def _model_lock(run: Path, what: str = 'train'):
+    "Hold an exclusive lock on one model of the store (training or a feature file) across processes."
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.parent / f'.{run.name}.{what}.lock', 'w') as f:
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX)                                # released when the file closes
+        except ImportError: pass                                         # no fcntl (Windows): no lock
+        yield
+
 class Repro:
     "The run folder, settings and shared models of one reproduction notebook (built from its papermill parameters)."
     def __init__(self, step: str,                   # the notebook's step name (table2, fig6, ...)
@@ -290,21 +319,32 @@ class Repro:
                     **S.get('avbt_overrides', {}))
         return AVBTConfig.preset(S['avbt'], **{**base, **overrides})
 
+    def avbt_key(self, aug=None, **overrides) -> str:
+        "The model-store key of an AV-BT training: its settings, data, step cap and the code that trains it."
+        import dataclasses as dc
+        from avbt_tacma.datasets import AugConfig
+        cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
+        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap], 'train_avbt')
+
+    def avbt_run(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
+        "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
+        key = self.avbt_key(aug, **overrides)
+        same = sorted((self.out / 'models' / 'avbt').glob(f'*-{key}'))           # the same model under another name
+        return next((r for r in same if (r / 'avbt.pt').exists()), self.out / 'models' / 'avbt' / f"{variant}-{key}")
+
     def avbt(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
         "The run folder of AV-BT `variant` (trained here once; a killed training resumes from its last checkpoint)."
-        import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
-        cap = self.S.get('avbt_max_steps')
-        key = _key([cfg.to_dict(), dc.asdict(aug), str(cache), 0, cap], 'train_avbt')
-        same = sorted((self.out / 'models' / 'avbt').glob(f'*-{key}'))           # the same model under another name
-        run = next((r for r in same if (r / 'avbt.pt').exists()), self.out / 'models' / 'avbt' / f"{variant}-{key}")
-        if not (run / 'avbt.pt').exists():
+        cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
+        if (run / 'avbt.pt').exists(): return run
+        with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
+            if (run / 'avbt.pt').exists(): return run
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
             train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
-                       workers=self.S.get('workers', 0), progress=False)
+                       workers=loader_workers(self.S.get('workers', 0)), progress=False)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 
@@ -317,8 +357,13 @@ class Repro:
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if not f.exists():
-            extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False)
+        if f.exists(): return f
+        with _model_lock(run, f.stem):
+            if f.exists(): return f
+            t0 = time.time()
+            extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False,
+                             batch_size=self.S.get('extract_batch', 16), bf16=self.S.get('cpu_bf16', False))
+            print(f"AV-BT {variant}: {f.name} extracted in {time.time() - t0:.0f} s")
         return f
 
     def feature_set(self, features, pooled: bool = True):

@@ -14,7 +14,7 @@ from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_av
 
 # %% auto 0
 __all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps',
-           'paper_notebooks', 'reproduce', 'reproduce_parser', 'reproduce_main']
+           'paper_notebooks', 'reproduce', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
 
 # %% ../nbs/19_reproduce.ipynb 5
 @dataclass(frozen=True)
@@ -190,7 +190,8 @@ def paper_notebooks() -> Path:
 
 # %% ../nbs/19_reproduce.ipynb 16
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out='runs/reproduce',
-              force: bool = False, seeds: int | None = None, notebooks=None, log=print) -> dict:
+              force: bool = False, seeds: int | None = None, notebooks=None, log=print, gpus=None,
+              train_only: bool = False) -> dict:
     "Run the reproduction notebooks into the run folder `out` and write its report; returns what ran and was skipped."
     if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     if isinstance(only, str): only = [s.strip() for s in only.split(',') if s.strip()]
@@ -208,10 +209,12 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path), device=device,
                 seeds=n_seeds, only=only, real_ave=is_real_ave(kind, path), weights_note=S.get('weights_note', ''),
                 started=datetime.datetime.now().isoformat(timespec='seconds'), settings=S, versions=versions())
+    if train_only: return train_parallel(out, params, gpus or [device], plan(STEPS, only), log=log)   # no report
     save_json(info, out / 'run.json')
     log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s) -> {out}")
     if info['weights_note']: log(f"weights: {info['weights_note']}")
     t0, res = time.time(), None
+    if gpus: train_parallel(out, params, gpus, plan(STEPS, only), log=log)
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
@@ -223,6 +226,97 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     return res
 
 # %% ../nbs/19_reproduce.ipynb 19
+def avbt_trainings(steps=None) -> list:
+    "The AV-BT trainings the reproduction notebooks of `steps` (names; None = all) ask `Repro` for, in order."
+    from avbt_tacma.datasets import TABLE5_ROWS
+    names = {s.name if isinstance(s, Step) else s for s in (steps or STEPS)}
+    base = {'avbt', 'table2', 'table3', 'fig5', 'fig6', 'fig7', 'fig8', 'model', 'table4', 'table5'}
+    jobs = []
+    if names & base: jobs.append(dict(variant='baseline', spatial='table3' in names))
+    if names & {'avbt', 'table2'}: jobs.append(dict(variant='untrained', overrides=dict(epochs=0)))
+    if 'table4' in names:
+        jobs += [dict(variant=v, overrides=kw, ablation=True)
+                 for v, kw in (('baseline', {}), ('noshare', dict(shared_projector=False)), ('agva', dict(agva=True)))]
+    if 'table5' in names:
+        jobs += [dict(variant='aug-' + a.name.replace('*', 'S').replace('+', '-'), aug_row=i, ablation=True)
+                 for i, (a, _) in enumerate(TABLE5_ROWS)]
+    return jobs
+
+def _job_args(R, job: dict) -> tuple:
+    "(variant, aug, overrides) of a job for `Repro.features`."
+    from avbt_tacma.datasets import TABLE5_ROWS
+    aug = TABLE5_ROWS[job['aug_row']][0] if job.get('aug_row') is not None else None
+    return job['variant'], aug, {**job.get('overrides', {}), **(R.ablation if job.get('ablation') else {})}
+
+def _train_job(spec: str) -> int:
+    "Child process of `train_parallel`: train one AV-BT model and extract its features (resuming a killed one)."
+    from avbt_tacma.repro import Repro
+    a = json.loads(spec)
+    R = Repro('train', a['out'], a['scale'], a['data_source'], a['data'], a['device'], a['seeds'])
+    variant, aug, kw = _job_args(R, a['job'])
+    R.features(variant, aug=aug, **kw)
+    if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, **kw)
+    return 0
+
+def train_parallel(out,               # the run folder (its model store: out/models/avbt)
+                   params: dict,      # the notebooks' parameters (data_source, data, scale, seeds) from `reproduce`
+                   gpus,              # devices: CUDA ids ('0', '1', ...) or 'cpu'; one process per entry at a time
+                   steps=None,        # the steps whose trainings to run (None = all)
+                   log=print,         # where progress lines go
+                   poll: float = 0.5  # seconds between looks at the running processes
+                  ) -> dict:
+    "Train the AV-BT models of `steps` in parallel processes, one per device; returns {'trained', 'reused', 'failed'}."
+    import subprocess
+    from avbt_tacma.repro import Repro, usable_cores
+    out, gpus = Path(out).absolute(), [str(g).strip() for g in gpus if str(g).strip()]
+    if not gpus: raise AVBTError("--gpus: give at least one device (e.g. 0,1 or cpu)")
+    R = Repro('train', out, params['scale'], params['data_source'], params['data'], 'cpu', params['seeds'])
+    if not R.trains_avbt: raise AVBTError("--gpus/--train-only train AV-BT models: give --data (clips), not --features")
+    R.cache()                                                         # prepared once, before the processes start
+    todo, keys, res = [], set(), {'trained': [], 'reused': [], 'failed': []}
+    for job in avbt_trainings(steps):
+        variant, aug, kw = _job_args(R, job)
+        run = R.avbt_run(variant, aug, **kw)
+        feats = [run / 'features.h5'] + ([run / 'features_spatial.h5'] if job.get('spatial') else [])
+        k = R.avbt_key(aug, **kw)
+        if k in keys: continue
+        keys.add(k)
+        if all(f.exists() for f in feats): res['reused'].append(run.name)
+        else: todo.append((job, run))
+    (out / 'logs').mkdir(parents=True, exist_ok=True)
+    log(f"AV-BT trainings: {len(todo)} to run on {', '.join(gpus)}, {len(res['reused'])} already there")
+    free, running, t0 = list(gpus), {}, time.time()
+    try:
+        while todo or running:
+            while todo and free:
+                (job, run), g = todo.pop(0), free.pop(0)
+                cpu = g == 'cpu'
+                env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if cpu else g)
+                env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
+                spec = json.dumps(dict(params, out=str(out), device='cpu' if cpu else 'cuda', job=job))
+                lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
+                cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
+                       'sys.exit(_train_job(sys.argv[1]))', spec]
+                pr = subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out))
+                running[pr] = (run, g, lf)
+                log(f"  {run.name}: started on {g}")
+            time.sleep(poll)
+            for pr in [p for p in running if p.poll() is not None]:
+                run, g, lf = running.pop(pr); lf.close(); free.append(g)
+                if pr.returncode == 0:
+                    res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
+                else:
+                    lines = [l for l in Path(lf.name).read_text(errors='replace').splitlines() if l.strip()]
+                    last = (lines or [''])[-1][:200]
+                    res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {last} (log: {lf.name})")
+                    log(f"  FAILED {res['failed'][-1]}")
+    finally:                                          # Ctrl-C or an error here: no training is left orphaned
+        for pr, (run, g, lf) in running.items():
+            pr.terminate(); pr.wait(); lf.close(); log(f"  {run.name}: stopped (a re-run resumes it)")
+    if res['failed']: raise AVBTError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
+    return res
+
+# %% ../nbs/19_reproduce.ipynb 22
 def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) to add to
                     ):
     "Arguments of `avbt reproduce`."
@@ -243,15 +337,26 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
                    help='run folder: notebooks, tables, figures, models, summary (default %(default)s)')
     p.add_argument('--force', action='store_true',
                    help='re-execute the selected notebooks even when they are up to date')
+    p.add_argument('--gpus', help='train the AV-BT models of the selected steps first, in parallel, one process per '
+                        'device of this comma-separated list (CUDA ids such as 0,1,2,3; cpu for a CPU process)')
+    p.add_argument('--train-only', action='store_true', help='only train the AV-BT models (with --gpus: in parallel); '
+                        'the notebooks of a later run find them trained')
     return p
 
 def reproduce_main(args,  # parsed by `reproduce_parser`
                   ) -> int:
     "Run `avbt reproduce`; Ctrl-C stops it with one line (a re-run continues from the unfinished step)."
-    try: res = reproduce(args.scale, args.data, args.features, args.only, args.device, args.out, args.force, args.seeds)
+    gpus = [g.strip() for g in args.gpus.split(',') if g.strip()] if args.gpus else None
+    try: res = reproduce(args.scale, args.data, args.features, args.only, args.device, args.out, args.force, args.seeds,
+                         gpus=gpus, train_only=args.train_only)
     except KeyboardInterrupt:
         print("avbt reproduce: interrupted; run the same command again to continue "
               "(finished steps and models are kept)", file=sys.stderr)
         return 130
+    except AVBTError as e:
+        if not args.train_only and not args.gpus: raise
+        print(f"avbt reproduce: {e}", file=sys.stderr); return 1
+    if args.train_only:
+        print(f"trained {len(res['trained'])} AV-BT model(s), {len(res['reused'])} already there"); return 0
     print(f"ran {len(res['ran'])} notebook(s), {len(res['skipped'])} up to date")
     return 0

@@ -13,7 +13,7 @@ def test_gpu_check_dry_run(tmp_path):
         ['bash', str(ROOT / 'benchmarks' / 'gpu_check.sh'), '--dry-run', '--work', str(tmp_path / 'w')],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         cwd=ROOT,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

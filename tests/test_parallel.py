@@ -1,0 +1,68 @@
+"`avbt reproduce --gpus`: the AV-BT trainings in parallel processes (fake devices `cpu,cpu`), reused by the notebooks."
+import io, json, sys, subprocess, contextlib
+from pathlib import Path
+import pytest
+from avbt_tacma.core import AVBTError
+from avbt_tacma.repro import Repro
+from avbt_tacma.reproduce import avbt_trainings, train_parallel, _job_args
+
+
+@pytest.fixture(scope='module')
+def clips(tmp_path_factory):
+    "24 synthetic clips: enough training clips for one smoke batch (16)."
+    from avbt_tacma.synth import make_synthetic
+    return make_synthetic(tmp_path_factory.mktemp('clips') / 'set', videos=24, seed=0, classes=4, size=64, fps=8,
+                          workers=1, progress=False)
+
+
+def _interval(run: Path) -> tuple:
+    "When a training ran: its config.json (start) to its avbt.pt (end)."
+    return (run / 'config.json').stat().st_mtime, (run / 'avbt.pt').stat().st_mtime
+
+
+@pytest.mark.slow
+def test_two_trainings_at_once_then_the_notebooks_reuse_them(clips, tmp_path):
+    out = tmp_path / 'run'
+    params = dict(data_source='ave', data=str(clips), scale='smoke', seeds=1)
+    lines = []
+    res = train_parallel(out, params, ['cpu', 'cpu'], ['table4'], log=lines.append, poll=0.1)
+    # table4 asks for baseline, noshare and agva (its baseline is the baseline: same key, trained once)
+    assert len(res['trained']) == 3 and not res['failed'], lines
+    runs = {r.name.split('-')[0]: r for r in (out / 'models' / 'avbt').iterdir() if r.is_dir()}
+    assert set(runs) == {'baseline', 'noshare', 'agva'}
+    spans = sorted(_interval(r) for r in runs.values())
+    assert spans[1][0] < spans[0][1], f"the first two trainings did not overlap: {spans}"      # really concurrent
+    assert all((r / 'features.h5').exists() for r in runs.values())
+    # the notebooks' calls (Repro.features as table4 makes them) find every model and feature file: nothing trains
+    R = Repro('table4', out, 'smoke', 'ave', clips, 'cpu', 1)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        got = {v: R.features(v, **kw, **R.ablation) for v, kw in
+               {'baseline': {}, 'noshare': dict(shared_projector=False), 'agva': dict(agva=True)}.items()}
+    assert 'trained in' not in said.getvalue() and 'extracted in' not in said.getvalue(), said.getvalue()
+    assert {v: f.parent for v, f in got.items()} == runs
+    again = train_parallel(out, params, ['cpu', 'cpu'], ['table4'], log=lines.append)
+    assert again['trained'] == [] and len(again['reused']) == 3
+
+
+def test_jobs_match_the_notebooks_keys(clips, tmp_path):
+    "Every job's run folder is the one `Repro.features` of the notebooks would use (keys only, nothing trained)."
+    R = Repro('x', tmp_path, 'smoke', 'ave', clips, 'cpu', 1)
+    from avbt_tacma.datasets import TABLE5_ROWS
+    jobs = avbt_trainings(['table5'])                 # its majority row reads the baseline's features
+    assert jobs[0]['variant'] == 'baseline' and len(jobs) == 1 + len(TABLE5_ROWS)
+    jobs = jobs[1:]
+    for job, (aug, _) in zip(jobs, TABLE5_ROWS):
+        v, a, kw = _job_args(R, job)
+        assert a is aug and R.avbt_run(v, a, **kw) == R.avbt_run('aug-' + aug.name.replace('*', 'S').replace('+', '-'),
+                                                                   aug=aug, **R.ablation)
+
+
+def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
+    "A training failing in its process (12 clips: fewer than a smoke batch of 16) is named, with its log, in one line."
+    params = dict(data_source='ave', data=str(synthetic_ave), scale='smoke', seeds=1)
+    with pytest.raises(AVBTError) as e: train_parallel(tmp_path / 'run', params, ['cpu'], ['avbt'], log=lambda *a: None)
+    msg = str(e.value)
+    assert '\n' not in msg and '2 AV-BT training(s) failed' in msg and 'baseline-' in msg
+    assert 'fewer than one batch' in msg
+    assert 'log: ' in msg and Path(msg.split('log: ')[1].split(')')[0]).exists()
