@@ -423,6 +423,23 @@ def _previous(out: Path):
             return m.get('config'), set(m.get('video_ids') or [v['video_id'] for v in m.get('videos', [])])
     return None, set()
 
+def _render_all(fn, todo: list, workers: int, desc: str, progress: bool):
+    "Run `fn` on every job of `todo` in `workers` processes (1: in this one), with a progress bar."
+    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress)
+    if workers <= 1:
+        for j in todo:
+            fn(j)
+            bar.update()
+    else:
+        import multiprocessing as mp
+        # forkserver, not fork: forking a process whose torch/OpenMP threads already run can deadlock the children
+        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
+        with ctx.Pool(workers) as pool:
+            for _ in pool.imap_unordered(fn, todo): bar.update()
+    bar.close()
+
 def make_synthetic(out, # output folder
                    videos: int = 200, # clips
                    seed: int = 0, # the seed
@@ -463,20 +480,7 @@ def make_synthetic(out, # output folder
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
     if len(todo) < len(plans):
         log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
-    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(todo), desc='synth', unit='clip', disable=not progress)
-    if workers <= 1:
-        for j in todo:
-            _render_one(j)
-            bar.update()
-    else:
-        import multiprocessing as mp
-        # forkserver, not fork: forking a process whose torch/OpenMP threads already run can deadlock the children
-        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-        with ctx.Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_one, todo): bar.update()
-    bar.close()
+    _render_all(_render_one, todo, workers, 'synth', progress)
     recs = [Record(p['category'], p['video_id'], 'good', p['start'], p['end']) for p in plans]
     split = split_assignment(cls_of, seed)
     write_annotations(recs, out / 'Annotations.txt')
@@ -622,19 +626,7 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
                           media_from_row=first[rec.video_id], **p))
     todo = [(p, avdir / f"{p['video_id']}.mp4", like_fps(p['video_id']), (W, H), seed) for p in plans
             if p['row'] == p['media_from_row'] and not (avdir / f"{p['video_id']}.mp4").exists()]
-    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(todo), desc='synth --like', unit='clip', disable=not progress)
-    if workers <= 1:
-        for j in todo:
-            _render_like_one(j)
-            bar.update()
-    else:
-        import multiprocessing as mp
-        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-        with ctx.Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_like_one, todo): bar.update()
-    bar.close()
+    _render_all(_render_like_one, todo, workers, 'synth --like', progress)
     write_annotations([records[r] for r in rows], out / 'Annotations.txt')
     for s in ('train', 'val', 'test'):
         write_annotations([records[r] for r in rows if splits[r] == s], out / f'{s}Set.txt')
