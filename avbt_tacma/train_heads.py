@@ -222,19 +222,9 @@ def train_epoch(model, # the head
                 batch_size: int, # clips per batch
                 gen: torch.Generator, # generator of the shuffles
                ):
-    "One epoch over shuffled mini-batches; returns (mean loss, training accuracy of the batches as they were seen)."
-    model.train()
-    tot, correct, n = 0.0, 0, 0
-    for idx in torch.randperm(len(a), generator=gen).split(batch_size):
-        idx = idx.to(a.device)
-        loss, logits = model.training_loss(a[idx], v[idx], y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        tot += loss.item() * len(idx)
-        n += len(idx)
-        correct += (logits.argmax(-1) == y[idx]).sum().item()
-    return tot / n, correct / (n * y.shape[1])
+    "One epoch at the optimizer's current lr (`run_epoch` with a constant schedule): (mean loss, training accuracy)."
+    rec = dict(batch_size=batch_size, drop_last=False, schedule='epoch_step', lr_decay=1.0, decay_every=1)
+    return run_epoch(model, opt, a, v, y, rec, 0, gen, opt.param_groups[0]['lr'])
 
 def features_fingerprint(fs: FeatureSet, # the features
                         ) -> str:
