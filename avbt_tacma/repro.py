@@ -11,8 +11,9 @@ from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'usable_cores', 'loader_workers', 'module_closure', 'code_hash', 'notebook_modules', 'data_source',
-           'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic', 'source_label', 'Repro']
+__all__ = ['SCALES', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
+           'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic',
+           'source_label', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -54,6 +55,22 @@ def usable_cores() -> int:
     "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
     try: return len(os.sched_getaffinity(0))
     except AttributeError: return os.cpu_count() or 1
+
+def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
+            ) -> int:
+    "Processes `avbt reproduce` runs at once by default: one per usable core on a CPU (at most 4), one on a GPU."
+    import torch
+    cuda = str(device).startswith('cuda') or (device == 'auto' and torch.cuda.is_available())
+    return 1 if cuda else max(1, min(4, usable_cores()))
+
+def torch_threads(setting=None  # a scale's `threads`: a number, or None (`AVBT_THREADS`, else torch's default)
+                 ) -> int | None:
+    "Threads of one process: the scale's setting wins, then `AVBT_THREADS` (set by a parallel `avbt reproduce`)."
+    if setting: return int(setting)
+    env = os.environ.get('AVBT_THREADS', '').strip()
+    if env and not (env.isdigit() and int(env) > 0):
+        raise AVBTError(f"AVBT_THREADS={env!r}: give a whole number of threads (at least 1)")
+    return int(env) if env else None
 
 def loader_workers(setting=0  # a scale's `workers`: a number, or 'auto' (one per usable core but one, at most 16)
                   ) -> int:
@@ -265,9 +282,9 @@ class Repro:
         self.source = source_label(data_source, self.data, scale)
         self.real = is_real_ave(data_source, self.data)
         self._fs = {}
-        if self.S.get('threads'):
+        if threads := torch_threads(self.S.get('threads')):
             import torch
-            torch.set_num_threads(self.S['threads'])
+            torch.set_num_threads(threads)
 
     @classmethod
     def open(cls, step: str,                # the notebook's step name

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import AVBTError, save_json
 from .report import write_summary
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
-                              source_label)
+                              source_label, cpu_jobs, usable_cores)
 
 # %% auto 0
 __all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps',
@@ -150,14 +150,19 @@ def run_steps(out,            # the run folder
               force=False,    # re-run them even when up to date
               extra='',       # what else the outputs depend on (`step_hash`)
               kernel=None,    # a Jupyter kernel name (default: this Python's)
-              log=print) -> dict:
+              log=print,      # where progress lines go
+              jobs: int = 1,  # notebooks run at once (a step starts when its dependencies are done)
+              before=None,    # called with the names of the steps to run before the first runs (`train_parallel`)
+             ) -> dict:
     "Run the notebooks of `plan(steps, only)` into the run folder `out`; returns {'ran', 'skipped', 'seconds'}."
+    from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
+    if int(jobs) < 1: raise AVBTError(f"jobs must be at least 1, got {jobs}")
     out = Path(out).absolute(); nbdir = Path(notebooks) if notebooks else paper_notebooks()
     todo = plan(steps, only)
     forced = {s.name for s in todo} if force and not only else set(only or ()) if force else set()
     kernel = kernel or kernel_for_this_python(out / '.jupyter')
-    hashes, res = {}, {'ran': [], 'skipped': [], 'seconds': {}}
-    for i, s in enumerate(todo, 1):
+    hashes, res, work = {}, {'ran': [], 'skipped': [], 'seconds': {}}, {}
+    for i, s in enumerate(todo, 1):           # hashes need no outputs (only the upstream hashes): all known up front
         nb = nbdir / s.notebook
         if not nb.exists():
             raise AVBTError(f"{nb}: reproduction notebook not found (run avbt reproduce from a clone of the "
@@ -167,7 +172,10 @@ def run_steps(out,            # the run folder
         h = hashes[s.name] = step_hash(nb, p, {d: hashes[d] for d in s.deps if d in hashes}, extra)
         stamp, head = out / 'stamps' / f'{s.name}.json', f"[{i}/{len(todo)}] {s.name:<7}"
         if s.name not in forced and _up_to_date(stamp, h, out, s.outputs):
-            res['skipped'].append(s.name); log(f"{head} up to date ({s.notebook})"); continue
+            res['skipped'].append(s.name); log(f"{head} up to date ({s.notebook})")
+        else: work[s.name] = (s, nb, p, h, stamp, head)
+
+    def execute(s, nb, p, h, stamp, head):
         stamp.unlink(missing_ok=True)
         log(f"{head} running {s.notebook} ..."); t0 = time.time()
         executed = run_notebook(nb, out / 'notebooks' / s.notebook, p, cwd=out, kernel=kernel, name=s.name)
@@ -177,7 +185,21 @@ def run_steps(out,            # the run folder
         dt = res['seconds'][s.name] = round(time.time() - t0, 1)
         save_json({'hash': h, 'notebook': s.notebook, 'parameters': p, 'seconds': dt,
                    'finished': datetime.datetime.now().isoformat(timespec='seconds')}, stamp)
-        res['ran'].append(s.name); log(f"{head} done in {dt:.1f} s")
+        log(f"{head} done in {dt:.1f} s")
+
+    if work and before is not None: before(list(work))
+    pending, running, error = list(work), {}, None                 # graph order: with jobs=1, one after the other
+    with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
+        while running or (pending and error is None):
+            ready = [n for n in pending if not any(d in work and d not in res['ran'] for d in work[n][0].deps)]
+            for n in (ready[:int(jobs) - len(running)] if error is None else []):
+                pending.remove(n); running[pool.submit(execute, *work[n])] = n
+            if not running: break
+            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
+                n = running.pop(f)
+                if f.exception() is None: res['ran'].append(n)
+                else: error = error or f.exception()          # the running ones finish; nothing new starts
+    if error is not None: raise error
     return res
 
 def paper_notebooks() -> Path:
@@ -191,39 +213,59 @@ def paper_notebooks() -> Path:
 # %% ../nbs/19_reproduce.ipynb 16
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out='runs/reproduce',
               force: bool = False, seeds: int | None = None, notebooks=None, log=print, gpus=None,
-              train_only: bool = False) -> dict:
+              train_only: bool = False,
+              jobs: int | None = None,  # processes at once on a CPU (None: `cpu_jobs`); each gets its share of cores
+             ) -> dict:
     "Run the reproduction notebooks into the run folder `out` and write its report; returns what ran and was skipped."
     if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     if isinstance(only, str): only = [s.strip() for s in only.split(',') if s.strip()]
     plan(STEPS, only)                                                     # unknown names fail before any work
+    jobs = cpu_jobs(device) if jobs is None else int(jobs)
+    if jobs < 1: raise AVBTError(f"--jobs must be at least 1, got {jobs}")
     kind, path = data_source(data, features)
     if kind == 'synthetic' and not SCALES[scale].get('videos'):
         raise AVBTError(f"--scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
+    steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
+    if kind == 'features' and only and 'model' in only:
+        raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
     out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
     S = SCALES[scale]
     if kind == 'synthetic': path = ensure_synthetic(out, scale, log)
     n_seeds = int(seeds or S['seeds'])
     params = dict(data_source=kind, data=str(path), scale=scale, device=device, seeds=n_seeds, out=str(out))
-    from avbt_tacma.core import versions
-    from avbt_tacma import __version__
-    info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path), device=device,
-                seeds=n_seeds, only=only, real_ave=is_real_ave(kind, path), weights_note=S.get('weights_note', ''),
-                started=datetime.datetime.now().isoformat(timespec='seconds'), settings=S, versions=versions())
-    if train_only: return train_parallel(out, params, gpus or [device], plan(STEPS, only), log=log)   # no report
-    save_json(info, out / 'run.json')
-    log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s) -> {out}")
-    if info['weights_note']: log(f"weights: {info['weights_note']}")
-    t0, res = time.time(), None
-    if gpus: train_parallel(out, params, gpus, plan(STEPS, only), log=log)
-    steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
-    if kind == 'features' and only and 'model' in only:
-        raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
-    extra = json.dumps([S, __version__], sort_keys=True)
-    try: res = run_steps(out, params, steps, notebooks, only, force, extra=extra, log=log)
+    # the AV-BT trainings go to parallel processes first: one per GPU of --gpus, or `jobs` CPU processes
+    devices = gpus or (['cpu'] * jobs if jobs > 1 and kind != 'features' else None)
+    train = (lambda names: train_parallel(out, params, devices, plan(STEPS, names), log=log)) if devices else None
+    threads0 = os.environ.get('AVBT_THREADS')
+    if jobs > 1 and threads0 is None: os.environ['AVBT_THREADS'] = str(max(1, usable_cores() // jobs))  # for children
+    try:
+        if train_only: return train_parallel(out, params, devices or [_device_id(device)], plan(STEPS, only), log=log)
+        from avbt_tacma.core import versions
+        from avbt_tacma import __version__
+        info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path),
+                    device=device, seeds=n_seeds, jobs=jobs, only=only, real_ave=is_real_ave(kind, path),
+                    weights_note=S.get('weights_note', ''), started=datetime.datetime.now().isoformat(timespec='seconds'),
+                    settings=S, versions=versions())
+        save_json(info, out / 'run.json')
+        log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s), "
+            f"{jobs} job(s) -> {out}")
+        if info['weights_note']: log(f"weights: {info['weights_note']}")
+        t0, res = time.time(), None
+        extra = json.dumps([S, __version__], sort_keys=True)
+        try: res = run_steps(out, params, steps, notebooks, only, force, extra=extra, log=log, jobs=jobs, before=train)
+        finally:
+            md, h = write_summary(out, steps)
+            log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
+        return res
     finally:
-        md, h = write_summary(out, steps)
-        log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
-    return res
+        if threads0 is None: os.environ.pop('AVBT_THREADS', None)
+
+def _device_id(device: str) -> str:
+    "`train_parallel`'s name of one device: 'cpu', or the CUDA id of cuda / cuda:N / auto with a GPU."
+    import torch
+    if device == 'cpu' or (device == 'auto' and not torch.cuda.is_available()): return 'cpu'
+    return device.split(':')[1] if ':' in device else '0'
+
 
 # %% ../nbs/19_reproduce.ipynb 19
 def avbt_trainings(steps=None) -> list:
@@ -339,6 +381,9 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
                    help='re-execute the selected notebooks even when they are up to date')
     p.add_argument('--gpus', help='train the AV-BT models of the selected steps first, in parallel, one process per '
                         'device of this comma-separated list (CUDA ids such as 0,1,2,3; cpu for a CPU process)')
+    p.add_argument('--jobs', type=int, help='processes at once on a CPU: the AV-BT trainings first, then the '
+                        'notebooks whose dependencies are done, each with its share of the cores (default: one per '
+                        'core, at most 4; 1 with a GPU)')
     p.add_argument('--train-only', action='store_true', help='only train the AV-BT models (with --gpus: in parallel); '
                         'the notebooks of a later run find them trained')
     return p
@@ -348,7 +393,7 @@ def reproduce_main(args,  # parsed by `reproduce_parser`
     "Run `avbt reproduce`; Ctrl-C stops it with one line (a re-run continues from the unfinished step)."
     gpus = [g.strip() for g in args.gpus.split(',') if g.strip()] if args.gpus else None
     try: res = reproduce(args.scale, args.data, args.features, args.only, args.device, args.out, args.force, args.seeds,
-                         gpus=gpus, train_only=args.train_only)
+                         gpus=gpus, train_only=args.train_only, jobs=args.jobs)
     except KeyboardInterrupt:
         print("avbt reproduce: interrupted; run the same command again to continue "
               "(finished steps and models are kept)", file=sys.stderr)

@@ -75,6 +75,42 @@ def test_failure_stops_with_path_and_keeps_outputs(graph):
     res = run_steps(out, dict(out=str(out), scale='smoke'), steps2, notebooks=nbs, log=lambda *a: None)
     assert res['ran'] == ['bad', 'after'] and res['skipped'] == ['a']
 
+# a notebook that logs when it starts and ends (wall-clock) and sleeps in between
+TIMED = ("import time, json\nfrom pathlib import Path\nt0 = time.time(); time.sleep({sleep})\n{fail}"
+         "open(Path(out, 'times.jsonl'), 'a').write(json.dumps([{name!r}, t0, time.time()]) + '\\n')\n"
+         "Path(out, {name!r} + '.txt').write_text('x')")
+
+def _times(out):
+    return {n: (a, b) for n, a, b in map(json.loads, (out / 'times.jsonl').read_text().splitlines())}
+
+def test_jobs_run_independent_steps_at_once(graph):
+    "With jobs=2 two steps with no dependency between them overlap; a step waits for all its dependencies either way."
+    nbs, out, _, _ = graph
+    for n in 'pqr': write_nb(nbs / f'{n}.ipynb', "out = ''", TIMED.format(name=n, sleep=1.5, fail=''))
+    steps = (Step('p', 'p.ipynb', (), ('p.txt',)), Step('q', 'q.ipynb', (), ('q.txt',)), Step('r', 'r.ipynb', ('p', 'q'), ('r.txt',)))
+    for jobs, overlap in ((2, True), (1, False)):
+        (out / 'times.jsonl').unlink(missing_ok=True)
+        res = run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=jobs, force=True)
+        t = _times(out)
+        assert sorted(res['ran']) == ['p', 'q', 'r'] and res['ran'][-1] == 'r'
+        assert (t['p'][0] < t['q'][1] and t['q'][0] < t['p'][1]) == overlap, (jobs, t)   # do p and q overlap in time?
+        assert t['r'][0] >= max(t['p'][1], t['q'][1])                                     # r starts after both
+    with pytest.raises(AVBTError, match='jobs must be at least 1'):
+        run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=0)
+
+def test_jobs_failure_lets_the_running_step_finish(graph):
+    "A failing step with jobs=2: the step running beside it finishes and keeps its stamp; nothing after the failure starts."
+    nbs, out, _, _ = graph
+    write_nb(nbs / 'slow.ipynb', "out = ''", TIMED.format(name='slow', sleep=3, fail=''))
+    write_nb(nbs / 'bad.ipynb', "out = ''", TIMED.format(name='bad', sleep=0, fail="raise ValueError('boom')\n"))
+    write_nb(nbs / 'later.ipynb', "out = ''", TIMED.format(name='later', sleep=0, fail=''))
+    steps = (Step('bad', 'bad.ipynb', (), ('bad.txt',)), Step('slow', 'slow.ipynb', (), ('slow.txt',)),
+             Step('later', 'later.ipynb', ('bad',), ('later.txt',)))
+    with pytest.raises(AVBTError, match='notebook bad failed.*boom'):
+        run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=2)
+    assert (out / 'stamps' / 'slow.json').exists() and (out / 'slow.txt').exists()
+    assert not (out / 'stamps' / 'bad.json').exists() and not (out / 'later.txt').exists()
+
 def test_missing_output_is_an_error(graph):
     nbs, out, steps, run = graph
     with pytest.raises(AVBTError, match=r"did not write nothing\.txt"):
@@ -145,7 +181,8 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
     "Ctrl-C in the middle of an AV-BT training: one line, no traceback; the same command then resumes that training."
     import signal
     out = tmp_path / 'run'
-    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu']
+    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu',
+           '--jobs', '1']                                                   # the training runs inside the notebook
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t0 = time.time()
     while time.time() - t0 < 900 and not list((out / 'models' / 'avbt').glob('baseline-*/checkpoint.pt')): time.sleep(0.2)
