@@ -27,14 +27,14 @@ SCALES = {
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=30, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
-                    head_seeds=dict(psp_avps=4, avel=4), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
+                    head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
+                    head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
                     qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
-                  head_epochs=40, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=8,
-                  thetas=(0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1),
+                  head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
+                  head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, 0.03, 0.06, 0.1),
                   tsne_clips=80, qualitative=4),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224,
                       avbt_epochs=100,
@@ -312,10 +312,11 @@ class Repro:
         return dict(epochs=self.S['ablation_epochs']) if self.S.get('ablation_epochs') else {}
 
     def ablation_note(self) -> str:
-        e = self.S.get('ablation_epochs')
-        if not e: return ''
-        return (f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, "
-                f"not {self.S['avbt_epochs']}.")
+        e, n = self.S.get('ablation_epochs'), len(self.ablation_seeds)
+        note = (f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, "
+                f"not {self.S['avbt_epochs']}." if e else '')
+        if n < len(self.seeds): note += f" Its probes run {n} seeds, not {len(self.seeds)}."
+        return note.strip()
 
     def cache(self) -> Path:
         "The prepared clip cache of this run (prepared into the run folder from videos, once)."
@@ -411,12 +412,18 @@ class Repro:
         kw = dict(recipe=recipe, device=self.device, **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
             lr = S.get('head_lrs', {}).get(head, S['head_lr'])
-            kw |= dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr)
+            kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)
         folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
                   f"{name or head}-{_key([head, kw], 'train_heads')}")
         if seeds is None:          # head_seeds: heads that no claim compares run fewer seeds (time)
             seeds = self.seeds[:S.get('head_seeds', {}).get(head, len(self.seeds))]
-        return train_seeds(fs, head, seeds=seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
+        with _model_lock(folder, 'heads'):    # two notebooks asking for the same head: one trains, the other reuses
+            return train_seeds(fs, head, seeds=seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
+
+    @property
+    def ablation_seeds(self) -> list:
+        "Seeds of the probes of the Table 4-5 variants (`ablation_seeds` of the scale: fewer where it says so)."
+        return self.seeds[:self.S.get('ablation_seeds') or len(self.seeds)]
 
     def majority(self, features) -> dict:
         "The table row of the majority-label floor on the test split of `features`."
