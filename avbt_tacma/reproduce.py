@@ -245,8 +245,8 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
         from avbt_tacma import __version__
         info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path),
                     device=device, seeds=n_seeds, jobs=jobs, only=only, real_ave=is_real_ave(kind, path),
-                    weights_note=S.get('weights_note', ''), started=datetime.datetime.now().isoformat(timespec='seconds'),
-                    settings=S, versions=versions())
+                    weights_note=S.get('weights_note', ''), settings=S, versions=versions(),
+                    started=datetime.datetime.now().isoformat(timespec='seconds'))
         save_json(info, out / 'run.json')
         log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s), "
             f"{jobs} job(s) -> {out}")

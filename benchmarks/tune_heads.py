@@ -20,7 +20,8 @@ def main(argv=None):
     p.add_argument('--lrs', default='5e-3,2e-3,1e-3,5e-4')
     p.add_argument('--epochs', default='30,60')
     p.add_argument('--seeds', type=int, default=4)
-    p.add_argument('--show-test', action='store_true', help='also print the test accuracy (for reporting, not choosing)')
+    p.add_argument('--show-test', action='store_true',
+                   help='also print the test accuracy (for reporting, not for choosing)')
     a = p.parse_args(argv)
     info = json.loads((Path(a.out) / 'run.json').read_text())
     R = Repro('tune', a.out, info['scale'], info['data_source'], info['data'], 'cpu', a.seeds)
@@ -37,7 +38,8 @@ def main(argv=None):
         best = max(rows)
         for m, sd, lr, ep, t in rows:
             extra = f"   test {t:5.1f}" if a.show_test else ''
-            print(f"{head:>8} lr {lr:<7g} epochs {ep:>4}: val {m:5.1f} ± {sd:4.1f}{extra} {'*' if (m, sd, lr, ep, t) == best else ''}")
+            mark = '*' if (m, sd, lr, ep, t) == best else ''
+            print(f"{head:>8} lr {lr:<7g} epochs {ep:>4}: val {m:5.1f} ± {sd:4.1f}{extra} {mark}")
 
 
 if __name__ == '__main__':
