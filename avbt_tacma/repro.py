@@ -27,7 +27,7 @@ SCALES = {
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
+                    head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
                     head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
                     qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
