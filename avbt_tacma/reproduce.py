@@ -189,14 +189,17 @@ def run_steps(out,            # the run folder
         log(f"{head} done in {dt:.1f} s")
 
     if work and before is not None: before(list(work))
-    pending, running, error = list(work), {}, None                 # graph order: with jobs=1, one after the other
+    if int(jobs) == 1:             # one after the other in this thread: Ctrl-C reaches papermill, which stops the kernel
+        for n, w in work.items(): execute(*w); res['ran'].append(n)
+        return res
+    pending, running, error = list(work), {}, None                 # graph order
     with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
         while running or (pending and error is None):
             ready = [n for n in pending if not any(d in work and d not in res['ran'] for d in work[n][0].deps)]
             for n in (ready[:int(jobs) - len(running)] if error is None else []):
                 pending.remove(n); running[pool.submit(execute, *work[n])] = n
             if not running: break
-            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
+            for f in wait(running, timeout=1.0, return_when=FIRST_COMPLETED)[0]:
                 n = running.pop(f)
                 if f.exception() is None: res['ran'].append(n)
                 else: error = error or f.exception()          # the running ones finish; nothing new starts
