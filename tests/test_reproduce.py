@@ -183,7 +183,9 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
     out = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu',
            '--jobs', '1']                                                   # the training runs inside the notebook
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a test run started in the background (`cmd &`) inherits an ignored SIGINT: give the child the default back
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while time.time() - t0 < 900 and not list((out / 'models' / 'avbt').glob('baseline-*/checkpoint.pt')): time.sleep(0.2)
     p.send_signal(signal.SIGINT)
