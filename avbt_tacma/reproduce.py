@@ -189,7 +189,7 @@ def run_steps(out,            # the run folder
         log(f"{head} done in {dt:.1f} s")
 
     if work and before is not None: before(list(work))
-    if int(jobs) == 1:             # one after the other in this thread: Ctrl-C reaches papermill, which stops the kernel
+    if int(jobs) == 1:             # one after the other in this thread: Ctrl-C reaches papermill
         for n, w in work.items(): execute(*w); res['ran'].append(n)
         return res
     pending, running, error = list(work), {}, None                 # graph order
@@ -368,7 +368,8 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
     "Arguments of `avbt reproduce`."
     p.add_argument('--scale', choices=list(SCALES), default='default',
                    help='smoke: CI-sized, learns little; default: every table and figure in under 10 minutes on 2 CPU '
-                        'cores, enough seeds for verdicts; quick: more data, longer head training (about 15 minutes); rehearsal: '
+                        'cores, enough seeds for verdicts; quick: more data, longer head training (about 15 minutes); '
+                        'rehearsal: '
                         'the paper\'s models and settings, each training capped at a few steps, random weights '
                         '(a CPU check of the paper path); paper: the paper\'s settings on a GPU (default %(default)s)')
     p.add_argument('--data', help='the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare` '
