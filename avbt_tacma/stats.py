@@ -78,7 +78,7 @@ def percentile_interval(boot,                # bootstrap values of a statistic [
 def boot_p(boot,  # bootstrap values of a statistic [B]
           ) -> float:
     "Two-sided bootstrap p-value of 'the statistic is 0': twice the smaller tail share beyond 0 (+1 corrected)."
-    b = np.asarray(boot, float)
+    b = np.round(np.asarray(boot, float), 9)                 # sums in another order give the same count
     tail = min((b <= 0).sum(), (b >= 0).sum())
     return float(min(1.0, 2 * (tail + 1) / (len(b) + 1)))
 
@@ -87,7 +87,7 @@ def tost_p(boot,    # bootstrap values of a statistic [B]
            high,    # its upper end
           ) -> float:
     "TOST: the larger of the one-sided bootstrap p-values of 'below `low`' and 'above `high`' (+1 corrected)."
-    b = np.asarray(boot, float)
+    b = np.round(np.asarray(boot, float), 9)
     return float(min(1.0, (max((b <= low).sum(), (b >= high).sum()) + 1) / (len(b) + 1)))
 
 def mde(boot,                  # bootstrap values of a statistic [B]
