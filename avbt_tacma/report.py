@@ -13,7 +13,7 @@ from .stats import (judge, holm, adjusted_verdict, clears_floor, best_constant_a
                                VERDICT_RULE, ALPHA, POWER, N_BOOT, EQUIV_MARGIN)
 
 # %% auto 0
-__all__ = ['PAPER', 'PAPER_VALUES', 'LEARN_MARGIN', 'METRICS', 'CLAIMS_NOTE', 'NOT_AVE', 'CLAIMS', 'paper_value',
+__all__ = ['PAPER', 'PAPER_VALUES', 'LEARN_MARGIN', 'METRICS', 'CLAIMS_NOTE', 'NOT_AVE', 'WEIGHT_MOVE', 'CLAIMS', 'paper_value',
            'majority_floor', 'did_not_learn', 'clip_data', 'row_replicates', 'row_floor', 'judge_claim', 'judge_claims',
            'claims_table', 'result_row', 'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table',
            'save_figure', 'write_summary']
@@ -113,12 +113,14 @@ def row_replicates(row: dict,                # a table row
             f = METRICS[metric]
             return np.array([[f(np.asarray(grid[a, h]), y, t.get('background')) for h in H] for a in A], float)
     if metric != 'accuracy' or not row['values']: return None
+    if row.get('by_avbt_seed'): return np.asarray(row['values'], float)[:, None, None]
     return np.asarray(row['values'], float)[None, :, None]
 
 def row_floor(row: dict,    # a table row
               floor=None,   # the table's majority-label accuracy (`majority_floor`)
              ) -> str:
     "Why a row cannot be judged ('' when it can): below the best constant predictor, one class, or did not learn."
+    if row.get('by_avbt_seed'): return ''                 # not an accuracy (weight change, a constant): no floor
     t = row.get('test') or {}
     if t.get('replicates'):
         y = np.asarray(t['labels'])
@@ -131,6 +133,9 @@ def row_floor(row: dict,    # a table row
 def _pick(tables: dict, ref, exclude=()) -> list:
     "The rows of `ref` = (table, key); fig6's in_range/above_range and 'others' (every row but `exclude`) pick several."
     t, k = ref
+    if t == 'const': return [dict(row=f'{k:g}', key='const', values=[float(k)], quoted=False, by_avbt_seed=True)]
+    if k in tables.get(t, {}).get('data', {}):        # a table's other values (one per AV-BT seed), e.g. weight change
+        return [dict(row=k.replace('_', ' '), key=k, values=tables[t]['data'][k], quoted=False, by_avbt_seed=True)]
     rows = [r for r in tables.get(t, {}).get('rows', []) if r.get('key') and r['values'] and not r['quoted']
             and r['key'] != 'majority']
     theta = {r['key']: float(r['key'][6:]) for r in rows if r['key'].startswith('theta_')}
@@ -155,9 +160,11 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
                effect=None, lo=None, hi=None, p=None, tost=None, mde=None, levels=[], judged=False,
                verdict='not run', note=claim['note'], compared='', rows=[])
     data = [(t, r, row_replicates(r, claim['metric'])) for t, r in a + b]
+    if claim['b'][0][0] == 'const' and data and data[0][2] is not None:     # a constant: one value per replicate of a
+        data[-1] = (*data[-1][:2], np.full_like(data[0][2], float(claim['b'][0][1])))
     if not a or not b or any(x is None for *_, x in data):
         return res | dict(note='; '.join(x for x in ['rows not in this run', claim['note']] if x))
-    floors = {t: majority_floor(tables[t]['rows']) for t, _ in a + b}
+    floors = {t: majority_floor(tables[t]['rows']) if t in tables else None for t, _ in a + b}
     stuck = [w for t, r in a + b if (w := row_floor(r, floors[t]))]
     res |= dict(compared=f"{' + '.join(r['row'] for _, r in a)} vs {' + '.join(r['row'] for _, r in b)}",
                 rows=[dict(side='a' if i < len(a) else 'b', table=t, key=r['key'], row=r['row'], values=x.tolist())
@@ -312,6 +319,7 @@ def write_table(out,                   # the run folder
                 note: str = '',        # a paragraph under the table
                 step: str | None = None,  # the step that wrote it (default: `name`)
                 real: bool = False,    # the data is the real AVE (adds the Δ column)
+                data: dict | None = None,  # more values the claims read: name -> one value per AV-BT seed
                ) -> str:
     "Write `tables/<name>.csv`, `.md` and `.json` into the run folder `out`; returns the Markdown."
     out = Path(out) / 'tables'
@@ -338,7 +346,7 @@ def write_table(out,                   # the run folder
                             ';'.join(f"{v:.3f}" for v in r['values']), int(did_not_learn(r, floor)),
                             *(r['more'].get(c, '') for c in mk), r['note'], source, scale])
     save_json(dict(name=name, step=step or name, title=title, source=source, scale=scale, note=note, real=real,
-                   columns=columns, cells=cells, rows=rows), out / f'{name}.json')
+                   columns=columns, cells=cells, rows=rows, data=data or {}), out / f'{name}.json')
     return md
 
 def save_figure(fig,                      # a matplotlib figure
@@ -364,6 +372,7 @@ def _claim(key, claim, source, a, b, paper, paired=True, note='', kind='diff', m
                 metric=metric, primary=primary)
 
 def _pv(t, k): return paper_value(t, k)
+WEIGHT_MOVE = 1.0   # % of a matrix's norm: a training that moves its median weight matrix less left the encoders alone
 def _gap(t, a, b): return round(_pv(t, a) - _pv(t, b), 1)
 
 # heads of one run share their seeds (initialisation, batch order), AV-BT variants share theirs: rows of one shape are
@@ -412,6 +421,10 @@ CLAIMS = [  # fixed before any run: primary = the paper's claims (one Holm famil
            note='intersection-union test: the paper\'s effect is the gap to its next best row'),
     _claim('jitter_damages', 'colour jitter damages (crop + blur > crop + jitter + blur)', 'Table 5',
            [('table5', 'r6')], [('table5', 'r5')], _gap('table5', 'r6', 'r5')),
+    _claim('avbt_moves_weights', f'AV-BT training changes the encoders (median weight matrix moves > {WEIGHT_MOVE:g}%)',
+           'our control', [('table2', 'weight_change')], [('const', WEIGHT_MOVE)], None, primary=False,
+           note="||w_end - w_start|| / ||w_start|| in %, median over the weight matrices, per AV-BT seed; "
+                "the LARS bound is in Table 2's note"),
 ]
 
 # %% ../nbs/17_report.ipynb 17

@@ -22,32 +22,35 @@ _ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
+                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2,
+                  avbt_seeds=1, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
                   qualitative=2),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                    head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
+                    head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=3, ablation_seeds=2,
+                    avbt_seeds=3,
                     head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
                     qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
-                  head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
+                  head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=3, ablation_seeds=2,
+                  avbt_seeds=3,
                   head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, 0.03, 0.06, 0.1),
                   tsne_clips=80, qualitative=4),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224,
                       avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
                       cpu_bf16=True, extract_batch=8,
-                      head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
+                      head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5, avbt_seeds=1,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
                       weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, '
                                    '2 head epochs: a check that the paper path runs; its numbers mean nothing'),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100,
                   avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
-                  seeds=5,
+                  seeds=5, avbt_seeds=3,
                   thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
 }
 
@@ -271,7 +274,8 @@ class Repro:
                  data_source: str = 'synthetic',    # 'synthetic', 'ave', 'cache' or 'features'
                  data='',                           # its folder or file
                  device: str = 'auto',              # cpu, cuda, cuda:N or auto
-                 seeds: int | None = None):         # seeds per head (None: the scale's)
+                 seeds: int | None = None,          # seeds per head (None: the scale's)
+                 avbt_seeds: int | None = None):    # AV-BT trainings per variant (None: the scale's)
         if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
         if data_source not in ('synthetic', 'ave', 'cache', 'features'):
             raise AVBTError(f"unknown data source {data_source!r} (synthetic, ave, cache or features)")
@@ -279,6 +283,8 @@ class Repro:
         self.data = Path(data).absolute() if data else None
         self.S, self.device = SCALES[scale], device
         self.seeds = list(range(int(seeds or self.S['seeds'])))
+        n_avbt = int(avbt_seeds or self.S.get('avbt_seeds', 1))
+        self.avbt_seeds = list(range(n_avbt if data_source != 'features' else 1))   # feature files: one model
         self.source = source_label(data_source, self.data, scale)
         self.real = is_real_ave(data_source, self.data)
         self._fs = {}
@@ -293,11 +299,12 @@ class Repro:
              scale: str = 'default',         # a name in SCALES
              device: str = 'auto',           # cpu, cuda, cuda:N or auto
              seeds: int = 0,                 # seeds per head (0: the scale's)
-             out='') -> 'Repro':             # the run folder ('': runs/reproduce of the checkout)
+             out='',                         # the run folder ('': runs/reproduce of the checkout)
+             avbt_seeds: int = 0) -> 'Repro': # AV-BT trainings per variant (0: the scale's)
         "From a notebook's parameters; by hand (no papermill) it fills in the run folder and data as `reproduce` would."
         out = Path(out) if out else Path(__file__).resolve().parent.parent / 'runs' / 'reproduce'
         if data_source == 'synthetic' and not data: data = ensure_synthetic(out, scale)
-        return cls(step, out, scale, data_source, data, device, seeds or None)
+        return cls(step, out, scale, data_source, data, device, seeds or None, avbt_seeds or None)
 
     def __repr__(self):
         return (f"Repro({self.step}: {tag(self.source, self.scale)}, device {self.device}, seeds {self.seeds}, "
@@ -340,43 +347,44 @@ class Repro:
                     **S.get('avbt_overrides', {}))
         return AVBTConfig.preset(S['avbt'], **{**base, **overrides})
 
-    def avbt_key(self, aug=None, **overrides) -> str:
-        "The model-store key of an AV-BT training: its settings, data, step cap and the code that trains it."
+    def avbt_key(self, aug=None, seed: int = 0, **overrides) -> str:
+        "The model-store key of an AV-BT training: its settings, data, seed, step cap and the code that trains it."
         import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
-        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap], 'train_avbt')
+        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), seed, cap], 'train_avbt')
 
-    def avbt_run(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
+    def avbt_run(self, variant: str = 'baseline', aug=None, seed: int = 0, **overrides) -> Path:
         "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
-        key = self.avbt_key(aug, **overrides)
+        key = self.avbt_key(aug, seed, **overrides)
         same = sorted((self.out / 'models' / 'avbt').glob(f'*-{key}'))           # the same model under another name
         return next((r for r in same if (r / 'avbt.pt').exists()), self.out / 'models' / 'avbt' / f"{variant}-{key}")
 
-    def avbt(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
+    def avbt(self, variant: str = 'baseline', aug=None, seed: int = 0, **overrides) -> Path:
         "The run folder of AV-BT `variant` (trained here once; a killed training resumes from its last checkpoint)."
         from avbt_tacma.datasets import AugConfig
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
-        cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
+        cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, seed, **overrides)
         if (run / 'avbt.pt').exists(): return run
         with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
             if (run / 'avbt.pt').exists(): return run
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
-            train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
+            train_avbt(cache, run, cfg, aug, seed=seed, device=self.device, resume=resume, max_steps=cap,
                        workers=loader_workers(self.S.get('workers', 0)), progress=False)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 
-    def features(self, variant: str = 'baseline', spatial: bool = False, aug=None, **overrides) -> Path:
+    def features(self, variant: str = 'baseline', spatial: bool = False, aug=None, seed: int = 0,
+                 **overrides) -> Path:
         "The feature file of AV-BT `variant` (extracted once), or the given feature files when the run reads features."
         if not self.trains_avbt:
             if variant != 'baseline':
                 raise AVBTError(f"AV-BT variant {variant!r} needs clips to train on; this run reads feature files")
             return self.data
         from avbt_tacma.train_avbt import extract_features
-        run = self.avbt(variant, aug, **overrides)
+        run = self.avbt(variant, aug, seed, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
         if f.exists(): return f
         with _model_lock(run, f.stem):
@@ -444,9 +452,38 @@ class Repro:
         fs = self.feature_set(features, pooled=not head_needs_spatial(summary['head']))
         return predict_run(summary['folder'], fs, summary['head'], seed, split, return_fused)
 
-    def table(self, name: str, rows: list, title: str, note: str = '') -> str:
-        "Write a table of this step (CSV, Markdown, JSON) and return its Markdown."
-        return write_table(self.out, name, rows, title, self.source, self.scale, note, step=self.step, real=self.real)
+    def replicated(self, head: str,               # a name in train_heads.HEADS
+                   variant: str = 'baseline',        # the AV-BT variant whose features it reads
+                   aug=None,                         # its frame augmentations (Table 5)
+                   avbt: dict | None = None,         # its AV-BT overrides
+                   seeds=None,                       # head seeds (None: this run's)
+                   spatial: bool = False,            # the spatial feature file
+                   **head_kw) -> dict:
+        "`head` on the features of every AV-BT seed of `variant`: accuracies per (AV-BT seed, head seed) and clip data."
+        from avbt_tacma.report import clip_data
+        values, reps, labels, bg, runs = [], [], None, None, []
+        for s in self.avbt_seeds:
+            f = self.features(variant, spatial, aug, s, **(avbt or {}))
+            summary = self.heads(f, head, seeds=seeds, **head_kw)
+            runs.append(summary)
+            fs = self.feature_set(f)
+            bg = len(fs.class_names) - 1 if fs.class_names[-1].lower() == 'background' else None
+            for r in summary['per_seed']:
+                p = self.predict(summary, f, r['seed'])
+                labels = p['labels']
+                values.append(100 * r['test_acc']); reps.append((s, r['seed'], p['pred']))
+        return dict(values=values, test=clip_data(labels, reps, bg), runs=runs)
+
+    def table(self, name: str, rows: list, title: str, note: str = '', data: dict | None = None) -> str:
+        "Write a table of this step (CSV, Markdown, JSON; `data`: more values the claims read) and return its Markdown."
+        return write_table(self.out, name, rows, title, self.source, self.scale, note, step=self.step, real=self.real,
+                           data=data)
+
+    def weight_change(self, variant: str = 'baseline', **overrides) -> list:
+        "`weight_change.json` of every AV-BT seed of `variant` (per-layer relative change and LARS bound); [] on features."
+        if not self.trains_avbt: return []
+        return [load_json(self.avbt(variant, seed=s, **overrides) / 'weight_change.json')
+                for s in self.avbt_seeds if (self.avbt(variant, seed=s, **overrides) / 'weight_change.json').exists()]
 
     def figure(self, fig, name: str, title: str, caption: str = '') -> Path:
         "Save a figure of this step (PNG + caption)."

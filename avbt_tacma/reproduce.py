@@ -289,19 +289,20 @@ def avbt_trainings(steps=None) -> list:
     return jobs
 
 def _job_args(R, job: dict) -> tuple:
-    "(variant, aug, overrides) of a job for `Repro.features`."
+    "(variant, aug, seed, overrides) of a job for `Repro.features`."
     from avbt_tacma.datasets import TABLE5_ROWS
     aug = TABLE5_ROWS[job['aug_row']][0] if job.get('aug_row') is not None else None
-    return job['variant'], aug, {**job.get('overrides', {}), **(R.ablation if job.get('ablation') else {})}
+    kw = {**job.get('overrides', {}), **(R.ablation if job.get('ablation') else {})}
+    return job['variant'], aug, job.get('seed', 0), kw
 
 def _train_job(spec: str) -> int:
     "Child process of `train_parallel`: train one AV-BT model and extract its features (resuming a killed one)."
     from avbt_tacma.repro import Repro
     a = json.loads(spec)
     R = Repro('train', a['out'], a['scale'], a['data_source'], a['data'], a['device'], a['seeds'])
-    variant, aug, kw = _job_args(R, a['job'])
-    R.features(variant, aug=aug, **kw)
-    if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, **kw)
+    variant, aug, seed, kw = _job_args(R, a['job'])
+    R.features(variant, aug=aug, seed=seed, **kw)
+    if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, seed=seed, **kw)
     return 0
 
 def train_parallel(out,               # the run folder (its model store: out/models/avbt)
@@ -320,11 +321,11 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     if not R.trains_avbt: raise AVBTError("--gpus/--train-only train AV-BT models: give --data (clips), not --features")
     R.cache()                                                         # prepared once, before the processes start
     todo, keys, res = [], set(), {'trained': [], 'reused': [], 'failed': []}
-    for job in avbt_trainings(steps):
-        variant, aug, kw = _job_args(R, job)
-        run = R.avbt_run(variant, aug, **kw)
+    for job in (j | dict(seed=s) for j in avbt_trainings(steps) for s in R.avbt_seeds):   # every AV-BT seed
+        variant, aug, seed, kw = _job_args(R, job)
+        run = R.avbt_run(variant, aug, seed, **kw)
         feats = [run / 'features.h5'] + ([run / 'features_spatial.h5'] if job.get('spatial') else [])
-        k = R.avbt_key(aug, **kw)
+        k = R.avbt_key(aug, seed, **kw)
         if k in keys: continue
         keys.add(k)
         if all(f.exists() for f in feats): res['reused'].append(run.name)

@@ -10,7 +10,8 @@ import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
+from .core import (AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint,
+                             atomic_path, save_json)
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
@@ -19,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state', 'check_cache', 'cache_object',
-           'train_avbt', 'plot_loss', 'extract_features', 'train_avbt_parser', 'train_avbt_main', 'extract_parser',
-           'extract_main']
+           'weight_change', 'train_avbt', 'plot_loss', 'extract_features', 'train_avbt_parser', 'train_avbt_main',
+           'extract_parser', 'extract_main']
 
 # %% ../nbs/11_train_avbt.ipynb 6
 def dist_setup(device: torch.device  # the device asked for; under torchrun on CUDA, LOCAL_RANK picks the GPU
@@ -149,6 +150,26 @@ def _tensorboard(out: Path):
     return SummaryWriter(out / 'tb')
 
 # %% ../nbs/11_train_avbt.ipynb 17
+def weight_change(start: dict,      # parameter name -> its tensor before training (a copy)
+                  model: nn.Module,  # the model after training
+                  lr_sum: float,     # the sum over steps of the weights' learning rate
+                  eta: float,        # LARS trust coefficient
+                  momentum: float,   # LARS momentum
+                 ) -> dict:
+    "Per weight matrix (>= 2-D) ||w_end - w_start|| / ||w_start||, and the bound LARS puts on it."
+    layers = []
+    for name, p in model.named_parameters():
+        if p.ndim < 2 or name not in start: continue
+        w0, w1 = start[name].float(), p.detach().float().cpu()
+        n0 = float(w0.norm())
+        if n0 > 0: layers.append(dict(name=name, rel_change=float((w1 - w0).norm()) / n0, norm_start=n0))
+    rel = np.array([l['rel_change'] for l in layers]) if layers else np.zeros(1)
+    # a LARS step moves a matrix by lr * ||mu|| with ||mu|| <= eta ||w|| / (1 - momentum): the sum over steps bounds
+    # the relative change (to first order: the norm itself changes little at these rates)
+    return dict(layers=layers, median=float(np.median(rel)), max=float(rel.max()), lr_sum=float(lr_sum), eta=eta,
+                momentum=momentum, lars_bound=float(eta * lr_sum / (1 - momentum)),
+                lars_bound_no_momentum=float(eta * lr_sum))
+
 def train_avbt(cache,                          # a prepared cache folder (`avbt prepare`) or a cache object
                out,                            # the run folder
                cfg: AVBTConfig | None = None,  # default: the checkpoint's on resume, else the 'paper' preset
@@ -187,15 +208,17 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
                          sampler=sampler, seed=seed)
     cuda = device.type == 'cuda'
     model = AVBT(cfg).to(device, memory_format=torch.channels_last) if cuda else AVBT(cfg).to(device)
+    start = {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.ndim > 1}  # the seed's initial weights
     if world > 1: model = sync_batchnorm(model, device)
     optimizer = make_optimizer(model, cfg)                              # LARS, lr set per step by adjust_lr
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None) if world > 1 else model
     start_epoch = step = 0
-    seconds0, last = 0.0, None
+    seconds0, last, lr_sum = 0.0, None, 0.0
     if ck is not None:
         model.load_state_dict(ck['model'])
         optimizer.load_state_dict(ck['optimizer'])
         start_epoch, step, seconds0 = ck['epoch'], ck['step'], ck.get('seconds', 0.0)
+        lr_sum = ck.get('lr_sum', 0.0)
         set_rng_state(ck['rng'])
     config = _run_config(cfg, aug, seed, cache)
     if rank == 0:
@@ -222,6 +245,7 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            lr_sum += optimizer.param_groups[0]['lr']
             if rank == 0 and step % log_every == 0:
                 row = dict(epoch=epoch, step=step, loss=loss.item(), lr_weights=optimizer.param_groups[0]['lr'],
                            lr_biases=optimizer.param_groups[1]['lr'], seconds=round(seconds0 + time.time() - t0, 3))
@@ -236,12 +260,15 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
         if rank == 0 and step == (epoch + 1) * steps_per_epoch:          # the epoch ran to its end
             save_checkpoint(ck_path, 'avbt', config, {'model': model.state_dict(), 'optimizer': optimizer.state_dict()},
                             CLASS_NAMES, epoch=epoch + 1, step=step, rng=rng_state(), world_size=world,
-                            seconds=seconds0 + time.time() - t0)
+                            seconds=seconds0 + time.time() - t0, lr_sum=lr_sum)
     if rank == 0:
         logf.close()
         if tb: tb.close()
+        wc = weight_change(start, model, lr_sum, cfg.eta, cfg.momentum) | dict(steps=step)
+        save_json(wc, out / 'weight_change.json')
         save_checkpoint(out / 'avbt.pt', 'avbt', config, {'model': model.state_dict()}, CLASS_NAMES,
-                        epoch=min(cfg.epochs, step // steps_per_epoch), step=step, finished=step >= total)
+                        epoch=min(cfg.epochs, step // steps_per_epoch), step=step, finished=step >= total,
+                        weight_change=wc)
         last_loss = float('nan') if last is None else last.item()
         log.info(f"AV-BT: {step} steps, last loss {last_loss:.4g}; model in {out / 'avbt.pt'}")
     if world > 1: dist.barrier()

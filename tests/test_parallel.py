@@ -53,9 +53,11 @@ def test_jobs_match_the_notebooks_keys(clips, tmp_path):
     assert jobs[0]['variant'] == 'baseline' and len(jobs) == 1 + len(TABLE5_ROWS)
     jobs = jobs[1:]
     for job, (aug, _) in zip(jobs, TABLE5_ROWS):
-        v, a, kw = _job_args(R, job)
-        assert a is aug and R.avbt_run(v, a, **kw) == R.avbt_run('aug-' + aug.name.replace('*', 'S').replace('+', '-'),
-                                                                   aug=aug, **R.ablation)
+        v, a, seed, kw = _job_args(R, job | dict(seed=2))
+        assert a is aug and seed == 2
+        assert R.avbt_run(v, a, seed, **kw) == R.avbt_run('aug-' + aug.name.replace('*', 'S').replace('+', '-'),
+                                                           aug=aug, seed=2, **R.ablation)
+        assert R.avbt_run(v, a, seed, **kw) != R.avbt_run(v, a, 0, **kw)          # another AV-BT seed: another model
 
 
 def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
