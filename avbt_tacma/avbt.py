@@ -17,8 +17,8 @@ __all__ = ['AVBT_PRESETS', 'projector', 'AVBT', 'AVBTConfig', 'cross_correlation
            'make_optimizer']
 
 # %% ../nbs/10_avbt.ipynb 5
-# one module serves AVEL, PSP (nbs/13_baselines) and AGVA; its default is the paper's axis and PyTorch's init
-from .baselines import AudioGuidedAttention
+# one module serves AGVA, AVEL and PSP (nbs/09a_attention); its default is the paper's axis and PyTorch's init
+from .attention import AudioGuidedAttention
 
 # %% ../nbs/10_avbt.ipynb 8
 def projector(d_in: int,  # input width (d_l)
