@@ -11,7 +11,7 @@ import numpy as np
 # %% auto 0
 __all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', 'data_root', 'OutputError', 'os_errno',
            'output_error', 'one_line', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir',
-           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
+           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
@@ -252,3 +252,11 @@ def make_run_dir(path, # the run folder
     path.mkdir(parents=True, exist_ok=True)
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path
+
+# %% ../nbs/00_core.ipynb 27
+def mean_std(values, # numbers, one per seed
+            ) -> tuple:
+    "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."
+    v = np.asarray([float(x) for x in values], float)
+    if not len(v): return None, None
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

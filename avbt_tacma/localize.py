@@ -387,13 +387,12 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
     ck = _load(path, 'avbt_tacma')
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
-        from avbt_tacma.train_heads import build_head
+        from avbt_tacma.heads import rebuild_head
         cfg = AVBTConfig.from_dict({**ck['config']['avbt'], 'weights': 'none'})   # every weight is in the checkpoint
         avbt = AVBT(cfg, download=False)
         avbt.load_state_dict(ck['avbt_state'])
         hc, prep = ck['config']['head'], ck['config'].get('prepare') or {}
-        head = build_head(hc['head'], hc['d_a'], hc['d_v'], **(hc.get('head_kw') or {}))
-        head.load_state_dict(ck['head_state'])
+        head = rebuild_head(hc, ck['head_state'])
     except AVBTError as e: raise AVBTError(f"{path}: incompatible checkpoint ({e})") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise AVBTError(f"{path}: incompatible checkpoint ({_first_line(e)})") from None
