@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import AVBTError
+from .paper import PAPER_VALUES, TABLE5_SWITCHES
 from .ave import T_SEGMENTS
 
 # %% auto 0
-__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_SWITCHES',
-           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_flags',
-           'frame_transform', 'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle',
-           'make_loader', 'set_loader_epoch']
+__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_ROWS', 'MemoryCache',
+           'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_config', 'table5_flags', 'frame_transform',
+           'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle', 'make_loader',
+           'set_loader_epoch']
 
 # %% ../nbs/07_datasets.ipynb 5
 from .video import FRAMES_PER_SEGMENT   # re-exported: defined once, in `video`
@@ -83,8 +84,7 @@ class MemoryCache:
 # %% ../nbs/07_datasets.ipynb 10
 BT_CROP_SCALE = (0.08, 1.0)           # Barlow Twins / torchvision default
 SMALLER_CROP_SCALE = (0.2, 1.0)       # the starred row of Table 5 (our choice of value)
-_SWITCHES = ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')
-TABLE5_SWITCHES = _SWITCHES           # the columns of Table 5, in the paper's order
+_SWITCHES = TABLE5_SWITCHES           # the columns of Table 5, in the paper's order (defined in `paper`)
 
 @dataclass
 class AugConfig:
@@ -166,22 +166,14 @@ class GaussianBlur(torch.nn.Module):
     def extra_repr(self): return f"sigma={self.sigma}"
 
 # %% ../nbs/07_datasets.ipynb 16
-def _row(crop, flip, solarize, grayscale, jitter, blur, scale=BT_CROP_SCALE):
-    return AugConfig(crop=bool(crop), flip=bool(flip), solarize=bool(solarize), grayscale=bool(grayscale),
-                     jitter=bool(jitter), blur=bool(blur), crop_scale=scale)
+def table5_config(flags: dict, # a Table 5 row's switches: 1/0 per column, 'small' for the starred crop
+                 ) -> AugConfig:
+    "The `AugConfig` of a Table 5 row given as the paper prints it (`paper.PAPER_VALUES['table5'][i]['flags']`)."
+    if set(flags) != set(_SWITCHES): raise AVBTError(f"Table 5 flags are {', '.join(_SWITCHES)}, got {sorted(flags)}")
+    scale = SMALLER_CROP_SCALE if flags['crop'] == 'small' else BT_CROP_SCALE
+    return AugConfig(crop_scale=scale, **{s: bool(flags[s]) for s in _SWITCHES})
 
-TABLE5_ROWS = [  # (config, paper accuracy); switches: crop, flip, solarize, grayscale, jitter, blur
-    (_row(1, 1, 1, 1, 1, 1, SMALLER_CROP_SCALE), 74.0),
-    (_row(1, 1, 1, 1, 1, 1), 74.5),
-    (_row(1, 0, 1, 1, 1, 1), 74.2),
-    (_row(1, 0, 0, 1, 1, 1), 74.3),
-    (_row(1, 0, 0, 0, 1, 1), 74.4),
-    (_row(1, 0, 0, 0, 0, 1), 75.6),
-    (_row(1, 0, 0, 0, 0, 0), 74.3),
-    (_row(1, 1, 0, 0, 0, 1), 74.7),
-    (_row(1, 1, 1, 1, 0, 1), 74.5),
-    (_row(0, 0, 0, 0, 0, 0), 74.4),
-]
+TABLE5_ROWS = [(table5_config(r['flags']), r['paper']) for r in PAPER_VALUES['table5']]   # (config, paper accuracy)
 
 def table5_flags(aug: AugConfig, # one row's configuration
                 ) -> dict:
