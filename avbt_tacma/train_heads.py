@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from .core import AVBTError, set_seed, get_device, save_checkpoint, save_json, load_json, make_run_dir
+from .core import AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features
 from .core import mean_std
@@ -245,35 +245,36 @@ def train_head(fs: FeatureSet, # the features
         old = load_json(stem.with_suffix('.json'))
         if old.get('config') == config and stem.with_suffix('.pt').exists(): return old
 
-    set_seed(seed)
-    dev = get_device(device)
-    model = build_head(head, d_a, d_v, **head_kw).to(dev)
-    data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
-    if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history, best, best_state, t0 = [], None, None, time.time()
-    from tqdm.auto import trange
-    bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
-    for ep in bar:
-        loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
-        rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
-                   val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
-        history.append(rec)
-        if best is None or rec['val_acc'] > best['val_acc']:
-            best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
-    on_test = max(history, key=lambda r: r['test_acc'])
-    result = dict(head=head, seed=seed, best_epoch=best['epoch'], val_acc=best['val_acc'], test_acc=best['test_acc'],
-                  test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
-                  n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
-                  device=str(dev), config=config, history=history)
-    if stem is not None:
-        make_run_dir(stem.parent)
-        save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
-                        result=result)
-        save_json(result, stem.with_suffix('.json'))
-    return result
+    with seeded(seed):                                  # deterministic kernels for this run only
+        dev = get_device(device)
+        model = build_head(head, d_a, d_v, **head_kw).to(dev)
+        data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
+        if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        history, best, best_state, t0 = [], None, None, time.time()
+        from tqdm.auto import trange
+        bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
+        for ep in bar:
+            loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
+            rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
+                       val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
+            history.append(rec)
+            if best is None or rec['val_acc'] > best['val_acc']:
+                best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
+        on_test = max(history, key=lambda r: r['test_acc'])
+        result = dict(head=head, seed=seed, best_epoch=best['epoch'], val_acc=best['val_acc'],
+                      test_acc=best['test_acc'],
+                      test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
+                      n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
+                      device=str(dev), config=config, history=history)
+        if stem is not None:
+            make_run_dir(stem.parent)
+            save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
+                            result=result)
+            save_json(result, stem.with_suffix('.json'))
+        return result
 
 # %% ../nbs/14_train_heads.ipynb 19
 def summarize(results: list, # per-seed results of one head
