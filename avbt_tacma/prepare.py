@@ -306,6 +306,13 @@ class ClipCache:
                 self.report = [dict(r, row=int(r['row'])) for r in csv.DictReader(f)]
         self.max_open, self._files, self._pid, self._checked = max_open, OrderedDict(), os.getpid(), set()
 
+    @property
+    def inputs(self) -> dict:
+        "Frame side, log-mel framing and sample rate of the clips (what an encoder trained on them expects)."
+        st = self.meta.get('settings', {})
+        return {'frame_size': int(st['size']), 'framing': st.get('framing', 'segment'),
+                'sample_rate': int(self.meta.get('sample_rate', SAMPLE_RATE))}
+
     def __getstate__(self): return {**self.__dict__, '_files': OrderedDict()}
     def __len__(self): return len(self.available)
     def __repr__(self):
