@@ -75,6 +75,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unbounded
+    'avbt_seeds': (1, 100),
     'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
     'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'max_seconds': (1, None)}
 # (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)

@@ -124,7 +124,7 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
     res |= {k: j[k] for k in ('effect', 'lo', 'hi', 'p', 'tost', 'mde', 'levels')} | dict(procedure=_procedure(j))
     if stuck: return res | dict(verdict='inconclusive', note='; '.join(['not judged: ' + ', '.join(stuck)] +
                                                                         ([claim['note']] if claim['note'] else [])))
-    return res | dict(verdict=j['verdict'], judged=True)
+    return res | dict(verdict=j['verdict'], judged=j['p'] is not None)
 
 def _procedure(j: dict) -> dict:
     "How a claim's numbers were computed: what `stats.judge` was given, so that anyone can recompute them."

@@ -495,7 +495,7 @@ class Repro:
                            data=data)
 
     def weight_change(self, variant: str = 'baseline', **overrides) -> list:
-        "`weight_change.json` of every AV-BT seed of `variant` (per-layer relative change and LARS bound); [] on features."
+        "`weight_change.json` of each AV-BT seed of `variant` (per-layer relative change, LARS bound); [] on features."
         if not self.trains_avbt: return []
         return [load_json(self.avbt(variant, seed=s, **overrides) / 'weight_change.json')
                 for s in self.avbt_seeds if (self.avbt(variant, seed=s, **overrides) / 'weight_change.json').exists()]

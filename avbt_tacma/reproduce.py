@@ -218,6 +218,7 @@ def paper_notebooks() -> Path:
 # %% ../nbs/19_reproduce.ipynb 16
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out=None,
               force: bool = False, seeds: int | None = None, notebooks=None, log=print, gpus=None,
+              avbt_seeds: int | None = None,  # AV-BT trainings per variant (None: the scale's `avbt_seeds`)
               train_only: bool = False,
               jobs: int | None = None,  # processes at once on a CPU (None: `cpu_jobs`); each gets its share of cores
              ) -> dict:
@@ -237,7 +238,9 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     S = SCALES[scale]
     if kind == 'synthetic': path = ensure_synthetic(out, scale, log)
     n_seeds = int(seeds or S['seeds'])
-    params = dict(data_source=kind, data=str(path), scale=scale, device=device, seeds=n_seeds, out=str(out))
+    n_avbt = int(avbt_seeds or S.get('avbt_seeds', 1))
+    params = dict(data_source=kind, data=str(path), scale=scale, device=device, seeds=n_seeds, out=str(out),
+                  avbt_seeds=n_avbt)
     # the AV-BT trainings go to parallel processes first: one per GPU of --gpus, or `jobs` CPU processes
     devices = gpus or (['cpu'] * jobs if jobs > 1 and kind != 'features' else None)
     train = (lambda names: train_parallel(out, params, devices, plan(STEPS, names), log=log)) if devices else None
@@ -248,11 +251,12 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
         from avbt_tacma.core import versions
         from avbt_tacma import __version__
         info = dict(scale=scale, source=source_label(kind, path, scale), data_source=kind, data=str(path),
-                    device=device, seeds=n_seeds, jobs=jobs, only=only, real_ave=is_real_ave(kind, path),
+                    device=device, seeds=n_seeds, avbt_seeds=n_avbt,
+                    jobs=jobs, only=only, real_ave=is_real_ave(kind, path),
                     weights_note=S.get('weights_note', ''), settings=S, versions=versions(),
                     started=datetime.datetime.now().isoformat(timespec='seconds'))
         save_json(info, out / 'run.json')
-        log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_seeds} seed(s), "
+        log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_avbt} AV-BT x {n_seeds} head seed(s), "
             f"{jobs} job(s) -> {out}")
         if info['weights_note']: log(f"weights: {info['weights_note']}")
         t0, res = time.time(), None
@@ -299,7 +303,7 @@ def _train_job(spec: str) -> int:
     "Child process of `train_parallel`: train one AV-BT model and extract its features (resuming a killed one)."
     from avbt_tacma.repro import Repro
     a = json.loads(spec)
-    R = Repro('train', a['out'], a['scale'], a['data_source'], a['data'], a['device'], a['seeds'])
+    R = Repro('train', a['out'], a['scale'], a['data_source'], a['data'], a['device'], a['seeds'], a.get('avbt_seeds'))
     variant, aug, seed, kw = _job_args(R, a['job'])
     R.features(variant, aug=aug, seed=seed, **kw)
     if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, seed=seed, **kw)
@@ -317,7 +321,8 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     from avbt_tacma.repro import Repro, usable_cores
     out, gpus = Path(out).absolute(), [str(g).strip() for g in gpus if str(g).strip()]
     if not gpus: raise AVBTError("--gpus: give at least one device (e.g. 0,1 or cpu)")
-    R = Repro('train', out, params['scale'], params['data_source'], params['data'], 'cpu', params['seeds'])
+    R = Repro('train', out, params['scale'], params['data_source'], params['data'], 'cpu', params['seeds'],
+              params.get('avbt_seeds'))
     if not R.trains_avbt: raise AVBTError("--gpus/--train-only train AV-BT models: give --data (clips), not --features")
     R.cache()                                                         # prepared once, before the processes start
     todo, keys, res = [], set(), {'trained': [], 'reused': [], 'failed': []}
@@ -381,6 +386,8 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
                    help='comma-separated steps to run, dependencies included: ' + ','.join(s.name for s in STEPS))
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default %(default)s)')
     p.add_argument('--seeds', type=int, help='number of seeds of every head (default: the scale\'s)')
+    p.add_argument('--avbt-seeds', type=int, help='AV-BT trainings (seeds) per variant (default: the scale\'s: 3 at '
+                   'default, quick and paper)')
     p.add_argument('--out', default=None,
                    help='run folder: notebooks, tables, figures, models, summary (default: runs/reproduce of the '
                    'repository, of the working directory when installed)')
@@ -400,7 +407,7 @@ def reproduce_main(args,  # parsed by `reproduce_parser`
     "Run `avbt reproduce`; Ctrl-C stops it with one line (a re-run continues from the unfinished step)."
     gpus = [g.strip() for g in args.gpus.split(',') if g.strip()] if args.gpus else None
     try: res = reproduce(args.scale, args.data, args.features, args.only, args.device, args.out, args.force, args.seeds,
-                         gpus=gpus, train_only=args.train_only, jobs=args.jobs)
+                         gpus=gpus, train_only=args.train_only, jobs=args.jobs, avbt_seeds=args.avbt_seeds)
     except KeyboardInterrupt:
         print("avbt reproduce: interrupted; run the same command again to continue "
               "(finished steps and models are kept)", file=sys.stderr)

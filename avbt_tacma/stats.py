@@ -156,10 +156,13 @@ def judge(a: list,               # `replicate_array`s of the rows claimed better
         est, boot = float((means[0] - means[1:]).min()), d.min(0)
         p = max(boot_p(x) for x in d)                                      # IUT: every comparison must reject
     else: raise AVBTError(f"unknown claim kind {kind!r} (diff or each)")
+    levels = levels_covered(rows)
+    res = dict(effect=float(est), levels=levels, n_boot=n_boot, seed=seed, kind=kind, paired=paired)
+    if not levels:                                   # one value per row: nothing to resample, no interval, no verdict
+        return res | dict(lo=None, hi=None, p=None, tost=None, mde=None, verdict='inconclusive')
     lo, hi = percentile_interval(boot)
     tost = None if paper is None else tost_p(boot, paper - EQUIV_MARGIN, paper + EQUIV_MARGIN)
-    return dict(effect=float(est), lo=lo, hi=hi, p=p, tost=tost, mde=mde(boot), levels=levels_covered(rows),
-                verdict=verdict(lo, hi, paper, tost), n_boot=n_boot, seed=seed, kind=kind, paired=paired)
+    return res | dict(lo=lo, hi=hi, p=p, tost=tost, mde=mde(boot), verdict=verdict(lo, hi, paper, tost))
 
 # %% ../nbs/16a_stats.ipynb 22
 def best_constant_accuracy(labels,  # test labels, class indices [N, T]

@@ -148,6 +148,7 @@ def run_main(capsys, *argv):
     (['extract', '--checkpoint', 'a.pt', '--data', 'C', '--out', 'f.h5', '--batch-size', '0'], '--batch-size must be'),
     (['extract', '--checkpoint', 'a.pt', '--data', 'C', '--out', 'f.h5', '--workers', '-2'], '--workers must be'),
     (['reproduce', '--seeds', '-1', '--device', 'tpu'], '--seeds must be between 1 and 1000, got -1'),
+    (['reproduce', '--avbt-seeds', '0'], '--avbt-seeds must be between 1 and 100, got 0'),
     (['reproduce', '--device', 'tpu'], "unknown device 'tpu'"),
     (['localize', 'v.mp4', '--checkpoint', 'c.pt', '--hop', '0'], '--hop must be between 1 and 10, got 0'),
     (['localize', 'v.mp4', '--checkpoint', 'c.pt', '--max-seconds', '0'], '--max-seconds must be'),
