@@ -362,12 +362,13 @@ class Repro:
                     **S.get('avbt_overrides', {}))
         return AVBTConfig.preset(S['avbt'], **{**base, **overrides})
 
-    def avbt_key(self, aug=None, seed: int = 0, **overrides) -> str:
+    def avbt_key(self, aug=None, seed: int = 0, supervised: bool = False, **overrides) -> str:
         "The model-store key of an AV-BT training: its settings, data, seed, step cap and the code that trains it."
         import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
-        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), seed, cap], 'train_avbt')
+        parts = [cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), seed, cap]
+        return _key(parts + (['supervised'] if supervised else []), 'train_avbt')   # the labelled comparator
 
     def avbt_run(self, variant: str = 'baseline', aug=None, seed: int = 0, **overrides) -> Path:
         "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
@@ -375,19 +376,23 @@ class Repro:
         same = sorted((self.out / 'models' / 'avbt').glob(f'*-{key}'))           # the same model under another name
         return next((r for r in same if (r / 'avbt.pt').exists()), self.out / 'models' / 'avbt' / f"{variant}-{key}")
 
-    def avbt(self, variant: str = 'baseline', aug=None, seed: int = 0, **overrides) -> Path:
+    def avbt(self, variant: str = 'baseline', aug=None, seed: int = 0, supervised: bool = False, **overrides) -> Path:
         "The run folder of AV-BT `variant` (trained here once; a killed training resumes from its last checkpoint)."
         from avbt_tacma.datasets import AugConfig
-        from avbt_tacma.train_avbt import train_avbt
+        from avbt_tacma.train_avbt import train_avbt, train_supervised
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
-        cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, seed, **overrides)
+        cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, seed, supervised=supervised, **overrides)
         if (run / 'avbt.pt').exists(): return run
         with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
             if (run / 'avbt.pt').exists(): return run
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
-            train_avbt(cache, run, cfg, aug, seed=seed, device=self.device, resume=resume, max_steps=cap,
-                       workers=loader_workers(self.S.get('workers', 0)), progress=False)
+            if supervised:                          # Table 2's comparator: the same encoders trained with labels
+                train_supervised(cache, run, cfg, aug, seed, self.device, loader_workers(self.S.get('workers', 0)),
+                                 max_steps=cap)
+            else:
+                train_avbt(cache, run, cfg, aug, seed=seed, device=self.device, resume=resume, max_steps=cap,
+                           workers=loader_workers(self.S.get('workers', 0)), progress=False)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 

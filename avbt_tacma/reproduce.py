@@ -256,7 +256,8 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
                     weights_note=S.get('weights_note', ''), settings=S, versions=versions(),
                     started=datetime.datetime.now().isoformat(timespec='seconds'))
         save_json(info, out / 'run.json')
-        log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, {n_avbt} AV-BT x {n_seeds} head seed(s), "
+        log(f"avbt reproduce: scale {scale}, data {info['source']}, device {device}, "
+            f"{n_avbt} AV-BT x {n_seeds} head seed(s), "
             f"{jobs} job(s) -> {out}")
         if info['weights_note']: log(f"weights: {info['weights_note']}")
         t0, res = time.time(), None
@@ -285,6 +286,7 @@ def avbt_trainings(steps=None) -> list:
     jobs = []
     if names & base: jobs.append(dict(variant='baseline', spatial='table3' in names))
     if names & {'avbt', 'table2'}: jobs.append(dict(variant='untrained', overrides=dict(epochs=0)))
+    if 'table2' in names: jobs.append(dict(variant='supervised', overrides=dict(supervised=True)))   # the comparator
     if 'table4' in names:
         jobs += [dict(variant=v, overrides=kw, ablation=True) for v, kw in TABLE4_VARIANTS.items()]
     if 'table5' in names:

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state', 'weight_change', 'train_avbt',
-           'plot_loss', 'extract_features', 'train_avbt_parser', 'train_avbt_main', 'extract_parser', 'extract_main']
+           'train_supervised', 'plot_loss', 'extract_features', 'train_avbt_parser', 'train_avbt_main',
+           'extract_parser', 'extract_main']
 
 # %% ../nbs/11_train_avbt.ipynb 6
 def dist_setup(device: torch.device  # the device asked for; under torchrun on CUDA, LOCAL_RANK picks the GPU
@@ -262,7 +263,48 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
         if world > 1: dist.barrier()
         return out / 'avbt.pt'
 
-# %% ../nbs/11_train_avbt.ipynb 21
+# %% ../nbs/11_train_avbt.ipynb 19
+def train_supervised(cache,                          # a prepared cache folder or a cache object
+                     out,                            # the run folder (gets avbt.pt: the encoders, AV-BT's format)
+                     cfg: AVBTConfig | None = None,  # the encoders' architecture and epochs, batch size (AV-BT's)
+                     aug: AugConfig | None = None,   # frame augmentations (default `AugConfig()`)
+                     seed: int = 0,                  # initialisation, batch order, augmentation draws
+                     device='auto',                  # 'auto', 'cpu', 'cuda' or 'cuda:N'
+                     workers: int = 0,               # DataLoader worker processes
+                     lr: float = 1e-3,               # Adam learning rate
+                     max_steps: int | None = None,   # stop after this many steps (tests)
+                    ) -> Path:
+    "The supervised comparator of Table 2: AV-BT's encoders trained end to end with the segment labels."
+    out, cache, device = Path(out), check_cache(cache), get_device(device)
+    cfg, aug = cfg or AVBTConfig.preset('paper'), aug or AugConfig()
+    with seeded(seed, deterministic=device.type == 'cpu'):
+        ds = AVClipDataset(cache, 'train', train=True, aug=aug, size=cfg.image_size, seed=seed)
+        if len(ds) < cfg.batch_size:
+            raise AVBTError(f"{cache}: {len(ds)} training clips, fewer than one batch of {cfg.batch_size}")
+        loader = make_loader(ds, cfg.batch_size, workers=workers, shuffle=True, drop_last=True, seed=seed)
+        model, head = AVBT(cfg).to(device), nn.Linear(cfg.d_l, NUM_CLASSES).to(device)
+        start = {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.ndim > 1}
+        opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=lr)
+        step, lr_sum = 0, 0.0
+        for epoch in range(cfg.epochs):
+            set_loader_epoch(loader, epoch)
+            model.train(); head.train()
+            for b in loader:
+                a, v = model.encode(b['logmel'].to(device), b['frames'].to(device))[:2]
+                loss = nn.functional.cross_entropy(head(a + v).flatten(0, 1), b['labels'].to(device).flatten())
+                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+                step, lr_sum = step + 1, lr_sum + lr
+                if max_steps is not None and step >= max_steps: break
+            if max_steps is not None and step >= max_steps: break
+    config = _run_config(cfg, aug, seed, cache, ds.cache.inputs) | dict(supervised=dict(lr=lr, optimizer='adam'))
+    make_run_dir(out, config)
+    wc = weight_change(start, model, lr_sum, 0.0, 0.0) | dict(steps=step, lars_bound=None, note='Adam: no LARS')
+    save_json(wc, out / 'weight_change.json')
+    save_checkpoint(out / 'avbt.pt', 'avbt', config, {'model': model.state_dict()}, CLASS_NAMES, epoch=cfg.epochs,
+                    step=step, finished=True, weight_change=wc, supervised=True)
+    return out / 'avbt.pt'
+
+# %% ../nbs/11_train_avbt.ipynb 24
 def plot_loss(run,       # a run folder of `train_avbt`
               ax=None):  # matplotlib axes to draw on (default: a new figure)
     "Plot the per-step loss of a run folder from its log.csv; returns the matplotlib axes."
@@ -274,7 +316,7 @@ def plot_loss(run,       # a run folder of `train_avbt`
     ax.set(xlabel='step', ylabel='AV-BT loss', title=Path(run).name)
     return ax
 
-# %% ../nbs/11_train_avbt.ipynb 26
+# %% ../nbs/11_train_avbt.ipynb 29
 @torch.no_grad()
 def extract_features(checkpoint,              # `avbt.pt` of a run
                      cache,                   # the prepared cache (folder or object) to encode
@@ -326,7 +368,7 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
     return save_features(out_h5, torch.cat(audio)[order].numpy(), torch.cat(visual)[order].numpy(), onehot.numpy(),
                          splits, ck.get('class_names') or CLASS_NAMES, [data.video_id(r) for r in rows], meta)
 
-# %% ../nbs/11_train_avbt.ipynb 29
+# %% ../nbs/11_train_avbt.ipynb 32
 def _aug(spec: str | None):
     "`--aug crop,flip,...` switches on exactly those augmentations; `none` switches them all off; absent: the defaults."
     if spec is None: return None
