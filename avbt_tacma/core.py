@@ -11,7 +11,8 @@ import numpy as np
 # %% auto 0
 __all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', 'data_root', 'OutputError', 'os_errno',
            'output_error', 'one_line', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir',
-           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
+           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite',
+           'nonfinite_tensors', 'check_finite_state', 'usable_cores', 'cap_workers', 'make_run_dir']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
@@ -244,6 +245,60 @@ def load_checkpoint(path, # a checkpoint file
     return ckpt
 
 # %% ../nbs/00_core.ipynb 24
+def check_finite(x, # an array or tensor (memory-mapped arrays are read in chunks)
+                 what: str, # its name in the error
+                 chunk: int = 64, # rows read at a time
+                ) -> None:
+    "A one-line `AVBTError` naming `what` and its first bad row when `x` holds NaN or Inf; nothing otherwise."
+    if hasattr(x, 'detach'): x = x.detach().cpu().numpy()
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.complexfloating): return
+    rows = x.reshape(1, -1) if x.ndim == 0 else x
+    first, n = None, 0
+    for s in range(0, len(rows), chunk):
+        bad = ~np.isfinite(np.asarray(rows[s:s + chunk])).reshape(len(rows[s:s + chunk]), -1).all(1)
+        if bad.any() and first is None: first = s + int(np.argmax(bad))
+        n += int(bad.sum())
+    if n: raise AVBTError(f"{what} holds NaN or Inf values ({n} of {len(rows)} rows, the first is row {first})")
+
+def nonfinite_tensors(state, # a (nested) dict of tensors, e.g. a state dict
+                      prefix: str = '', # name prefix
+                     ) -> list:
+    "Names of the floating-point tensors of `state` (nested dicts too) that hold NaN or Inf."
+    import torch
+    out = []
+    for k, v in (state.items() if isinstance(state, dict) else ()):
+        name = f"{prefix}{k}"
+        if isinstance(v, dict): out += nonfinite_tensors(v, name + '.')
+        elif isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all(): out.append(name)
+    return out
+
+def check_finite_state(state, # a (nested) dict of tensors
+                       where, # the checkpoint, for the error
+                      ) -> None:
+    "A one-line `AVBTError` when any weight of `state` is NaN or Inf (such a model only ever predicts NaN)."
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise AVBTError(f"{where}: the model's weights hold NaN or Inf ({len(bad)} tensor(s), e.g. {bad[0]!r}); "
+                        "the checkpoint is unusable, train it again")
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def cap_workers(n: int, # the worker processes asked for
+                what: str = '--workers', # its name in the message
+               ) -> int:
+    "`n`, or the usable cores when `n` is more, with one logged line saying so."
+    cores = usable_cores()
+    if n > cores:
+        import logging
+        logging.getLogger(__name__).warning(f"{what} {n} lowered to {cores}, the CPU cores this process may use")
+        return cores
+    return n
+
+# %% ../nbs/00_core.ipynb 27
 def make_run_dir(path, # the run folder
                  config: dict | None = None, # written to config.json when given
                 ) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from .core import (AVBTError, OutputError, atomic_path, atomic_write_text, save_json, load_json, versions,
                              check_out_dir, check_int, one_line)
-from .ave import read_annotations, write_annotations, read_order, split_indices, segment_labels, Record
+from .ave import (read_annotations, write_annotations, read_order, split_indices, segment_labels, Record,
+                            check_split_overlap)
 from .audio import SAMPLE_RATE, CLIP_SECONDS, vggish_log_mel
 from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 
@@ -115,10 +116,14 @@ def read_splits(root, # an AVE root
     "train / val / test row indices of an AVE root (order files, else split lists, else all rows in train)."
     root = Path(root)
     if all((root / f'{s}_order.h5').exists() for s in SPLITS):
-        return {s: read_order(root / f'{s}_order.h5') for s in SPLITS}
+        out = {s: read_order(root / f'{s}_order.h5', len(records)) for s in SPLITS}
+        check_split_overlap(out, f"{root}: the *_order.h5 files")
+        return out
     if any((root / f'{s}Set.txt').exists() for s in SPLITS):
-        return {s: split_indices(records, read_annotations(root / f'{s}Set.txt')) if (root / f'{s}Set.txt').exists()
-                else np.zeros(0, np.int64) for s in SPLITS}
+        out = {s: split_indices(records, read_annotations(root / f'{s}Set.txt')) if (root / f'{s}Set.txt').exists()
+               else np.zeros(0, np.int64) for s in SPLITS}
+        check_split_overlap(out, f"{root}: the split lists (trainSet.txt, valSet.txt, testSet.txt)")
+        return out
     log.warning(f"{root}: no split files (trainSet.txt ... or *_order.h5): every clip is put in 'train'")
     return {'train': np.arange(len(records)), 'val': np.zeros(0, np.int64), 'test': np.zeros(0, np.int64)}
 
