@@ -119,6 +119,7 @@ def _read_chunked(ds, pool: bool, chunk: int = 256, mmap: bool = False) -> np.nd
         off = ds.id.get_offset()
         if off is not None: return np.memmap(ds.file.filename, dtype=np.float32, mode='r', offset=off, shape=ds.shape)
     n = ds.shape[0]
+    if n == 0: return np.zeros(ds.shape[:2] + ds.shape[4:] if pool and ds.ndim == 5 else ds.shape, np.float32)
     out = None
     for s in range(0, n, chunk):
         x = np.asarray(ds[s:s + chunk], dtype=np.float32)
@@ -147,9 +148,10 @@ def _community(folder: Path, pool: bool) -> FeatureSet:
         if key not in f or not hasattr(f[key], 'dtype'):
             f.close()
             raise AVBTError(f"{p}: no dataset {key!r} (found {list(f.keys())})")
-        if f[key].dtype.kind not in 'iuf' or f[key].dtype == bool:
+        dt = f[key].dtype
+        if key != 'order' and (dt.kind not in 'iuf' or dt == bool):     # order files: `check_order` says why
             f.close()
-            raise AVBTError(f"{p}: {key!r} holds {f[key].dtype} values, not numbers")
+            raise AVBTError(f"{p}: {key!r} holds {dt} values, not numbers")
         return f, f[key]
     splits = {}
     for s in SPLITS:
