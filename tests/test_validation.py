@@ -71,7 +71,8 @@ FAULTS = {  # name: (community() keyword arguments, what the one line says)
     '2-D audio': (dict(audio=np.zeros((N, T))), 'audio features must be [clips, segments, width] (3-D)'),
     '4-D visual': (dict(visual=np.zeros((N, T, 7, 512))), 'visual features must be'),
     'time lengths differ': (dict(audio=np.zeros((N, 9, 4))), 'segments per clip: 9, 10, 10'),
-    'NaN audio': (dict(audio=_nan((N, T, 4))), 'audio features holds NaN or Inf values (1 of 6 rows, the first is row 2)'),
+    'NaN audio': (dict(audio=_nan((N, T, 4))),
+                  'audio features holds NaN or Inf values (1 of 6 rows, the first is row 2)'),
     'Inf visual': (dict(visual=np.where(_nan((N, T, 2, 2, 3)) > 9, 0, np.inf)), 'visual features holds NaN or Inf'),
     'string audio': (dict(audio=np.array([[b'x'] * T] * N)), "'avadataset' holds |S1 values, not numbers"),
     'scalar labels': (dict(labels=np.float64(3)), 'labels is a single number'),
@@ -110,7 +111,8 @@ def test_own_file_class_names_must_match_the_label_width(tmp_path):
     y = np.eye(29)[np.full((N, T), 28)]
     p = own(tmp_path / 'f.h5', np.zeros((N, T, 3)), np.zeros((N, T, 3)), y, {'train': [0]}, names=CLASS_NAMES[:-1])
     with pytest.raises(AVBTError, match='labels have 29 columns but there are 28 class names'): load_features(p)
-    p = own(tmp_path / 'g.h5', np.zeros((N, T, 3)), np.zeros((N, T, 3)), y, {'train': [0]}, names=CLASS_NAMES[1:] + ['x'])
+    p = own(tmp_path / 'g.h5', np.zeros((N, T, 3)), np.zeros((N, T, 3)), y, {'train': [0]},
+            names=CLASS_NAMES[1:] + ['x'])
     with pytest.raises(AVBTError, match="no background column: the last class is 'x'"): load_features(p)
 
 
