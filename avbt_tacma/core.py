@@ -12,7 +12,7 @@ import numpy as np
 __all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', 'data_root', 'OutputError', 'os_errno',
            'output_error', 'one_line', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir',
            'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite',
-           'nonfinite_tensors', 'check_finite_state', 'usable_cores', 'cap_workers', 'make_run_dir']
+           'nonfinite_tensors', 'check_finite_state', 'check_loss', 'usable_cores', 'cap_workers', 'make_run_dir']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
@@ -281,6 +281,25 @@ def check_finite_state(state, # a (nested) dict of tensors
     if bad:
         raise AVBTError(f"{where}: the model's weights hold NaN or Inf ({len(bad)} tensor(s), e.g. {bad[0]!r}); "
                         "the checkpoint is unusable, train it again")
+
+def check_loss(loss, # a training step's loss (tensor or number)
+               where: str, # the step, e.g. 'epoch 3, step 12'
+               inputs: dict | None = None, # name -> this batch's input tensor [B, ...], searched when the loss is bad
+               rows=None, # the batch's rows (clip numbers), to name the bad ones
+              ) -> None:
+    ("A one-line `AVBTError` when `loss` is NaN or Inf, naming the step and the input that holds NaN or Inf (else the "
+     "likely cause: a learning rate too high for this data).")
+    x = float(loss)
+    if np.isfinite(x): return
+    for name, t in (inputs or {}).items():
+        t = t.detach().float().cpu().numpy() if hasattr(t, 'detach') else np.asarray(t, np.float64)
+        bad = np.flatnonzero(~np.isfinite(t.reshape(len(t), -1)).all(1)) if t.ndim else []
+        if len(bad):
+            which = [int(rows[i]) for i in bad[:5]] if rows is not None else bad[:5].tolist()
+            raise AVBTError(f"training stopped at {where}: the loss is {x}; the {name} of {len(bad)} clip(s) of this "
+                            f"batch hold NaN or Inf (rows {', '.join(map(str, which))})")
+    raise AVBTError(f"training stopped at {where}: the loss is {x} although this batch's inputs are finite (the "
+                    "learning rate is likely too high for this data); no model of this run is saved as finished")
 
 def usable_cores() -> int:
     "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
