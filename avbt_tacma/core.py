@@ -289,7 +289,7 @@ def check_loss(loss, # a training step's loss (tensor or number)
               ) -> None:
     ("A one-line `AVBTError` when `loss` is NaN or Inf, naming the step and the input that holds NaN or Inf (else the "
      "likely cause: a learning rate too high for this data).")
-    x = float(loss)
+    x = float(loss.detach() if hasattr(loss, 'detach') else loss)
     if np.isfinite(x): return
     for name, t in (inputs or {}).items():
         t = t.detach().float().cpu().numpy() if hasattr(t, 'detach') else np.asarray(t, np.float64)
