@@ -6,14 +6,14 @@
 from __future__ import annotations
 import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
-from .core import AVBTError, load_json, atomic_write_text
+from .core import AVBTError, load_json, atomic_write_text, inputs_digest
 from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
 __all__ = ['SCALES', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
            'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic',
-           'source_label', 'Repro']
+           'source_label', 'data_digest', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -247,6 +247,26 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
 # %% ../nbs/18_repro.ipynb 14
+_SMALL = ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt', 'train_order.h5', 'val_order.h5',
+          'test_order.h5', 'cache.json', 'splits.json', 'synth_meta.json')
+
+def data_digest(kind: str,            # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
+                path=None,            # its folder or file (None: nothing to hash)
+                cache: dict | None = None,  # the `file_digest` cache (None: every file is read again)
+               ) -> str:
+    "Hash of the content of a run's data: small files whole, videos or clips by name, size and mtime, features whole."
+    if path is None: return ''
+    p = Path(path)
+    if kind == 'features': return inputs_digest([p], cache)
+    h = hashlib.sha256(inputs_digest([p / n for n in _SMALL], cache).encode())
+    media = p / 'clips' if kind == 'cache' else (p / 'AVE' if (p / 'AVE').is_dir() else p)
+    for f in sorted(media.glob('*.h5' if kind == 'cache' else '*.mp4')):
+        try: st = f.stat()
+        except OSError: continue                                      # a dangling link: prepare names it
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/18_repro.ipynb 17
 def _key(parts, *modules) -> str:
     "Short hash of a model's settings and of the code that trains it (other code: a new model, in its own folder)."
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
@@ -281,7 +301,7 @@ class Repro:
         self.seeds = list(range(int(seeds or self.S['seeds'])))
         self.source = source_label(data_source, self.data, scale)
         self.real = is_real_ave(data_source, self.data)
-        self._fs = {}
+        self._fs, self._cache = {}, None
         if threads := torch_threads(self.S.get('threads')):
             import torch
             torch.set_num_threads(threads)
@@ -324,13 +344,20 @@ class Repro:
         if self.kind == 'features':
             raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
         from avbt_tacma.prepare import prepare
-        c = self.out / 'cache' / self.data.name
+        if self._cache is not None: return self._cache
+        c = self.out / 'cache' / f"{self.data.name}-{self.data_digest[:8]}"    # edited annotations: a new cache
         size = self.S.get('cache_size') or self.S['size'] or 256
         if not (c / '.complete').exists():
             r = prepare(self.data, c, workers=os.cpu_count() or 1, size=size, progress=False)
             print(r['line'])
             atomic_write_text(c / '.complete', r['line'] + '\n')
+        self._cache = c
         return c
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        "`data_digest` of this run's data (read once per notebook)."
+        return data_digest('ave' if self.kind == 'synthetic' else self.kind, self.data)
 
     def avbt_config(self, **overrides):
         "The AV-BT configuration of this scale (preset + the scale's epochs, batch, image size) with `overrides`."
@@ -345,7 +372,8 @@ class Repro:
         import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
-        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap], 'train_avbt')
+        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap, self.data_digest],
+                    'train_avbt')
 
     def avbt_run(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
         "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
