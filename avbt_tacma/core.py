@@ -271,7 +271,7 @@ def _holder(f) -> str:
 def run_lock(folder, # the output folder a run owns while it runs (made when missing)
              what: str = '--out', # its name in the error line (the CLI flag)
             ):
-    "Own `folder` for the length of a run (exclusive, non-blocking `flock`); a second owner gets a one-line `AVBTError`."
+    "Own `folder` while a run lasts (exclusive, non-blocking `flock`); a second owner gets a one-line `AVBTError`."
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try: import fcntl

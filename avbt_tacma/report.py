@@ -4,16 +4,16 @@
 
 # %% ../nbs/17_report.ipynb 3
 from __future__ import annotations
-import csv, html, base64
+import csv, json, html, base64
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
+from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint, one_line
 from .evaluate import mean_std, effect, verdict, VERDICT_RULE
 
 # %% auto 0
 __all__ = ['PAPER', 'PAPER_VALUES', 'LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'paper_value', 'majority_floor', 'did_not_learn',
            'judge_claim', 'claims_table', 'result_row', 'majority_row', 'format_rows', 'markdown_table', 'tag',
-           'write_table', 'save_figure', 'write_summary']
+           'write_table', 'save_figure', 'read_stamp', 'output_problem', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
@@ -325,6 +325,35 @@ CLAIMS = [
 ]
 
 # %% ../nbs/17_report.ipynb 15
+def read_stamp(path, # a step's stamp (stamps/<step>.json)
+              ) -> dict | None:
+    "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
+    try: st = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
+    if not isinstance(st, dict) or not isinstance(st.get('hash'), str): return None
+    s = st.get('seconds')
+    return st if isinstance(s, (int, float)) and not isinstance(s, bool) and s == s and s >= 0 else None
+
+def output_problem(path, # a file a step promised
+                  ) -> str | None:
+    "Why a promised output is unusable ('is missing', 'is empty', 'does not load (...)'), or None when it loads."
+    p = Path(path)
+    if not p.is_file(): return 'is missing'
+    if p.stat().st_size == 0: return 'is empty'
+    try:
+        if p.suffix == '.json': json.loads(p.read_text(encoding='utf-8'))
+        elif p.suffix == '.pt': load_checkpoint(p)
+        elif p.suffix == '.png':
+            from PIL import Image
+            with Image.open(p) as im: im.load()
+        elif p.suffix == '.csv':
+            with open(p, newline='', encoding='utf-8') as f:
+                if not next(csv.reader(f), None): raise ValueError('no header row')
+        else: p.read_text(encoding='utf-8')
+    except Exception as e: return f"does not load ({one_line(e)})"
+    return None
+
+# %% ../nbs/17_report.ipynb 17
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
@@ -335,7 +364,13 @@ figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
 code{background:#f5f5f5;padding:0 .2em}"""
 
 def _sidecars(folder: Path) -> list:
-    return [load_json(p) for p in sorted(folder.glob('*.json'))] if folder.is_dir() else []
+    "The JSON sidecars of a folder (tables or figures); a damaged one is left out (its step re-runs, `output_problem`)."
+    out = []
+    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
+        try: j = json.loads(p.read_text(encoding='utf-8'))
+        except (OSError, ValueError): continue
+        if isinstance(j, dict): out.append(j)
+    return out
 
 def _html_table(columns, cells, cls=None) -> str:
     cls = cls or {}
@@ -368,8 +403,10 @@ def write_summary(out,        # the run folder
     claims, claims_md = claims_table(out) if tables else ([], '')
     status = []
     for s in steps:
-        st = out / 'stamps' / f'{s.name}.json'
-        state = f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)'
+        st = read_stamp(out / 'stamps' / f'{s.name}.json')
+        bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
+        state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
+                 f"done ({st['seconds']:.0f} s)")
         status.append([s.name, s.title, state,
                        f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
     md, body = list(head), []
