@@ -119,8 +119,19 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
+def _sidecars(folder: Path, # tables/ or figures/ of a run folder
+              need=('step',), # keys a sidecar must have
+             ) -> list:
+    "The JSON sidecars of a folder; a damaged one is left out (its step re-runs: `output_problem`)."
+    out = []
+    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
+        try: j = json.loads(p.read_text(encoding='utf-8'))
+        except (OSError, ValueError): continue
+        if isinstance(j, dict) and all(k in j for k in need): out.append(j)
+    return out
+
 def _tables(out) -> dict:
-    return {t['name']: t for t in (load_json(p) for p in sorted((Path(out) / 'tables').glob('*.json'))) if 'rows' in t}
+    return {t['name']: t for t in _sidecars(Path(out) / 'tables', ('name', 'rows', 'step'))}
 
 def claims_table(out,         # the run folder (its tables/*.json)
                  claims=None,  # default: CLAIMS
@@ -343,6 +354,9 @@ def output_problem(path, # a file a step promised
     try:
         if p.suffix == '.json': json.loads(p.read_text(encoding='utf-8'))
         elif p.suffix == '.pt': load_checkpoint(p)
+        elif p.suffix == '.h5':
+            import h5py
+            with h5py.File(p, 'r') as f: list(f.keys())
         elif p.suffix == '.png':
             from PIL import Image
             with Image.open(p) as im: im.load()
@@ -363,15 +377,6 @@ img{max-width:100%;border:1px solid #eee}
 figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
 code{background:#f5f5f5;padding:0 .2em}"""
 
-def _sidecars(folder: Path) -> list:
-    "The JSON sidecars of a folder (tables or figures); a damaged one is left out (its step re-runs, `output_problem`)."
-    out = []
-    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
-        try: j = json.loads(p.read_text(encoding='utf-8'))
-        except (OSError, ValueError): continue
-        if isinstance(j, dict): out.append(j)
-    return out
-
 def _html_table(columns, cells, cls=None) -> str:
     cls = cls or {}
     td = lambda c, v: f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>'
@@ -383,7 +388,8 @@ def write_summary(out,        # the run folder
                  ) -> tuple:
     "Write the claims table, `summary.md` and `summary.html` for the run folder `out`; returns the two summary paths."
     out = Path(out); info = load_json(out / 'run.json') if (out / 'run.json').exists() else {}
-    tables, figures = _sidecars(out / 'tables'), _sidecars(out / 'figures')
+    tables = _sidecars(out / 'tables')
+    figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
     head = [f"# Reproduction report", '',
             f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "

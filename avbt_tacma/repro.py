@@ -272,6 +272,18 @@ def _key(parts, *modules) -> str:
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
+def _damaged(path: Path, say: bool = False) -> bool:
+    "Whether a checkpoint of the model store does not load (a killed save, a truncated copy); `say`: one line."
+    from avbt_tacma.report import output_problem
+    st = path.stat()
+    if (str(path), st.st_size, st.st_mtime_ns) in _LOADED: return False       # checked once per process
+    why = output_problem(path)
+    if why and say: print(f"{path} {why}: made again")
+    if why is None: _LOADED.add((str(path), st.st_size, st.st_mtime_ns))
+    return why is not None
+
+_LOADED = set()
+
 @contextlib.contextmanager
 def _model_lock(run: Path, what: str = 'train'):
     "Hold an exclusive lock on one model of the store (training or a feature file) across processes."
@@ -387,13 +399,15 @@ class Repro:
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
         cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
-        if (run / 'avbt.pt').exists(): return run
+        if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt'): return run
         with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
-            if (run / 'avbt.pt').exists(): return run
+            if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt', say=True): return run
+            if (run / 'checkpoint.pt').exists() and _damaged(run / 'checkpoint.pt', say=True):
+                (run / 'checkpoint.pt').unlink()                            # no resume from it: a fresh training
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
             train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
-                       workers=loader_workers(self.S.get('workers', 0)), progress=False)
+                       workers=loader_workers(self.S.get('workers', 0)), progress=False, force=True)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 
@@ -406,9 +420,9 @@ class Repro:
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if f.exists(): return f
+        if f.exists() and not _damaged(f): return f
         with _model_lock(run, f.stem):
-            if f.exists(): return f
+            if f.exists() and not _damaged(f, say=True): return f
             t0 = time.time()
             extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False,
                              batch_size=self.S.get('extract_batch', 16), bf16=self.S.get('cpu_bf16', False))
