@@ -5,8 +5,8 @@
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
 import os, re, sys, errno, argparse, importlib, logging
-from .core import (AVBTError, OutputError, output_error, os_errno, check_int, check_device, check_out_dir,
-                             check_out_file)
+from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
+    check_out_dir, check_out_file)
 
 # %% auto 0
 __all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error', 'error_line']
@@ -57,9 +57,9 @@ def main(argv=None, # the arguments; None: sys.argv
     try:
         check_args(args)
         return int(args._main(args) or 0)
-    except AVBTError as e:
+    except AVBTError as e:                    # bad input: 2; a step of the run that failed (RunError): 1
         print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, RunError) else 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
         oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?') or path_error(e)
         if oe is None: raise

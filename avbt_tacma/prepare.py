@@ -184,6 +184,7 @@ def _start_cache(root, out, records, settings):
     write_annotations(records, out / 'Annotations.txt')
     save_json({s: v.tolist() for s, v in read_splits(root, records).items()}, out / 'splits.json')
     save_json(dict(format=CACHE_FORMAT, settings=settings, source=str(Path(root).resolve()), n_rows=len(records),
+                   synthetic=(Path(root) / 'synth_meta.json').exists(),     # made by `avbt synth`, not the AVE
                    n_frames=N_FRAMES, frames_per_segment=N_FRAMES // CLIP_SECONDS, sample_rate=SAMPLE_RATE,
                    versions=versions()), out / 'cache.json')
 
@@ -201,6 +202,8 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
      "line).")
     root, out = Path(ave_root), Path(out)
     if not root.is_dir(): raise AVBTError(f"{root}: AVE root folder not found")
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:   # the source is never written
+        raise AVBTError(f"--out {out}: is inside --ave-root {root}; write the cache to a folder outside the AVE folder")
     check_out_dir(out, 'cache folder')
     workers = cap_workers(check_int(workers, 'workers', 0))
     check_int(threads, 'threads', 0)
@@ -317,6 +320,13 @@ class ClipCache:
             with open(self.root / 'report.csv', newline='', encoding='utf-8') as f:
                 self.report = [dict(r, row=int(r['row'])) for r in csv.DictReader(f)]
         self.max_open, self._files, self._pid, self._checked = max_open, OrderedDict(), os.getpid(), set()
+
+    @property
+    def inputs(self) -> dict:
+        "Frame side, log-mel framing and sample rate of the clips (what an encoder trained on them expects)."
+        st = self.meta.get('settings', {})
+        return {'frame_size': int(st['size']), 'framing': st.get('framing', 'segment'),
+                'sample_rate': int(self.meta.get('sample_rate', SAMPLE_RATE))}
 
     def __getstate__(self): return {**self.__dict__, '_files': OrderedDict()}
     def __len__(self): return len(self.available)

@@ -4,68 +4,20 @@
 
 # %% ../nbs/17_report.ipynb 3
 from __future__ import annotations
-import csv, html, base64
+import csv, json, html, base64
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
+from avbt_tacma.core import (AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint,
+    one_line)
 from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
 
 # %% auto 0
-__all__ = ['PAPER', 'PAPER_VALUES', 'LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'paper_value', 'majority_floor', 'did_not_learn',
-           'judge_claim', 'claims_table', 'result_row', 'majority_row', 'format_rows', 'markdown_table', 'tag',
-           'write_table', 'save_figure', 'write_summary']
+__all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row',
+           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp',
+           'output_problem', 'write_summary']
 
-# %% ../nbs/17_report.ipynb 5
-PAPER = 'Applied Sciences 12, 12622 (2022)'
-
-def _row(key, label, paper, quoted=False, note=''):
-    return dict(key=key, label=label, paper=paper, quoted=quoted, note=note)
-
-# Table 5 is defined once, in `datasets` (its rows, switches and the paper's accuracy of each row)
-from .datasets import TABLE5_ROWS, TABLE5_SWITCHES as TABLE5_FLAGS, table5_flags
-
-PAPER_VALUES = {
-    'table2': [  # AV-BT encoders frozen, 3-layer MLP probe
-        _row('avel_a', 'AVEL, audio only', 59.5, True, 'Tian et al. 2018, supervised end to end'),
-        _row('avel_v', 'AVEL, visual only', 55.3, True, 'Tian et al. 2018, supervised end to end'),
-        _row('avel_av', 'AVEL, audio-visual', 71.3, True, 'Tian et al. 2018, supervised end to end'),
-        _row('probe_a', 'AV-BT probe, audio only', 63.5),
-        _row('probe_v', 'AV-BT probe, visual only', 61.0),
-        _row('probe_av', 'AV-BT probe, audio-visual (sum)', 75.6)],
-    'table3': [  # published rows, as the paper quotes them, then the paper's own result
-        _row('cman', 'CMAN', 73.3, True), _row('avrb', 'AVRB', 74.8, True), _row('avin', 'AVIN', 75.2, True),
-        _row('mpn', 'MPN', 75.2, True), _row('jcan', 'JCAN', 76.2, True),
-        _row('psp', 'PSP (without its AVPS loss)', 76.6, True, "PSP's own features; re-run here on AV-BT features"),
-        _row('avt', 'AVT', 76.8, True),
-        _row('avbt_tacma', 'AV-BT + TACMA', 77.2)],
-    'table4': [  # audio-visual / audio only / visual only probes of AV-BT variants
-        _row('baseline_av', 'Baseline, audio-visual', 75.6), _row('baseline_a', 'Baseline, audio only', 63.5),
-        _row('baseline_v', 'Baseline, visual only', 61.0),
-        _row('agva_av', 'w/ AGVA, audio-visual', 71.5, note='AGVA mixes the modalities: no unimodal probe'),
-        _row('noshare_av', 'w/o sharing projector, audio-visual', 72.5),
-        _row('noshare_a', 'w/o sharing projector, audio only', 63.0),
-        _row('noshare_v', 'w/o sharing projector, visual only', 60.4)],
-    'table5': [dict(_row(f'r{i + 1}', '', acc), flags=table5_flags(aug)) for i, (aug, acc) in enumerate(TABLE5_ROWS)],
-    'fig6': dict(best_theta=0.03, good_range=(0.01, 0.06), theta0_gain_over_probe=0.4, thetas=(0.0, 0.1),
-                 statement=('accuracy is high for theta from 0.01 to 0.06 and peaks at 0.03 (77.2, Table 3); '
-                            'theta = 0 (plain cross-modal attention) is only 0.4 points above the AV-BT probe '
-                            '(75.6, Table 2)')),
-}
-
-def _flag_label(flags: dict) -> str:
-    on = [('crop*' if v == 'small' else k) for k, v in flags.items() if v]
-    return ' + '.join(on) if on else 'none'
-for r in PAPER_VALUES['table5']: r['label'] = _flag_label(r['flags'])
-
-def paper_value(table: str,  # 'table2' ... 'table5'
-                key: str,    # a row key of PAPER_VALUES[table]
-               ):
-    "The paper's number for row `key` of `table` (None when the paper has none)."
-    for r in PAPER_VALUES[table]:
-        if r['key'] == key: return r['paper']
-    return None
-
-# %% ../nbs/17_report.ipynb 8
+# %% ../nbs/17_report.ipynb 6
 LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
 
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
@@ -119,8 +71,19 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
+def _sidecars(folder: Path, # tables/ or figures/ of a run folder
+              need=('step',), # keys a sidecar must have
+             ) -> list:
+    "The JSON sidecars of a folder; a damaged one is left out (its step re-runs: `output_problem`)."
+    out = []
+    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
+        try: j = json.loads(p.read_text(encoding='utf-8'))
+        except (OSError, ValueError): continue
+        if isinstance(j, dict) and all(k in j for k in need): out.append(j)
+    return out
+
 def _tables(out) -> dict:
-    return {t['name']: t for t in (load_json(p) for p in sorted((Path(out) / 'tables').glob('*.json'))) if 'rows' in t}
+    return {t['name']: t for t in _sidecars(Path(out) / 'tables', ('name', 'rows', 'step'))}
 
 def claims_table(out,         # the run folder (its tables/*.json)
                  claims=None,  # default: CLAIMS
@@ -155,7 +118,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
                             r['compared'], r['note']])
     return res, md
 
-# %% ../nbs/17_report.ipynb 9
+# %% ../nbs/17_report.ipynb 7
 def result_row(label: str,                # what the row is
                paper=None,                # the paper's number (None: the paper has none)
                values=(),                 # this run's accuracies, % per seed (in seed order)
@@ -277,7 +240,7 @@ def save_figure(fig,                      # a matplotlib figure
                    png=f'figures/{name}.png'), out / f'{name}.json')
     return out / f'{name}.png'
 
-# %% ../nbs/17_report.ipynb 12
+# %% ../nbs/17_report.ipynb 10
 def _claim(key, claim, source, a, b, paper, paired, note=''):
     return dict(key=key, claim=claim, source=source, a=a, b=b, paper=paper, paired=paired, note=note)
 
@@ -324,6 +287,38 @@ CLAIMS = [
            _SAME_HEAD_SEEDS),
 ]
 
+# %% ../nbs/17_report.ipynb 13
+def read_stamp(path, # a step's stamp (stamps/<step>.json)
+              ) -> dict | None:
+    "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
+    try: st = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
+    if not isinstance(st, dict) or not isinstance(st.get('hash'), str): return None
+    s = st.get('seconds')
+    return st if isinstance(s, (int, float)) and not isinstance(s, bool) and s == s and s >= 0 else None
+
+def output_problem(path, # a file a step promised
+                  ) -> str | None:
+    "Why a promised output is unusable ('is missing', 'is empty', 'does not load (...)'), or None when it loads."
+    p = Path(path)
+    if not p.is_file(): return 'is missing'
+    if p.stat().st_size == 0: return 'is empty'
+    try:
+        if p.suffix == '.json': json.loads(p.read_text(encoding='utf-8'))
+        elif p.suffix == '.pt': load_checkpoint(p)
+        elif p.suffix == '.h5':
+            import h5py
+            with h5py.File(p, 'r') as f: list(f.keys())
+        elif p.suffix == '.png':
+            from PIL import Image
+            with Image.open(p) as im: im.load()
+        elif p.suffix == '.csv':
+            with open(p, newline='', encoding='utf-8') as f:
+                if not next(csv.reader(f), None): raise ValueError('no header row')
+        else: p.read_text(encoding='utf-8')
+    except Exception as e: return f"does not load ({one_line(e)})"
+    return None
+
 # %% ../nbs/17_report.ipynb 15
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -333,9 +328,6 @@ th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666
 img{max-width:100%;border:1px solid #eee}
 figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
 code{background:#f5f5f5;padding:0 .2em}"""
-
-def _sidecars(folder: Path) -> list:
-    return [load_json(p) for p in sorted(folder.glob('*.json'))] if folder.is_dir() else []
 
 def _html_table(columns, cells, cls=None) -> str:
     cls = cls or {}
@@ -348,7 +340,8 @@ def write_summary(out,        # the run folder
                  ) -> tuple:
     "Write the claims table, `summary.md` and `summary.html` for the run folder `out`; returns the two summary paths."
     out = Path(out); info = load_json(out / 'run.json') if (out / 'run.json').exists() else {}
-    tables, figures = _sidecars(out / 'tables'), _sidecars(out / 'figures')
+    tables = _sidecars(out / 'tables')
+    figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
     head = [f"# Reproduction report", '',
             f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
@@ -368,8 +361,10 @@ def write_summary(out,        # the run folder
     claims, claims_md = claims_table(out) if tables else ([], '')
     status = []
     for s in steps:
-        st = out / 'stamps' / f'{s.name}.json'
-        state = f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)'
+        st = read_stamp(out / 'stamps' / f'{s.name}.json')
+        bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
+        state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
+                 f"done ({st['seconds']:.0f} s)")
         status.append([s.name, s.title, state,
                        f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
     md, body = list(head), []

@@ -6,14 +6,18 @@
 from __future__ import annotations
 import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
-from .core import AVBTError, load_json, atomic_write_text
+from avbt_tacma.core import (AVBTError, load_json, atomic_write_text, device_type, default_run_dir, one_line,
+    inputs_digest)
+from .video import FRAME_SIZE
+from .datasets import IMAGE_SIZE
+from .tacma import THETA
 from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash', 'notebook_modules',
-           'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic', 'source_label',
-           'Repro']
+__all__ = ['SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
+           'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic',
+           'source_label', 'data_digest', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -22,29 +26,29 @@ _ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
+                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, THETA, 0.1), tsne_clips=24,
                   qualitative=2),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
-                    head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
+                    head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, THETA, 0.06, 0.1), tsne_clips=60,
                     qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
-                  head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, 0.03, 0.06, 0.1),
+                  head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
                   tsne_clips=80, qualitative=4),
-    'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224,
-                      avbt_epochs=100,
+    'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
+                      image_size=IMAGE_SIZE, avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
                       cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
                       weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, '
                                    '2 head epochs: a check that the paper path runs; its numbers mean nothing'),
-    'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100,
+    'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=IMAGE_SIZE, avbt_epochs=100,
                   avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
                   seeds=5,
@@ -56,9 +60,7 @@ from .core import usable_cores   # re-exported: defined once, in `core`
 def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
             ) -> int:
     "Processes `avbt reproduce` runs at once by default: one per usable core on a CPU (at most 4), one on a GPU."
-    import torch
-    cuda = str(device).startswith('cuda') or (device == 'auto' and torch.cuda.is_available())
-    return 1 if cuda else max(1, min(4, usable_cores()))
+    return 1 if device_type(device) == 'cuda' else max(1, min(4, usable_cores()))
 
 def torch_threads(setting=None  # a scale's `threads`: a number, or None (`AVBT_THREADS`, else torch's default)
                  ) -> int | None:
@@ -160,8 +162,12 @@ def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a
         if not p.is_dir():
             raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, "
                             "or a cache from avbt prepare)")
+        if (p / 'cache.json').exists():            # a prepared cache also holds an Annotations.txt: look for it first
+            try: fmt = load_json(p / 'cache.json').get('format', '')
+            except Exception as e: raise AVBTError(f"{p / 'cache.json'}: unreadable ({one_line(e)})") from None
+            if str(fmt).startswith('avbt_tacma.cache/'): return 'cache', p.absolute()
+            raise AVBTError(f"{p / 'cache.json'}: not written by avbt prepare (format {fmt!r})")
         if (p / 'Annotations.txt').exists(): return 'ave', p.absolute()
-        if (p / 'cache.json').exists(): return 'cache', p.absolute()
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
@@ -173,8 +179,10 @@ def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_s
     if kind == 'features': return True
     p = Path(path)
     if kind == 'cache':
-        try: p = Path(load_json(p / 'cache.json').get('source', ''))
+        try: meta = load_json(p / 'cache.json')
         except Exception: return True
+        if 'synthetic' in meta: return not meta['synthetic']          # recorded by `prepare` (the source may move)
+        p = Path(meta.get('source', ''))
     return not (p / 'synth_meta.json').exists()
 
 def synthetic_dir(out,        # the run folder
@@ -244,10 +252,50 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
 # %% ../nbs/18_repro.ipynb 14
+_SMALL = ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt', 'train_order.h5', 'val_order.h5',
+          'test_order.h5', 'cache.json', 'splits.json', 'synth_meta.json')
+
+def data_digest(kind: str,            # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
+                path=None,            # its folder or file (None: nothing to hash)
+                cache: dict | None = None,  # the `file_digest` cache (None: every file is read again)
+               ) -> str:
+    "Hash of the content of a run's data: small files whole, videos or clips by name, size and mtime, features whole."
+    if path is None: return ''
+    p = Path(path)
+    if kind == 'features': return inputs_digest([p], cache)
+    h = hashlib.sha256(inputs_digest([p / n for n in _SMALL], cache).encode())
+    media = p / 'clips' if kind == 'cache' else (p / 'AVE' if (p / 'AVE').is_dir() else p)
+    for f in sorted(media.glob('*.h5' if kind == 'cache' else '*.mp4')):
+        try: st = f.stat()
+        except OSError: continue                                      # a dangling link: prepare names it
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/18_repro.ipynb 17
+TABLE4_VARIANTS = {'baseline': {}, 'noshare': dict(shared_projector=False), 'agva': dict(agva=True)}
+
+def table5_variant(aug, # the row's `AugConfig`
+                  ) -> str:
+    "The variant name (run folder prefix) of the AV-BT model trained with the augmentations `aug` (Table 5)."
+    return 'aug-' + aug.name.replace('*', 'S').replace('+', '-')
+
+# %% ../nbs/18_repro.ipynb 20
 def _key(parts, *modules) -> str:
     "Short hash of a model's settings and of the code that trains it (other code: a new model, in its own folder)."
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
+
+def _damaged(path: Path, say: bool = False) -> bool:
+    "Whether a checkpoint of the model store does not load (a killed save, a truncated copy); `say`: one line."
+    from avbt_tacma.report import output_problem
+    st = path.stat()
+    if (str(path), st.st_size, st.st_mtime_ns) in _LOADED: return False       # checked once per process
+    why = output_problem(path)
+    if why and say: print(f"{path} {why}: made again")
+    if why is None: _LOADED.add((str(path), st.st_size, st.st_mtime_ns))
+    return why is not None
+
+_LOADED = set()
 
 @contextlib.contextmanager
 def _model_lock(run: Path, what: str = 'train'):
@@ -278,7 +326,7 @@ class Repro:
         self.seeds = list(range(int(seeds or self.S['seeds'])))
         self.source = source_label(data_source, self.data, scale)
         self.real = is_real_ave(data_source, self.data)
-        self._fs = {}
+        self._fs, self._cache = {}, None
         if threads := torch_threads(self.S.get('threads')):
             import torch
             torch.set_num_threads(threads)
@@ -292,7 +340,7 @@ class Repro:
              seeds: int = 0,                 # seeds per head (0: the scale's)
              out='') -> 'Repro':             # the run folder ('': runs/reproduce of the checkout)
         "From a notebook's parameters; by hand (no papermill) it fills in the run folder and data as `reproduce` would."
-        out = Path(out) if out else Path(__file__).resolve().parent.parent / 'runs' / 'reproduce'
+        out = Path(out) if out else default_run_dir()
         if data_source == 'synthetic' and not data: data = ensure_synthetic(out, scale)
         return cls(step, out, scale, data_source, data, device, seeds or None)
 
@@ -321,13 +369,20 @@ class Repro:
         if self.kind == 'features':
             raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
         from avbt_tacma.prepare import prepare
-        c = self.out / 'cache' / self.data.name
-        size = self.S.get('cache_size') or self.S['size'] or 256
+        if self._cache is not None: return self._cache
+        c = self.out / 'cache' / f"{self.data.name}-{self.data_digest[:8]}"    # edited annotations: a new cache
+        size = self.S.get('cache_size') or self.S['size'] or FRAME_SIZE
         if not (c / '.complete').exists():
             r = prepare(self.data, c, workers=os.cpu_count() or 1, size=size, progress=False)
             print(r['line'])
             atomic_write_text(c / '.complete', r['line'] + '\n')
+        self._cache = c
         return c
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        "`data_digest` of this run's data (read once per notebook)."
+        return data_digest('ave' if self.kind == 'synthetic' else self.kind, self.data)
 
     def avbt_config(self, **overrides):
         "The AV-BT configuration of this scale (preset + the scale's epochs, batch, image size) with `overrides`."
@@ -342,7 +397,8 @@ class Repro:
         import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
-        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap], 'train_avbt')
+        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap, self.data_digest],
+                    'train_avbt')
 
     def avbt_run(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
         "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
@@ -356,13 +412,15 @@ class Repro:
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
         cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
-        if (run / 'avbt.pt').exists(): return run
+        if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt'): return run
         with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
-            if (run / 'avbt.pt').exists(): return run
+            if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt', say=True): return run
+            if (run / 'checkpoint.pt').exists() and _damaged(run / 'checkpoint.pt', say=True):
+                (run / 'checkpoint.pt').unlink()                            # no resume from it: a fresh training
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
             train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
-                       workers=loader_workers(self.S.get('workers', 0)), progress=False)
+                       workers=loader_workers(self.S.get('workers', 0)), progress=False, force=True)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 
@@ -375,9 +433,9 @@ class Repro:
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if f.exists(): return f
+        if f.exists() and not _damaged(f): return f
         with _model_lock(run, f.stem):
-            if f.exists(): return f
+            if f.exists() and not _damaged(f, say=True): return f
             t0 = time.time()
             extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False,
                              batch_size=self.S.get('extract_batch', 16), bf16=self.S.get('cpu_bf16', False))

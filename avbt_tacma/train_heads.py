@@ -4,24 +4,24 @@
 
 # %% ../nbs/14_train_heads.ipynb 3
 from __future__ import annotations
-import copy, hashlib, inspect, json, math, sys, time
+import copy, hashlib, inspect, json, math, sys, time, weakref
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from .core import (AVBTError, set_seed, get_device, save_checkpoint, save_json, load_json, make_run_dir,
-                             check_loss)
+from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
+    load_checkpoint, run_lock, check_loss)
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features
-from .tacma import TACMA
-from .baselines import PSP, AVEL, Probe, plain_attention
-from .evaluate import segment_accuracy, mean_std
+from .core import mean_std
+from .ave import segment_accuracy
+# the registry is defined once, in `heads`; re-exported here
+from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['HEADS', 'RECIPES', 'synthetic_features', 'check_head', 'build_head', 'head_class', 'head_needs_spatial',
-           'features_for', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on',
-           'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'train_seeds', 'format_summary',
-           'train_tacma_parser', 'train_tacma_main']
+__all__ = ['RECIPES', 'synthetic_features', 'features_for', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor',
+           'run_epoch', 'accuracy_on', 'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'train_seeds',
+           'format_summary', 'train_tacma_parser', 'train_tacma_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -75,43 +75,6 @@ def synthetic_features(n_videos: int = 600, # clips
                       [f'synth{i:05d}' for i in range(n_videos)], meta)
 
 # %% ../nbs/14_train_heads.ipynb 8
-HEADS = {
-    'tacma': TACMA,                                  # AV-BT + TACMA (theta = 0.03)
-    'cma': plain_attention,                          # plain cross-modal attention (TACMA, theta = 0)
-    'psp': partial(PSP, avps=False),                 # PSP without its AVPS loss (as quoted in the paper)
-    'psp_avps': partial(PSP, avps=True),             # PSP with the AVPS loss
-    'avel': AVEL,                                    # AVEL, needs spatial visual features
-    'probe_a': partial(Probe, mode='a'),             # Table 2 probes
-    'probe_v': partial(Probe, mode='v'),
-    'probe_av': partial(Probe, mode='av'),
-}
-def check_head(head: str, # a registered head name (see `HEADS`)
-              ) -> str:
-    if head not in HEADS: raise AVBTError(f"unknown head {head!r} (choose from {', '.join(HEADS)})")
-    return head
-
-def build_head(head: str, # a registered head name (see `HEADS`)
-               d_a: int, # audio feature width
-               d_v: int, # visual feature width (channels)
-               **kw, # the head's own arguments
-              ):
-    "Build the head `head` for audio width `d_a` and visual width (channels) `d_v`."
-    try: return HEADS[check_head(head)](d_a, d_v, **kw)
-    except AVBTError: raise
-    except (TypeError, ValueError) as e: raise AVBTError(f"head {head!r}: {e}") from e
-
-def head_class(head: str, # a registered head name (see `HEADS`)
-              ) -> type:
-    "The `Head` class that the registry entry `head` builds."
-    f = HEADS[check_head(head)]
-    f = f.func if isinstance(f, partial) else f
-    return TACMA if f is plain_attention else f
-
-def head_needs_spatial(head: str, # a registered head name (see `HEADS`)
-                      ) -> bool:
-    "Whether `head` takes the spatial visual map (read from `Head.needs_spatial`, the only record of it)."
-    return bool(head_class(head).needs_spatial)
-
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
 
 def features_for(fs: FeatureSet, # the features
@@ -229,13 +192,34 @@ def train_epoch(model, # the head
     rec = dict(batch_size=batch_size, drop_last=False, schedule='epoch_step', lr_decay=1.0, decay_every=1)
     return run_epoch(model, opt, a, v, y, rec, 0, gen, opt.param_groups[0]['lr'])
 
+def _saved_run(stem: Path) -> dict | None:
+    "The result of a saved seed run when its JSON and checkpoint both load, else None (one line when damaged)."
+    js, pt = stem.with_suffix('.json'), stem.with_suffix('.pt')
+    if not js.exists(): return None
+    try:
+        old = load_json(js)
+        load_checkpoint(pt, kind='head')
+        if not isinstance(old, dict): raise AVBTError(f"{js}: not a result object")
+    except AVBTError as e:
+        print(f"{e}: the run is trained again", file=sys.stderr)
+        return None
+    return old
+
+_FINGERPRINTS = {}   # ids of (audio, visual, labels) -> (weak references to them, hash of their values)
+
 def features_fingerprint(fs: FeatureSet, # the features
                         ) -> str:
-    "A short hash of the shapes, splits and a sample of the values, to tell whether a saved run used these features."
-    h = hashlib.sha1()
-    for x in (fs.audio, fs.visual, fs.labels):
-        h.update(str(x.shape).encode())
-        h.update(np.ascontiguousarray(x[:16]).tobytes())
+    "A short hash of the shapes, every value and the splits, to tell whether a saved run used these features."
+    h, arrays = hashlib.sha1(), (fs.audio, fs.visual, fs.labels)
+    key = tuple(map(id, arrays))
+    hit = _FINGERPRINTS.get(key)                    # the same arrays as last time (the seeds of one run): no re-read
+    if hit is None or any(r() is not a for r, a in zip(hit[0], arrays)):
+        c = hashlib.sha1()
+        for x in arrays:
+            c.update(f"{x.dtype}{x.shape}".encode())
+            for i in range(0, len(x), 256): c.update(np.ascontiguousarray(x[i:i + 256]).tobytes())   # memory-mapped
+        hit = _FINGERPRINTS[key] = ([weakref.ref(a) for a in arrays], c.digest())
+    h.update(hit[1])
     for k in sorted(fs.splits):
         h.update(k.encode())
         h.update(np.asarray(fs.splits[k], np.int64).tobytes())
@@ -255,6 +239,7 @@ def train_head(fs: FeatureSet, # the features
                progress: bool = True, # show progress bars
                resume: bool = True, # reuse a finished run in `out` with the same settings
                recipe: str = 'tacma', # 'tacma' or 'official'
+               overwrite: bool = True, # replace a run of other settings or features in `out` (False: refuse)
                **head_kw, # the head's own arguments
               ) -> dict:
     ("Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation "
@@ -281,39 +266,42 @@ def train_head(fs: FeatureSet, # the features
                   features_meta=fs.meta)
     config = json.loads(json.dumps(config, default=str))
     stem = Path(out) / f'{head}_seed{seed}' if out is not None else None
-    if resume and stem is not None and stem.with_suffix('.json').exists():
-        old = load_json(stem.with_suffix('.json'))
-        if old.get('config') == config and stem.with_suffix('.pt').exists(): return old
+    old = _saved_run(stem) if stem is not None else None     # None when absent or damaged (trained again)
+    if old is not None and resume and old.get('config') == config: return old
+    if old is not None and old.get('config') != config and not overwrite:
+        raise AVBTError(f"{stem.parent}: holds a {head} run (seed {seed}) of other settings or other features; "
+                        "choose another --out or pass --force to replace it")
 
-    set_seed(seed)
-    dev = get_device(device)
-    model = build_head(head, d_a, d_v, **head_kw).to(dev)
-    data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
-    if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history, best, best_state, t0 = [], None, None, time.time()
-    from tqdm.auto import trange
-    bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
-    for ep in bar:
-        loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
-        rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
-                   val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
-        history.append(rec)
-        if best is None or rec['val_acc'] > best['val_acc']:
-            best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
-    on_test = max(history, key=lambda r: r['test_acc'])
-    result = dict(head=head, seed=seed, best_epoch=best['epoch'], val_acc=best['val_acc'], test_acc=best['test_acc'],
-                  test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
-                  n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
-                  device=str(dev), config=config, history=history)
-    if stem is not None:
-        make_run_dir(stem.parent)
-        save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
-                        result=result)
-        save_json(result, stem.with_suffix('.json'))
-    return result
+    with seeded(seed):                                  # deterministic kernels for this run only
+        dev = get_device(device)
+        model = build_head(head, d_a, d_v, **head_kw).to(dev)
+        data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
+        if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        history, best, best_state, t0 = [], None, None, time.time()
+        from tqdm.auto import trange
+        bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
+        for ep in bar:
+            loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
+            rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
+                       val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
+            history.append(rec)
+            if best is None or rec['val_acc'] > best['val_acc']:
+                best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
+        on_test = max(history, key=lambda r: r['test_acc'])
+        result = dict(head=head, seed=seed, best_epoch=best['epoch'], val_acc=best['val_acc'],
+                      test_acc=best['test_acc'],
+                      test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
+                      n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
+                      device=str(dev), config=config, history=history)
+        if stem is not None:
+            make_run_dir(stem.parent)
+            save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
+                            result=result)
+            save_json(result, stem.with_suffix('.json'))
+        return result
 
 # %% ../nbs/14_train_heads.ipynb 19
 def summarize(results: list, # per-seed results of one head
@@ -384,6 +372,7 @@ def train_tacma_parser(p, # the (sub)command parser to fill
     p.add_argument('--threads', type=int, default=0,
                    help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--force', action='store_true', help='replace the runs of other settings or features in --out')
 
 def _head_kw(args) -> dict:
     kw, head = {}, check_head(args.head)
@@ -423,8 +412,10 @@ def train_tacma_main(args, # the parsed arguments
     fs = load_features(args.features, pool_visual=not head_needs_spatial(args.head))
     recipe = table3_recipe(args.head, features_source(fs)) if args.recipe == 'auto' else args.recipe
     recipe_for(args.head, recipe)                             # fail early on a head the recipe does not cover
-    s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe, **kw)
+    with run_lock(args.out):                                  # one run per --out; another run's results: --force
+        s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe,
+                        overwrite=args.force, **kw)
     print(format_summary(s))
     print(f"results in {Path(args.out) / (args.head + '_summary.json')}")
     return 0
