@@ -12,7 +12,8 @@ __all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLine
 
 # %% ../nbs/90_cli.ipynb 5
 COMMANDS = {  # command: (module, function prefix, one-line help)
-    'synth': ('avbt_tacma.synth', 'synth', 'generate the synthetic AVE-like dataset (real mp4 files, AVE layout)'),
+    'synth': ('avbt_tacma.known', 'synth', 'generate the synthetic AVE-like dataset (mp4 files in the AVE layout; '
+              '--preset: a known-answer feature set)'),
     'prepare': ('avbt_tacma.prepare', 'prepare', 'decode AVE videos into the training cache (frames + log-mel)'),
     'data': ('avbt_tacma.download', 'data', 'download and verify the AVE videos or pre-extracted features'),
     'train-avbt': ('avbt_tacma.train_avbt', 'train_avbt', 'train the AV-BT encoders (self-supervised)'),
