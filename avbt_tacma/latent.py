@@ -10,9 +10,10 @@ from .core import AVBTError
 from .ave import CATEGORIES, T_SEGMENTS, BG_INDEX, NUM_CLASSES
 
 # %% auto 0
-__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'CUES', 'CUTS', 'MU_BALANCE_A', 'MU_BALANCE_V', 'PRESETS', 'PRESET_ROLES',
-           'all_spans', 'ave_span_prior', 'span_counts', 'LatentConfig', 'codes', 'sample_latents', 'embeddings',
-           'render_features', 'posterior', 'mc_posterior', 'bayes_accuracy', 'calibrate_mu', 'preset']
+__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V', 'PRESETS',
+           'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig', 'codes',
+           'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior', 'bayes_accuracy',
+           'calibrate_mu', 'preset']
 
 # %% ../nbs/01a_latent.ipynb 5
 # real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
@@ -43,13 +44,24 @@ def ave_span_prior(counts=None,  # rows (start, end, clips); None: the AVE's len
     return spans[keep], p[keep] / p.sum()
 
 # %% ../nbs/01a_latent.ipynb 7
+PART_FULL = 0.5                         # a part of a two-event clip: its event fills it with this chance
+
+def part_span_prior(lo: int,  # first second of the part
+                    hi: int,  # one past its last
+                   ) -> tuple:
+    "(spans, probabilities) of the event inside one part of a two-event clip: whole part, else uniform sub-span."
+    spans = all_spans(lo, hi)
+    full = (spans[:, 0] == lo) & (spans[:, 1] == hi)
+    return spans, np.where(full, PART_FULL, 0) + (1 - PART_FULL) / len(spans)
+
+# %% ../nbs/01a_latent.ipynb 9
 def span_counts(records) -> list:
     "Rows (start, end, clips) of the spans of `ave.Record`s (e.g. `read_annotations` of an AVE Annotations.txt)."
     out = {}
     for r in records: out[(int(r.start), int(r.end))] = out.get((int(r.start), int(r.end)), 0) + 1
     return [[a, b, n] for (a, b), n in sorted(out.items())]
 
-# %% ../nbs/01a_latent.ipynb 9
+# %% ../nbs/01a_latent.ipynb 11
 @dataclass
 class LatentConfig:
     "Every knob of the latent model and of rendering (a) (the features)."
@@ -84,7 +96,7 @@ class LatentConfig:
         ave_span_prior(self.spans)
         return self
 
-# %% ../nbs/01a_latent.ipynb 12
+# %% ../nbs/01a_latent.ipynb 14
 def codes(cfg: LatentConfig,  # the knobs
          ) -> tuple:
     "(g_a, g_v): the code index of each class in audio and in vision ([K] ints)."
@@ -100,7 +112,7 @@ def codes(cfg: LatentConfig,  # the knobs
         out.append(g)
     return tuple(out)
 
-# %% ../nbs/01a_latent.ipynb 15
+# %% ../nbs/01a_latent.ipynb 17
 def sample_latents(cfg: LatentConfig,  # the knobs
                    n: int,              # clips
                    seed: int | None = None,  # the draws' seed (None: `cfg.seed`)
@@ -120,7 +132,8 @@ def sample_latents(cfg: LatentConfig,  # the knobs
     for m in CUTS:                                       # two-event clips: a class and a span in each part
         i = np.flatnonzero(two & (cut == m))
         for r, (lo, hi) in enumerate(((0, m), (m, T))):
-            s = all_spans(lo, hi)[rng.integers(0, len(all_spans(lo, hi)), len(i))]
+            sp2, p2 = part_span_prior(lo, hi)
+            s = sp2[rng.choice(len(sp2), len(i), p=p2)]
             part = (t >= lo) & (t < hi)
             y[i] = np.where(part & (t >= s[:, :1]) & (t < s[:, 1:]), cls[i, r:r + 1], np.where(part, K, y[i]))
             owner[i] = np.where(part, cls[i, r:r + 1], owner[i])
@@ -136,7 +149,7 @@ def sample_latents(cfg: LatentConfig,  # the knobs
         out[f'shown_{m}'] = np.where(dis, other, shown)
     return out
 
-# %% ../nbs/01a_latent.ipynb 18
+# %% ../nbs/01a_latent.ipynb 20
 def embeddings(cfg: LatentConfig) -> tuple:
     "(Q_a [d_a, K], Q_v [d_v, K]): the orthonormal code embeddings of the set."
     rng = np.random.default_rng([cfg.seed, 11])
@@ -160,7 +173,7 @@ def render_features(cfg: LatentConfig,  # the knobs
     lab = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(y == K, BG_INDEX, y)]
     return out[0], out[1], lab
 
-# %% ../nbs/01a_latent.ipynb 21
+# %% ../nbs/01a_latent.ipynb 23
 def _llr(cfg, feats, which):
     "Per-second log ratios l[m] [n, T, K] of each modality used (class order), from the features."
     g, Q = codes(cfg), embeddings(cfg)
@@ -208,8 +221,8 @@ def _posterior_terms(cfg, inn, out):
         for m in CUTS:
             Zs, post = 0, np.zeros(inn.shape)
             for lo, hi in ((0, m), (m, T)):
-                sp = all_spans(lo, hi)
-                w, mem = _part(inn, out, lo, hi, sp, np.full(len(sp), -np.log(len(sp))))
+                sp, pp = part_span_prior(lo, hi)
+                w, mem = _part(inn, out, lo, hi, sp, np.log(pp))
                 Z = _lse(w.reshape(len(w), -1), 1)
                 post += np.einsum('nks,st->ntk', np.exp(w - Z[:, None, None]), mem)
                 Zs = Zs + Z - logK
@@ -235,7 +248,7 @@ def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
         res[:, t] = _posterior_terms(cfg, inn * keep, out * keep)[:, t]
     return res
 
-# %% ../nbs/01a_latent.ipynb 23
+# %% ../nbs/01a_latent.ipynb 25
 def mc_posterior(cfg: LatentConfig,  # the knobs
                  audio, visual,      # ONE clip's features [T, d]
                  draws: int = 200_000,  # prior samples
@@ -255,7 +268,7 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
     w = np.exp(ll - ll.max()); w /= w.sum()
     return np.einsum('n,ntk->tk', w, np.eye(cfg.classes + 1)[lat['labels']])
 
-# %% ../nbs/01a_latent.ipynb 26
+# %% ../nbs/01a_latent.ipynb 28
 def bayes_accuracy(cfg: LatentConfig,  # the knobs
                    audio, visual,      # features [n, T, d]
                    which: str = 'av',  # modalities used
@@ -268,7 +281,7 @@ def bayes_accuracy(cfg: LatentConfig,  # the knobs
     else: per = (P.argmax(-1) == labels).mean(1)
     return 100 * per.mean(), 100 * per.std(ddof=1) / np.sqrt(len(per))
 
-# %% ../nbs/01a_latent.ipynb 29
+# %% ../nbs/01a_latent.ipynb 31
 def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set here)
                  which: str,          # 'a' or 'v'
                  target: float,       # wanted Bayes-optimal accuracy of that modality alone, %
@@ -287,15 +300,15 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
         else: hi = mid
     return round((lo + hi) / 2, 4)
 
-# %% ../nbs/01a_latent.ipynb 32
+# %% ../nbs/01a_latent.ipynb 34
 MU_BALANCE_A, MU_BALANCE_V = 0.9112, 0.865     # calibrate_mu(LatentConfig(), "a", 63.5), (..., "v", 61.0)
 PRESETS = {
     'ave-balance': dict(classes=28, q_a=0.3, q_v=0.3, mu_a=MU_BALANCE_A, mu_v=MU_BALANCE_V),
-    'fusion-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.6, mu_v=1.0, rho_a=1.0, d_a=16, d_v=16),
-    'fusion-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.6, mu_v=0.0, rho_a=1.0, d_a=16, d_v=16),
-    'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.2, mu_v=1.2, second_event=1.0, distractors=0.3,
+    'fusion-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=2.0, mu_v=1.5, rho_a=1.0, d_a=16, d_v=16),
+    'fusion-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=2.0, mu_v=0.0, rho_a=1.0, d_a=16, d_v=16),
+    'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, second_event=1.0, distractors=0.3,
                          d_a=16, d_v=16),
-    'temporal-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.2, mu_v=1.2, d_a=16, d_v=16),
+    'temporal-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, d_a=16, d_v=16),
 }
 PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive'/'negative'/None)
     'ave-balance': ("the AVE's balance: Bayes audio 63.5, visual 61.0 (Table 2's probes)", None, None),
