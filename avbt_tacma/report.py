@@ -193,7 +193,8 @@ def optimum_rows(known: dict | None,  # the `known` entry of a known-answer set'
     if not known: return []
     full = {'av': 'audio_visual', 'a': 'audio', 'v': 'visual'}[heads]
     rows = [result_row(f"known optimum ({full.replace('_', '-')}, all 10 s)", None, [known[full]], key='optimum',
-                       note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling error); "
+                       note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling "
+                            "error); "
                             "no head can beat it beyond that")]
     if heads == 'av' and '0' in known.get('windowed', {}):
         rows.append(result_row('known optimum (audio-visual, same second only)', None, [known['windowed']['0']],
@@ -227,7 +228,8 @@ def format_rows(rows: list,            # rows of `result_row`
                  f"{m - floor:+.1f}" + (' did not learn' if did_not_learn(r, floor) else ''))
         note = '; '.join(x for x in ['quoted from the paper, not run here' if r['quoted'] else '', r['note']] if x)
         seeds = str(len(r['values'])) if r['values'] and not r['quoted'] and not floor_row else '—'
-        closed = '—' if floor_row or m is None or r['quoted'] or not gap else f"{100 * (m - floor) / (ceil - floor):.0f}%"
+        closed = ('—' if floor_row or m is None or r['quoted'] or not gap else
+                  f"{100 * (m - floor) / (ceil - floor):.0f}%")
         cells.append([label, *(_fmt(r['cols'].get(c)) for c in ck), _fmt(r['paper']), run, *([delta] if real else []),
                       seeds, *([above] if floor is not None else []), *([closed] if gap else []),
                       *(_fmt(r['more'].get(c)) for c in mk), note])
