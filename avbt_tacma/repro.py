@@ -18,37 +18,41 @@ __all__ = ['SCALES', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_worker
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
 _ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
+# head-level controls (`report.CONTROLS`): clips of each known-answer preset, head epochs and seeds (cheap: features)
+_CONTROLS = dict(clips=800, epochs=30, seeds=3)
 
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                   head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
-                  qualitative=2),
+                  qualitative=2, controls=dict(clips=200, epochs=3, seeds=2)),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
                     head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
-                    qualitative=3),
+                    qualitative=3, controls=_CONTROLS),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
                   head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, 0.03, 0.06, 0.1),
-                  tsne_clips=80, qualitative=4),
+                  tsne_clips=80, qualitative=4, controls=dict(clips=1500, epochs=60, seeds=4)),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224,
                       avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
                       cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
+                      controls=_CONTROLS,
                       weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, '
                                    '2 head epochs: a check that the paper path runs; its numbers mean nothing'),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100,
                   avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
                   seeds=5,
-                  thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
+                  thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6,
+                  controls=_CONTROLS),
 }
 
 def usable_cores() -> int:
@@ -424,6 +428,30 @@ class Repro:
     def ablation_seeds(self) -> list:
         "Seeds of the probes of the Table 4-5 variants (`ablation_seeds` of the scale: fewer where it says so)."
         return self.seeds[:self.S.get('ablation_seeds') or len(self.seeds)]
+
+    def known(self, preset: str,            # a name in `latent.PRESETS`
+             ) -> Path:
+        "The feature file of a known-answer preset (rendering (a), the scale's `controls` clips), made once per run."
+        from avbt_tacma.known import write_known
+        C = self.S['controls']
+        path = self.out / 'data' / f"known-{preset}-{C['clips']}c-{_key([preset, C['clips']], 'known')}"
+        with _model_lock(path, 'data'): write_known(path, preset, clips=C['clips'], seed=0)
+        return path / 'features.h5'
+
+    def control(self, preset: str,          # a control preset (`report.CONTROLS`)
+                heads,                      # head names (the claim's row keys)
+               ) -> str:
+        "Train `heads` on the known-answer preset and write its table `control_<preset>` (rows, floor, optimum)."
+        from avbt_tacma.latent import PRESET_ROLES
+        from avbt_tacma.report import control_table, optimum_rows, result_row
+        C, path = self.S['controls'], self.known(preset)
+        rows = [result_row(h, None, self.accuracies(self.heads(path, h, seeds=list(range(C['seeds'])),
+                                                                epochs=C['epochs'])), key=h) for h in heads]
+        known = self.feature_set(path).meta['known']
+        rows += [self.majority(path), *optimum_rows(known)]
+        src = f"known-answer preset {preset} (features, {C['clips']} clips)"
+        return write_table(self.out, control_table(preset), rows, f"Control {preset}: {PRESET_ROLES[preset][0]}", src,
+                           self.scale, step=self.step)
 
     def majority(self, features) -> dict:
         "The table row of the majority-label floor on the test split of `features`."
