@@ -12,7 +12,6 @@ from .ave import SPLITS, CLASS_NAMES, BG_INDEX
 from .latent import (LatentConfig, PRESETS, PRESET_ROLES, preset, sample_latents, render_features,
                                bayes_accuracy)
 from .features import save_features
-from .evaluate import majority_accuracy
 from . import synth
 
 # %% auto 0
@@ -30,6 +29,7 @@ def known_optimum(cfg: LatentConfig,  # the knobs the features were drawn with
                   windows=WINDOWS,    # widths of the windowed audio-visual optimum
                  ) -> dict:
     "The known optimum (accuracy %, standard error %) of each modality set and window, and the two floors."
+    from avbt_tacma.evaluate import majority_accuracy       # (imports torch: only when an optimum is computed)
     res = {w: tuple(map(float, bayes_accuracy(cfg, audio, visual, w))) for w in ('a', 'v', 'av')}
     freq = np.bincount(np.asarray(labels).reshape(-1), minlength=cfg.classes + 1) / np.size(labels)
     return dict(audio=res['a'][0], audio_se=res['a'][1], visual=res['v'][0], visual_se=res['v'][1],
