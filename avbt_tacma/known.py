@@ -32,7 +32,9 @@ def known_optimum(cfg: LatentConfig,  # the knobs the features were drawn with
     from avbt_tacma.evaluate import majority_accuracy       # (imports torch: only when an optimum is computed)
     res = {w: tuple(map(float, bayes_accuracy(cfg, audio, visual, w))) for w in ('a', 'v', 'av')}
     freq = np.bincount(np.asarray(labels).reshape(-1), minlength=cfg.classes + 1) / np.size(labels)
+    same = {w: float(bayes_accuracy(cfg, audio, visual, w, 0)[0]) for w in ('a', 'v')}
     return dict(audio=res['a'][0], audio_se=res['a'][1], visual=res['v'][0], visual_se=res['v'][1],
+                audio_w0=same['a'], visual_w0=same['v'],
                 audio_visual=res['av'][0], audio_visual_se=res['av'][1],
                 windowed={str(w): float(bayes_accuracy(cfg, audio, visual, 'av', int(w))[0]) for w in windows},
                 majority=100 * majority_accuracy(train_labels, labels), best_constant=100 * float(freq.max()),

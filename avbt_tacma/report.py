@@ -147,8 +147,9 @@ def optimum_rows(known: dict | None,  # the `known` entry of a known-answer set'
                        note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling "
                             "error); "
                             "no head can beat it beyond that")]
-    if heads == 'av' and '0' in known.get('windowed', {}):
-        rows.append(result_row('known optimum (audio-visual, same second only)', None, [known['windowed']['0']],
+    same = known.get('windowed', {}).get('0') if heads == 'av' else known.get(full + '_w0')
+    if same is not None:
+        rows.append(result_row(f"known optimum ({full.replace('_', '-')}, same second only)", None, [same],
                                key='optimum_w0', note='the bound of a head that sees one second at a time'))
     return rows
 

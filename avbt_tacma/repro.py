@@ -449,7 +449,7 @@ class Repro:
         "The feature file of a known-answer preset (rendering (a), the scale's `controls` clips), made once per run."
         from avbt_tacma.known import write_known
         C = self.S['controls']
-        path = self.out / 'data' / f"known-{preset}-{C['clips']}c-{_key([preset, C['clips']], 'known')}"
+        path = self.out / 'known' / f"{preset}-{C['clips']}c-{_key([preset, C['clips']], 'known')}"
         with _model_lock(path, 'data'): write_known(path, preset, clips=C['clips'], seed=0)
         return path / 'features.h5'
 
