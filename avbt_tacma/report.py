@@ -143,14 +143,16 @@ def optimum_rows(known: dict | None,  # the `known` entry of a known-answer set'
     "The 'known optimum' row (Bayes-optimal accuracy, all 10 s) and the same-second one (w = 0) of a known-answer set."
     if not known: return []
     full = {'av': 'audio_visual', 'a': 'audio', 'v': 'visual'}[heads]
-    rows = [result_row(f"known optimum ({full.replace('_', '-')}, all 10 s)", None, [known[full]], key='optimum',
+    rows = [result_row(f"known optimum ({full.replace('_', '-')}, all 10 s)", None, [known[full]],
+                       key='optimum' if heads == 'av' else f'optimum_{heads}',
                        note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling "
                             "error); "
                             "no head can beat it beyond that")]
     same = known.get('windowed', {}).get('0') if heads == 'av' else known.get(full + '_w0')
     if same is not None:
         rows.append(result_row(f"known optimum ({full.replace('_', '-')}, same second only)", None, [same],
-                               key='optimum_w0', note='the bound of a head that sees one second at a time'))
+                               key=f"optimum_{'' if heads == 'av' else heads + '_'}w0",
+                               note='the bound of a head that sees one second at a time'))
     return rows
 
 def _fmt(x, nd=1) -> str:

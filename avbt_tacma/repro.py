@@ -464,6 +464,7 @@ class Repro:
                                                                 epochs=C['epochs'])), key=h) for h in heads]
         known = self.feature_set(path).meta['known']
         rows += [self.majority(path), *optimum_rows(known)]
+        rows += [r for m in ('a', 'v') if f'probe_{m}' in heads for r in optimum_rows(known, m)]
         src = f"known-answer preset {preset} (features, {C['clips']} clips)"
         return write_table(self.out, control_table(preset), rows, f"Control {preset}: {PRESET_ROLES[preset][0]}", src,
                            self.scale, step=self.step)
