@@ -42,8 +42,9 @@ def main(argv=None):
         lr = 1e-3 if h in ('tacma', 'cma', 'psp') else 5e-3
         r = train_head(fs, h, seed=0, epochs=a.epochs, batch_size=64, lr=lr, device=a.device, progress=False, **kw)
         acc, opt, se = 100 * r['test_acc'], k[sees], k[sees + '_se']
+        same = k['windowed']['0'] if sees == 'audio_visual' else k.get(sees + '_w0', float('nan'))
         err = math.hypot(se, 100 * math.sqrt(acc / 100 * (1 - acc / 100) / n))
-        print(f"  {h:9s} {acc:5.1f}  optimum ({sees}) {opt:5.1f} ± {se:.1f}  gap closed "
+        print(f"  {h:9s} {acc:5.1f}  optimum ({sees}) {opt:5.1f} ± {se:.1f} (same second only {same:.1f})  gap closed "
               f"{100 * (acc - k['majority']) / (opt - k['majority']):4.0f}%  "
               f"{'ABOVE the optimum beyond 3 standard errors' if acc > opt + 3 * err else 'below or within error'}")
 
