@@ -15,8 +15,8 @@ from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
 __all__ = ['SCALES', 'TABLE4_VARIANTS', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure',
-           'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
-           'ensure_synthetic', 'source_label', 'table5_variant', 'Repro']
+           'code_hash', 'notebook_modules', 'data_source', 'known_answer', 'is_real_ave', 'synthetic_dir',
+           'split_synthetic', 'ensure_synthetic', 'source_label', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -177,12 +177,19 @@ def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
+def known_answer(path,  # a feature file or its folder
+                ) -> dict | None:
+    "The `known.json` metadata beside a known-answer feature set (`avbt synth --preset`), else None."
+    p = Path(path)
+    p = p if p.is_dir() else p.parent
+    return load_json(p / 'known.json') if (p / 'known.json').exists() else None
+
 def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
                 path=None,  # its folder or file
                ) -> bool:
     "Whether the data is the real AVE (videos, a cache prepared from them, or feature files), not the synthetic set."
     if kind == 'synthetic': return False
-    if kind == 'features': return True
+    if kind == 'features': return known_answer(path) is None      # a known-answer set (`avbt synth --preset`) is not
     p = Path(path)
     if kind == 'cache':
         try: meta = load_json(p / 'cache.json')
@@ -254,6 +261,8 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
     if kind == 'synthetic':
         S = SCALES[scale]; return f"synthetic ({S['videos']} clips, {S['classes']} classes)"
     real = is_real_ave(kind, path)
+    if kind == 'features' and not real:
+        return f"known-answer features, preset {known_answer(path)['preset']} ({Path(path).name})"
     return ({'ave': 'AVE videos', 'cache': 'AVE cache', 'features': 'feature files'}[kind] if real else
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
@@ -489,7 +498,11 @@ class Repro:
         return predict_run(summary['folder'], fs, summary['head'], seed, split, return_fused)
 
     def table(self, name: str, rows: list, title: str, note: str = '') -> str:
-        "Write a table of this step (CSV, Markdown, JSON) and return its Markdown."
+        "Write a table of this step (CSV, Markdown, JSON); returns its Markdown. Known-answer data: its optimum too."
+        from avbt_tacma.report import optimum_rows
+        k = known_answer(self.data) if self.kind == 'features' else None
+        if k and not any((r.get('key') or '').startswith('optimum') for r in rows):
+            rows = rows + optimum_rows(k['known'])
         return write_table(self.out, name, rows, title, self.source, self.scale, note, step=self.step, real=self.real)
 
     def figure(self, fig, name: str, title: str, caption: str = '') -> Path:

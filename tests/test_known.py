@@ -92,3 +92,15 @@ def test_synth_preset_cli(tmp_path):
     from avbt_tacma.features import load_features
     fs = load_features(tmp_path / 'k')
     assert fs.audio.shape == (300, 10, PRESETS['fusion-neg']['d_a']) and fs.meta['known'] == k
+
+
+def test_known_answer_features_are_not_the_ave(tmp_path):
+    "A run on a preset's features (`avbt reproduce --features`) is labelled as known-answer data, not as the AVE."
+    from avbt_tacma.known import write_known
+    from avbt_tacma.repro import is_real_ave, source_label, known_answer
+    write_known(tmp_path / 'k', 'fusion-pos', clips=100, windows=(0,))
+    f = tmp_path / 'k' / 'features.h5'
+    assert not is_real_ave('features', f) and known_answer(f)['preset'] == 'fusion-pos'
+    assert source_label('features', f, 'default') == 'known-answer features, preset fusion-pos (features.h5)'
+    (tmp_path / 'other').mkdir()
+    assert is_real_ave('features', tmp_path / 'other') and known_answer(tmp_path / 'other') is None
