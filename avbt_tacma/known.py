@@ -10,7 +10,7 @@ import numpy as np
 from .core import AVBTError, save_json, load_json, check_out_dir, check_int, data_root
 from .ave import SPLITS, CLASS_NAMES, BG_INDEX
 from .latent import (LatentConfig, PRESETS, PRESET_ROLES, preset, sample_latents, render_features,
-                               bayes_accuracy)
+                               bayes_accuracy, codes, AVE_PARTIAL_LENGTHS, AVE_CLIPS, CUTS, PART_FULL)
 from .features import save_features
 from . import synth
 
@@ -69,6 +69,9 @@ def write_known(out,                      # output folder (features.h5 and known
     opt = known_optimum(cfg, audio[te], visual[te], y[te], y[splits['train']], windows)
     meta = dict(source='known-answer latent model, rendering (a): features', preset=name, role=PRESET_ROLES[name][0],
                 clips=clips, seed=seed, config=asdict(cfg), emission=EMISSION,
+                codes=dict(zip(('audio', 'visual'), (g.tolist() for g in codes(cfg)))),
+                constants=dict(ave_partial_lengths=AVE_PARTIAL_LENGTHS, ave_clips=AVE_CLIPS, cuts=CUTS,
+                               part_full=PART_FULL),
                 split_sizes={s: int(len(v)) for s, v in splits.items()}, known=opt)
     names = list(CLASS_NAMES[:cfg.classes]) + [CLASS_NAMES[BG_INDEX]]
     save_features(out / 'features.h5', audio, visual, labels, splits, video_ids=[f'known{i:06d}' for i in range(clips)],
