@@ -40,7 +40,7 @@ SCALES = {
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
                   head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
-                  tsne_clips=80, qualitative=4, controls=dict(clips=1500, epochs=60, seeds=4)),
+                  tsne_clips=80, qualitative=4, controls=dict(clips=3000, epochs=60, seeds=3)),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
                       image_size=IMAGE_SIZE, avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
