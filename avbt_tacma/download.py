@@ -138,7 +138,7 @@ def fetch(url: str, # where from
           chunk: int = 1 << 20, # bytes per read
          ) -> Path:
     "Download `url` to `dest` (resuming `dest.part`), check size and digests, then move into place."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
@@ -250,7 +250,7 @@ def safe_extract(zip_path, # the archive
                  progress: bool = True, # show a progress bar
                 ) -> list[Path]:
     "Extract `zip_path` into `dest`, refusing archives with members that could land outside `dest`; returns the files."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     zip_path, dest = Path(zip_path), Path(dest)
     try: zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:

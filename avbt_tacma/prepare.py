@@ -207,7 +207,7 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
     threads = threads or (1 if workers > 1 else 0)       # with a process per core, decoder threads only contend
     todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids]
     failed, done_now, already, remade = {}, 0, 0, {}
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     bar = tqdm(total=len(vids), desc='prepare', unit='clip', disable=not progress)
     def take(res):
         nonlocal done_now, already

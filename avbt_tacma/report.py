@@ -8,12 +8,12 @@ import csv, html, base64
 from pathlib import Path
 import numpy as np
 from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
-from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from .evaluate import mean_std, effect, verdict, VERDICT_RULE, LEARN_MARGIN
 
 # %% auto 0
-__all__ = ['PAPER', 'PAPER_VALUES', 'LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'paper_value', 'majority_floor', 'did_not_learn',
-           'judge_claim', 'claims_table', 'result_row', 'majority_row', 'format_rows', 'markdown_table', 'tag',
-           'write_table', 'save_figure', 'markdown_html', 'write_summary']
+__all__ = ['PAPER', 'PAPER_VALUES', 'NOT_AVE', 'CLAIMS', 'paper_value', 'majority_floor', 'did_not_learn', 'judge_claim',
+           'claims_table', 'result_row', 'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table',
+           'save_figure', 'markdown_html', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
@@ -66,8 +66,6 @@ def paper_value(table: str,  # 'table2' ... 'table5'
     return None
 
 # %% ../nbs/17_report.ipynb 8
-LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
-
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     "The accuracy of the table's 'majority label' row (key 'majority'), or None when it has none."
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]

@@ -241,7 +241,7 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     if not train_only:                     # a start that cannot run the notebooks fails before it writes anything
         check_repro_tools(); nbdir = Path(notebooks) if notebooks else paper_notebooks()
         lost = [s.notebook for s in plan(steps, only) if not (nbdir / s.notebook).is_file()]
-        if lost: raise AVBTError(f"{nbdir}: reproduction notebooks not found: {', '.join(lost)}; reinstall: {REPRO_HINT}")
+        if lost: raise AVBTError(f"{nbdir}: reproduction notebooks not found: {', '.join(lost)}; {REPRO_HINT}")
         notebooks = nbdir
     out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
     S = SCALES[scale]

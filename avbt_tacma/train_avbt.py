@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
