@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device', 'repo_root', 'data_root',
-           'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line', 'atomic_path', 'atomic_write_text',
-           'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int', 'versions', 'save_checkpoint',
-           'load_checkpoint', 'make_run_dir', 'mean_std']
+__all__ = ['DEVICE_RE', 'AVBTError', 'RunFailed', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device', 'repo_root',
+           'data_root', 'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line', 'atomic_path',
+           'atomic_write_text', 'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int', 'versions',
+           'save_checkpoint', 'load_checkpoint', 'make_run_dir', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
     "An error caused by the input (file, parameter, data); the CLI prints it on one line, without a traceback."
+
+class RunFailed(AVBTError):
+    "A step of a run failed (a notebook cell, a child training): one line too, but exit status 1, not 2."
 
 # %% ../nbs/00_core.ipynb 7
 def set_seed(seed: int, # the seed

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, sys, ast, json, time, hashlib, logging, argparse, datetime
 from dataclasses import dataclass
 from pathlib import Path
-from .core import AVBTError, save_json, repo_root, default_run_dir
+from .core import AVBTError, RunFailed, save_json, repo_root, default_run_dir
 from .report import write_summary
 from .repro import TABLE4_VARIANTS, table5_variant
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
@@ -139,7 +139,9 @@ def run_notebook(notebook, executed, params: dict, cwd=None, kernel: str = 'pyth
                             cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as e:
         msg = (str(e.evalue).strip().splitlines() or [''])[-1][:300]
-        raise AVBTError(f"notebook {name or Path(notebook).stem} failed in cell [{e.exec_count}]: {e.ename}: {msg} "
+        bad_input = e.ename in ('AVBTError', 'OutputError')          # the notebook refused its input: status 2
+        raise (AVBTError if bad_input else RunFailed)(
+            f"notebook {name or Path(notebook).stem} failed in cell [{e.exec_count}]: {e.ename}: {msg} "
                         f"(executed copy: {executed})") from None
     return executed
 
@@ -183,7 +185,7 @@ def run_steps(out,            # the run folder
         executed = run_notebook(nb, out / 'notebooks' / s.notebook, p, cwd=out, kernel=kernel, name=s.name)
         missing = [o for o in s.outputs if not (out / o).exists()]
         if missing:
-            raise AVBTError(f"notebook {s.name} ran but did not write {', '.join(missing)} (executed copy: {executed})")
+            raise RunFailed(f"notebook {s.name} ran but did not write {', '.join(missing)} (executed copy: {executed})")
         dt = res['seconds'][s.name] = round(time.time() - t0, 1)
         save_json({'hash': h, 'notebook': s.notebook, 'parameters': p, 'seconds': dt,
                    'finished': datetime.datetime.now().isoformat(timespec='seconds')}, stamp)
@@ -359,7 +361,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     finally:                                          # Ctrl-C or an error here: no training is left orphaned
         for pr, (run, g, lf) in running.items():
             pr.terminate(); pr.wait(); lf.close(); log(f"  {run.name}: stopped (a re-run resumes it)")
-    if res['failed']: raise AVBTError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
+    if res['failed']: raise RunFailed(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
     return res
 
 # %% ../nbs/19_reproduce.ipynb 22
@@ -404,9 +406,6 @@ def reproduce_main(args,  # parsed by `reproduce_parser`
         print("avbt reproduce: interrupted; run the same command again to continue "
               "(finished steps and models are kept)", file=sys.stderr)
         return 130
-    except AVBTError as e:
-        if not args.train_only and not args.gpus: raise
-        print(f"avbt reproduce: {e}", file=sys.stderr); return 1
     if args.train_only:
         print(f"trained {len(res['trained'])} AV-BT model(s), {len(res['reused'])} already there"); return 0
     print(f"ran {len(res['ran'])} notebook(s), {len(res['skipped'])} up to date")

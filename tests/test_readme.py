@@ -13,5 +13,5 @@ def test_readme_commands_exist():
     readme = (ROOT / 'README.md').read_text()
     assert 'tests/run.sh' in readme and (ROOT / 'tests' / 'run.sh').exists()
     assert 'tests/run.sh' in (ROOT / '.ci' / 'run').read_text()
-    from avbt_tacma.cli import COMMANDS
-    for cmd in re.findall(r'`avbt ([a-z-]+)', readme): assert cmd in COMMANDS, cmd
+    from avbt_tacma.cli import COMMANDS, ALIASES
+    for cmd in re.findall(r'`avbt ([a-z-]+)', readme): assert cmd in COMMANDS or cmd in ALIASES, cmd
