@@ -174,6 +174,7 @@ def _start_cache(root, out, records, settings):
     write_annotations(records, out / 'Annotations.txt')
     save_json({s: v.tolist() for s, v in read_splits(root, records).items()}, out / 'splits.json')
     save_json(dict(format=CACHE_FORMAT, settings=settings, source=str(Path(root).resolve()), n_rows=len(records),
+                   synthetic=(Path(root) / 'synth_meta.json').exists(),     # made by `avbt synth`, not the AVE
                    n_frames=N_FRAMES, frames_per_segment=N_FRAMES // CLIP_SECONDS, sample_rate=SAMPLE_RATE,
                    versions=versions()), out / 'cache.json')
 

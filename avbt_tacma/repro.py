@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
-from .core import AVBTError, load_json, atomic_write_text, device_type, default_run_dir
+from .core import AVBTError, load_json, atomic_write_text, device_type, default_run_dir, one_line
 from .video import FRAME_SIZE
 from .datasets import IMAGE_SIZE
 from .tacma import THETA
@@ -164,8 +164,12 @@ def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a
         if not p.is_dir():
             raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, "
                             "or a cache from avbt prepare)")
+        if (p / 'cache.json').exists():            # a prepared cache also holds an Annotations.txt: look for it first
+            try: fmt = load_json(p / 'cache.json').get('format', '')
+            except Exception as e: raise AVBTError(f"{p / 'cache.json'}: unreadable ({one_line(e)})") from None
+            if str(fmt).startswith('avbt_tacma.cache/'): return 'cache', p.absolute()
+            raise AVBTError(f"{p / 'cache.json'}: not written by avbt prepare (format {fmt!r})")
         if (p / 'Annotations.txt').exists(): return 'ave', p.absolute()
-        if (p / 'cache.json').exists(): return 'cache', p.absolute()
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
@@ -177,8 +181,10 @@ def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_s
     if kind == 'features': return True
     p = Path(path)
     if kind == 'cache':
-        try: p = Path(load_json(p / 'cache.json').get('source', ''))
+        try: meta = load_json(p / 'cache.json')
         except Exception: return True
+        if 'synthetic' in meta: return not meta['synthetic']          # recorded by `prepare` (the source may move)
+        p = Path(meta.get('source', ''))
     return not (p / 'synth_meta.json').exists()
 
 def synthetic_dir(out,        # the run folder
