@@ -5,7 +5,8 @@
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
 import re, sys, argparse, logging
-from .core import AVBTError, RunFailed, OutputError, output_error, check_int, check_device, check_out_dir, check_out_file
+from .core import (AVBTError, RunFailed, OutputError, output_error, check_int, check_device, check_out_dir,
+                             check_out_file)
 from .synth import synth_parser, synth_main
 from .prepare import prepare_parser, prepare_main
 from .download import data_parser, data_main

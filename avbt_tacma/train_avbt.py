@@ -10,7 +10,8 @@ import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .core import AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
+from .core import (AVBTError, set_seed, seeded, get_device,
+                             make_run_dir, save_checkpoint, load_checkpoint, atomic_path)
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
