@@ -17,7 +17,8 @@ def stages(cfg, n=10):
             t2 = time.perf_counter(); au = render_audio(p, cfg, specs)
             t3 = time.perf_counter(); write_mp4(Path(d) / f'{i}.mp4', fr, au, cfg.fps, cfg.sample_rate)
             t4 = time.perf_counter()
-            for k, a, b in (('plan', t0, t1), ('frames', t1, t2), ('audio', t2, t3), ('encode', t3, t4)): t[k].append(b - a)
+            for k, a, b in (('plan', t0, t1), ('frames', t1, t2), ('audio', t2, t3),
+                            ('encode', t3, t4)): t[k].append(b - a)
     return {k: statistics.median(v) for k, v in t.items()}
 
 def main():
@@ -28,14 +29,18 @@ def main():
     a = ap.parse_args()
     cfg = SynthConfig(videos=a.videos, size=a.size, fps=a.fps)
     st = stages(cfg)
-    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(f"{k} {v * 1e3:.0f} ms" for k, v in st.items())
+    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(f"{k} {v * 1e3:.0f} ms" for k,
+                                                                           v in st.items())
           + f", total {sum(st.values()) * 1e3:.0f} ms")
     rates, cpus, mb = [], [], 0
-    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
+    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
+                                                                      resource.RUSAGE_CHILDREN) for f in ('ru_utime',
+                                                                                                          'ru_stime'))
     for r in range(a.runs):
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), cpu()
-            make_synthetic(Path(d) / 's', videos=a.videos, seed=r, size=a.size, fps=a.fps, workers=a.workers, progress=False)
+            make_synthetic(Path(d) / 's', videos=a.videos, seed=r, size=a.size, fps=a.fps, workers=a.workers,
+                           progress=False)
             dt, dc = time.perf_counter() - t0, cpu() - c0
             mb = sum(p.stat().st_size for p in (Path(d) / 's' / 'AVE').glob('*.mp4')) / 2**20
         rates.append(a.videos / dt); cpus.append(dc / a.videos)

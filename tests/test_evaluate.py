@@ -15,16 +15,20 @@ def test_effect_intervals_match_hand_computation():
     # paired: differences 1, 2, 3, 6 -> mean 3, sd sqrt(14/3), t(0.975, 3) = 3.182446
     e = effect([71, 72, 73, 76], [70, 70, 70, 70])
     half = 3.182446 * np.sqrt(14 / 3) / 2
-    assert e['mean'] == pytest.approx(3.0) and e['lo'] == pytest.approx(3 - half, abs=1e-5) and e['hi'] == pytest.approx(3 + half, abs=1e-5)
+    assert e['mean'] == pytest.approx(3.0) and e['lo'] == pytest.approx(3 - half,
+                                                                        abs=1e-5) and e['hi'] == pytest.approx(3 + half, abs=1e-5)
     # Welch: variances 1 and 4, n = 3 each -> se = sqrt(5/3), df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.9412
     from scipy import stats
     u = effect([10, 11, 12], [5, 7, 9], paired=False)
     df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
-    assert u['mean'] == pytest.approx(4.0) and u['hi'] - 4 == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(5 / 3), abs=1e-6)
-    assert e['lo'] < 0 < e['hi'] and verdict(e['lo'], e['hi']) == 'inconclusive'      # 3 - 3.44 < 0: the interval holds 0
+    assert u['mean'] == pytest.approx(4.0) and u['hi'] - 4 == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(5 / 3),
+                                                                            abs=1e-6)
+    assert e['lo'] < 0 < e['hi'] and verdict(e['lo'],
+                                             e['hi']) == 'inconclusive'      # 3 - 3.44 < 0: the interval holds 0
     assert verdict(u['lo'], u['hi']) == 'inconclusive'
     c = effect([72, 73, 74, 73], [70, 70, 70, 70])                                     # differences 2, 3, 4, 3
-    assert c['lo'] == pytest.approx(3 - 3.182446 * np.sqrt(2 / 3) / 2, abs=1e-5) and verdict(c['lo'], c['hi']) == 'reproduced'
+    assert c['lo'] == pytest.approx(3 - 3.182446 * np.sqrt(2 / 3) / 2, abs=1e-5) and verdict(c['lo'],
+                                                                                             c['hi']) == 'reproduced'
     assert verdict(-3, -1) == 'not reproduced' and verdict(float('nan'), 1) == 'inconclusive'
     assert np.isnan(effect([1.0], [0.0])['lo'])              # one seed: no interval
 
@@ -37,8 +41,10 @@ def test_predict_run_agrees_with_training(tmp_path):
     torch.set_num_threads(1)
     from avbt_tacma.train_heads import synthetic_features, train_head
     fs = synthetic_features(120, seed=1)
-    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False, mlp=(32, 16))
+    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False,
+                     mlp=(32, 16))
     r = predict_run(tmp_path, fs)
     assert r['accuracy'] == pytest.approx(res['test_acc']) and r['pred'].shape == (len(fs.splits['test']), 10)
     cm = confusion_matrix(r['pred'], r['labels'])
-    assert cm.sum() == r['pred'].size and np.trace(cm) / cm.sum() == pytest.approx(segment_accuracy(r['pred'], r['labels']))
+    assert cm.sum() == r['pred'].size and np.trace(cm) / cm.sum() == pytest.approx(segment_accuracy(r['pred'],
+                                                                                                    r['labels']))

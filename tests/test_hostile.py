@@ -167,8 +167,10 @@ def test_bad_arguments_are_one_line(capsys, tmp_path, monkeypatch, argv, needle)
 def test_output_paths_checked_up_front(capsys, tmp_path):
     (tmp_path / 'file').write_text('keep')
     one_line_error(run_main(capsys, 'reproduce', '--out', tmp_path / 'file'), 'reproduce', 'exists and is not a folder')
-    one_line_error(run_main(capsys, 'train-avbt', '--data', tmp_path, '--out', tmp_path / 'file' / 'r'), 'train-avbt', 'is a file')
-    one_line_error(run_main(capsys, 'extract', '--checkpoint', 'a', '--data', tmp_path, '--out', tmp_path), 'extract', 'is a folder')
+    one_line_error(run_main(capsys, 'train-avbt', '--data', tmp_path, '--out', tmp_path / 'file' / 'r'), 'train-avbt',
+                   'is a file')
+    one_line_error(run_main(capsys, 'extract', '--checkpoint', 'a', '--data', tmp_path, '--out', tmp_path), 'extract',
+                   'is a folder')
     one_line_error(run_main(capsys, 'data', 'download', '--to', tmp_path / 'file' / 'x'), 'data', 'is a file')
     with small_fs(tmp_path / 'ro', '1m', ro=True) as ro:
         one_line_error(run_main(capsys, 'data', 'download', '--to', ro / 'x'), 'data', 'read-only file system')
@@ -190,7 +192,8 @@ def test_junk_checkpoint_is_one_line(capsys, tmp_path, junk):
 from hypothesis import given, settings, strategies as st, HealthCheck
 from avbt_tacma.ave import CATEGORIES, parse_annotation_line, read_annotations
 
-ids = st.text(st.characters(whitelist_categories=('Lu', 'Ll', 'Nd'), whitelist_characters='-_'), min_size=1, max_size=20)
+ids = st.text(st.characters(whitelist_categories=('Lu', 'Ll', 'Nd'), whitelist_characters='-_'), min_size=1,
+              max_size=20)
 
 
 @st.composite
@@ -284,7 +287,8 @@ def test_huge_claimed_duration_is_refused_fast(tmp_path, hours):
     p = sparse_video(tmp_path / 'sparse.mp4', times=[0, 1, hours * 1800, hours * 3600])
     assert p.stat().st_size < 100_000
     rss0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
-    with pytest.raises(AVBTError, match=rf"runs {hours * 3600} s by its time stamps, more than the {MAX_SECONDS} s allowed"):
+    with pytest.raises(AVBTError,
+                       match=rf"runs {hours * 3600} s by its time stamps, more than the {MAX_SECONDS} s allowed"):
         decode_video(p)
     assert time.time() - t0 < 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200_000          # kB: no big allocation
@@ -295,7 +299,8 @@ def test_sparse_video_within_the_bound_decodes_to_its_length(tmp_path):
     v = decode_video(sparse_video(tmp_path / 's.mp4', times=[0, 10, 20, 25]), size=32, max_seconds=30)
     n = v.n_seconds                                  # the last frame stays one frame period (here 7.5 s) on screen
     assert 25 <= n <= 33 and v.frames.shape == (n, 32, 32, 3) and len(v.audio) == n * 16000
-    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80, abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
+    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80,
+                                                                                                    abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
     with pytest.raises(AVBTError, match='raise --max-seconds'): decode_video(tmp_path / 's.mp4', max_seconds=20)
 
 
@@ -339,7 +344,8 @@ def test_prepare_refuses_unknown_category_and_empty_annotations(capsys, root, tm
     one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare',
                    "Annotations.txt:8: unknown category 'Unicorn'")
     (r / 'Annotations.txt').write_text('')
-    one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare', 'no annotation rows')
+    one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare',
+                   'no annotation rows')
     assert not (tmp_path / 'c').exists()
 
 

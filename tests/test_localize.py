@@ -55,7 +55,8 @@ BAD = {  # name: (how to make it in folder d, what the one-line error says)
     'missing.mp4': (lambda d: d / 'missing.mp4', 'file not found'),
     'empty.mp4': (lambda d: _write(d / 'empty.mp4', b''), 'empty file'),
     'notes.mp4': (lambda d: _write(d / 'notes.mp4', b'not a video\n' * 50), 'unsupported format or corrupt'),
-    'silent.mp4': (lambda d: write_test_clip(d / 'silent.mp4', seconds=2, audio=False, size=(64, 48)), 'no audio track'),
+    'silent.mp4': (lambda d: write_test_clip(d / 'silent.mp4', seconds=2, audio=False, size=(64, 48)),
+                   'no audio track'),
     'short.mp4': (lambda d: write_test_clip(d / 'short.mp4', seconds=0.6, size=(64, 48)), 'at least 1 s'),
 }
 
@@ -78,7 +79,8 @@ def test_windows_pad_the_last_and_keep_order():
     assert w.shape == (3, 10) and w.flatten()[:25].tolist() == x.tolist() and (w[2, 5:] == 24).all()
     assert (to_windows(x, pad='zeros')[2, 5:] == 0).all()
     with pytest.raises(AVBTError): to_windows(x, pad='mirror')
-    w = to_windows(x, hop=4)                                   # overlapping: starts 0, 4, ..., 16; 25 seconds all covered
+    w = to_windows(x,
+                   hop=4)                                   # overlapping: starts 0, 4, ..., 16; 25 seconds all covered
     assert w[:, 0].tolist() == [0, 4, 8, 12, 16] and w[-1].tolist() == [16, 17, 18, 19, 20, 21, 22, 23, 24, 24]
     assert to_windows(torch.arange(7.), hop=3).shape == (1, 10)
     with pytest.raises(AVBTError): to_windows(x, hop=11)
@@ -141,12 +143,15 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp('trained')
     threads = torch.get_num_threads(); torch.set_num_threads(1)      # tiny models: threads only contend on a shared CPU
     try:
-        make_synthetic(d / 'synth', videos=TRAIN_VIDEOS, classes=K_CLASSES, size=SIZE, seed=0, workers=2, progress=False)
+        make_synthetic(d / 'synth', videos=TRAIN_VIDEOS, classes=K_CLASSES, size=SIZE, seed=0, workers=2,
+                       progress=False)
         prepare(d / 'synth', d / 'cache', workers=2, size=SIZE, progress=False)
-        cfg = AVBTConfig.preset('synthetic', epochs=AVBT_EPOCHS, warmup_epochs=1, batch_size=16, image_size=SIZE, **AVBT_KW)
+        cfg = AVBTConfig.preset('synthetic', epochs=AVBT_EPOCHS, warmup_epochs=1, batch_size=16, image_size=SIZE,
+                                **AVBT_KW)
         ck = train_avbt(d / 'cache', d / 'run', cfg, seed=0, device='cpu', workers=0, progress=False)
         extract_features(ck, d / 'cache', d / 'features.h5', device='cpu', progress=False)
-        r = train_head(load_features(d / 'features.h5'), 'tacma', epochs=HEAD_EPOCHS, batch_size=16, lr=1e-3, device='cpu',
+        r = train_head(load_features(d / 'features.h5'), 'tacma', epochs=HEAD_EPOCHS, batch_size=16, lr=1e-3,
+                       device='cpu',
                        out=d / 'heads', progress=False)
         model = save_pipeline(d / 'models' / 'avbt_tacma.pt', ck, d / 'heads' / 'tacma_seed0.pt')
     finally: torch.set_num_threads(threads)
@@ -167,7 +172,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     good = write_test_clip(tmp_path / 'other.mp4', seconds=3, size=(64, 48))
     cut = tmp_path / 'cut.mp4'; cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
     files = [video, *bad.values(), cut, good]
-    r = avbt('localize', *map(str, files), '--checkpoint', str(trained['model']), '--out', str(tmp_path / 'out'), '--device', 'cpu')
+    r = avbt('localize', *map(str, files), '--checkpoint', str(trained['model']), '--out', str(tmp_path / 'out'),
+             '--device', 'cpu')
     assert r.returncode == 1, r.stderr                                    # some files failed
     assert 'Traceback' not in r.stderr, r.stderr
     err = [l for l in r.stderr.splitlines() if l.startswith('error:')]
@@ -211,7 +217,8 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     fails('not on AV-BT features', features_meta={'source': 'community AVE features', 'path': '/x'})
     fails('another AV-BT model', features_meta={**h['config']['features_meta'],
                                                 'config': {'model': {**a['config']['model'], 'd_l': 999}}})
-    with pytest.raises(AVBTError, match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'], trained['avbt'])
+    with pytest.raises(AVBTError, match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'],
+                                                                          trained['avbt'])
     assert not (tmp_path / 'x.pt').exists()
     # a combined file whose weights do not fit its config
     ck = load_checkpoint(trained['model'], 'avbt_tacma')

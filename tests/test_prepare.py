@@ -29,7 +29,8 @@ def root(tmp_path_factory):
     recs = [Record('Bark' if i % 2 else 'Church bell', v, 'good', i % 5, 5 + i % 6) for i, v in enumerate(good)]
     recs.insert(3, Record('Bark', 'empty', 'good', 0, 10))
     recs.insert(6, Record('Bark', 'trunc', 'good', 0, 10))
-    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4), Record('Bark', 'gone', 'good', 0, 10),
+    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4),
+             Record('Bark', 'gone', 'good', 0, 10),
              Record('Clock', 'good05', 'good', 2, 3)]                      # a video annotated twice (as in AVE)
     write_annotations(recs, r / 'Annotations.txt')
     write_annotations(recs[:12], r / 'trainSet.txt'); write_annotations(recs[12:15], r / 'valSet.txt')
