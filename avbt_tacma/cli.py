@@ -5,7 +5,7 @@
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
 import re, sys, argparse, logging
-from .core import (AVBTError, RunFailed, OutputError, output_error, check_int, check_device, check_out_dir,
+from .core import (AVBTError, RunError, OutputError, output_error, check_int, check_device, check_out_dir,
                              check_out_file)
 from .synth import synth_parser, synth_main
 from .prepare import prepare_parser, prepare_main
@@ -56,9 +56,9 @@ def main(argv=None, # the arguments; None: sys.argv
     try:
         check_args(args)
         return int(args._main(args) or 0)
-    except AVBTError as e:                    # RunFailed: a step failed (1); any other: bad input (2)
+    except AVBTError as e:                    # bad input: 2; a step of the run that failed (RunError): 1
         print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
-        return 1 if isinstance(e, RunFailed) else 2
+        return 1 if isinstance(e, RunError) else 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
         oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
         if oe is None: raise

@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv, io, json, os, sys
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, one_line
+from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, one_line,
+                             run_lock)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .audio import SAMPLE_RATE
 # the steps, each defined once in its own module and re-exported here: decoding, inference, the model file
@@ -196,8 +197,9 @@ def localize_main(args, # the parsed arguments
                  ) -> int:
     window_index(T_SEGMENTS, hop=args.hop)                     # a bad --hop fails before any work
     check_int(args.max_seconds, '--max-seconds', 1)
-    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop,
-                         max_seconds=args.max_seconds)
+    with run_lock(args.out):                                   # one run per --out: no outputs of two runs mixed
+        res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure,
+                             hop=args.hop, max_seconds=args.max_seconds)
     bad = sum(r['error'] is not None for r in res)
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)

@@ -192,6 +192,8 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
      "line).")
     root, out = Path(ave_root), Path(out)
     if not root.is_dir(): raise AVBTError(f"{root}: AVE root folder not found")
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:   # the source is never written
+        raise AVBTError(f"--out {out}: is inside --ave-root {root}; write the cache to a folder outside the AVE folder")
     check_out_dir(out, 'cache folder')
     check_int(workers, 'workers', 0)
     check_int(threads, 'threads', 0)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_train_avbt.ipynb 3
 from __future__ import annotations
-import os, csv, time, random, logging, argparse, dataclasses
+import os, csv, time, random, logging, argparse, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .core import (AVBTError, set_seed, seeded, get_device,
-                             make_run_dir, save_checkpoint, load_checkpoint, atomic_path)
+from .core import (AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint,
+                             load_checkpoint, atomic_path, run_lock)
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
@@ -147,7 +147,8 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
                workers: int = 2,               # DataLoader worker processes
                log_every: int = 1,             # write a log row every this many steps
                max_steps: int | None = None,   # stop after this many steps (tests, benchmarks)
-               progress: bool = True           # show a progress bar
+               progress: bool = True,          # show a progress bar
+               force: bool = False,            # replace a finished run (avbt.pt without checkpoint.pt) in `out`
               ) -> Path:
     "Train AV-BT on the `train` clips of `cache` into the run folder `out`; returns the path of `out/avbt.pt`."
     out, cache = Path(out), check_cache(cache)
@@ -156,6 +157,9 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
     if ck is not None and not resume:
         raise AVBTError(f"{ck_path}: this run folder already holds a checkpoint; "
                         "pass --resume to continue it or choose another --out")
+    if ck is None and (out / 'avbt.pt').exists() and not force:          # its avbt.pt, log.csv, config.json stay
+        raise AVBTError(f"{out}: holds a finished AV-BT run (avbt.pt) and no checkpoint to resume; choose another "
+                        "--out or pass --force to replace it")
     if ck is not None:
         cfg = cfg or AVBTConfig.from_dict(ck['config']['model'])
         aug = aug or AugConfig.from_dict(ck['config']['aug'])
@@ -327,6 +331,7 @@ def train_avbt_parser(p: argparse.ArgumentParser, # the (sub)command parser to f
     p.add_argument('--resume', action='store_true', help='continue the run in --out from its last checkpoint')
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='DataLoader worker processes')
     p.add_argument('--max-steps', type=int, help='stop after this many steps (smoke tests, benchmarks)')
+    p.add_argument('--force', action='store_true', help='replace a finished run (avbt.pt) in --out')
 
 def train_avbt_main(args, # the parsed arguments
                    ) -> int:
@@ -344,8 +349,10 @@ def train_avbt_main(args, # the parsed arguments
             raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
     cfg = dataclasses.replace(cfg, **changes)
     if args.workers < 0: raise AVBTError(f"--workers must be >= 0, got {args.workers}")
-    train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
-               workers=args.workers, max_steps=args.max_steps)
+    # one run per --out (under torchrun: rank 0 holds it for all)
+    with run_lock(args.out) if int(os.environ.get('RANK', '0')) == 0 else contextlib.nullcontext():
+        train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
+                   workers=args.workers, max_steps=args.max_steps, force=args.force)
     return 0
 
 def extract_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill

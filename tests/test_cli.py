@@ -29,13 +29,13 @@ def test_import_is_light():
 
 def test_exit_codes_and_the_old_command_name(tmp_path, monkeypatch, capsys):
     "One convention: 2 for bad input, 1 for a failed step; `train-tacma` still runs, as `train-head`."
-    from avbt_tacma.core import AVBTError, RunFailed
+    from avbt_tacma.core import AVBTError, RunError
     import avbt_tacma.cli as cli
     assert run().returncode == 2                                            # no command
     for name in ('train-head', 'train-tacma'):
         r = run(name, '--features', str(tmp_path / 'nope.h5'), '--out', str(tmp_path / 'o'))
         assert r.returncode == 2 and r.stderr.startswith(f'avbt {name}: error:') and 'nope.h5' in r.stderr, r.stderr
-    def fail(args): raise RunFailed('notebook table2 failed in cell [3]: ValueError: boom')
+    def fail(args): raise RunError('notebook table2 failed in cell [3]: ValueError: boom')
     def refuse(args): raise AVBTError('--data: no such folder')
     for run_, code in ((fail, 1), (refuse, 2)):
         monkeypatch.setitem(cli.COMMANDS, 'synth', (lambda p: None, run_, 'a test command'))
