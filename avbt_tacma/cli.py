@@ -4,9 +4,9 @@
 
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
-import re, sys, argparse, logging
-from .core import (AVBTError, RunError, OutputError, output_error, check_int, check_device, check_out_dir,
-                             check_out_file)
+import os, re, sys, errno, argparse, logging
+from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
+                             check_out_dir, check_out_file)
 from .synth import synth_parser, synth_main
 from .prepare import prepare_parser, prepare_main
 from .download import data_parser, data_main
@@ -16,7 +16,8 @@ from .reproduce import reproduce_parser, reproduce_main
 from .localize import localize_parser, localize_main
 
 # %% auto 0
-__all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'error_line']
+__all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error',
+           'error_line']
 
 # %% ../nbs/90_cli.ipynb 5
 COMMANDS = {  # command: (fills its parser, runs it, one-line help)
@@ -60,7 +61,7 @@ def main(argv=None, # the arguments; None: sys.argv
         print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 1 if isinstance(e, RunError) else 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
-        oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
+        oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?') or path_error(e)
         if oe is None: raise
         print(f"avbt {args.command}: error: {oe}", file=sys.stderr)
         return 2
@@ -93,6 +94,18 @@ def check_args(args, # the parsed arguments
         flag = '--' + dest
         (check_out_file if (args.command, dest) in OUT_FILE else check_out_dir)(v, flag)
 
+_PATH_FAULTS = {errno.ENAMETOOLONG: 'file name or path too long for the file system',
+                errno.ELOOP: 'a loop of symbolic links'}
+
+def path_error(e: OSError, # the error
+              ) -> str | None:
+    "One line for a path the file system refuses whatever the command (too long, a symbolic-link loop), else None."
+    why = _PATH_FAULTS.get(os_errno(e))
+    if why is None: return None
+    name = os.fsdecode(e.filename) if e.filename is not None else '?'
+    short = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
+    return f"{short}: {why} ({len(name)} characters)"
+
 def error_line(e: BaseException, # the error
               ) -> str:
     "One line for an error, also when a DataLoader worker wrapped it with its traceback."
@@ -104,6 +117,6 @@ def error_line(e: BaseException, # the error
     return ' '.join(text.split()) or type(e).__name__
 
 
-# %% ../nbs/90_cli.ipynb 10
+# %% ../nbs/90_cli.ipynb 12
 #| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())

@@ -12,7 +12,8 @@ import numpy as np
 __all__ = ['DEVICE_RE', 'LOCK_NAME', 'AVBTError', 'RunError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device',
            'repo_root', 'data_root', 'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line',
            'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int',
-           'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir', 'run_lock', 'file_digest', 'inputs_digest',
+           'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'nonfinite_tensors', 'check_finite_state',
+           'check_loss', 'usable_cores', 'cap_workers', 'make_run_dir', 'run_lock', 'file_digest', 'inputs_digest',
            'die_with_parent', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
@@ -276,6 +277,79 @@ def load_checkpoint(path, # a checkpoint file
     return ckpt
 
 # %% ../nbs/00_core.ipynb 26
+def check_finite(x, # an array or tensor (memory-mapped arrays are read in chunks)
+                 what: str, # its name in the error
+                 chunk: int = 64, # rows read at a time
+                ) -> None:
+    "A one-line `AVBTError` naming `what` and its first bad row when `x` holds NaN or Inf; nothing otherwise."
+    if hasattr(x, 'detach'): x = x.detach().cpu().numpy()
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.complexfloating): return
+    rows = x.reshape(1, -1) if x.ndim == 0 else x
+    first, n = None, 0
+    for s in range(0, len(rows), chunk):
+        bad = ~np.isfinite(np.asarray(rows[s:s + chunk])).reshape(len(rows[s:s + chunk]), -1).all(1)
+        if bad.any() and first is None: first = s + int(np.argmax(bad))
+        n += int(bad.sum())
+    if n: raise AVBTError(f"{what} holds NaN or Inf values ({n} of {len(rows)} rows, the first is row {first})")
+
+def nonfinite_tensors(state, # a (nested) dict of tensors, e.g. a state dict
+                      prefix: str = '', # name prefix
+                     ) -> list:
+    "Names of the floating-point tensors of `state` (nested dicts too) that hold NaN or Inf."
+    import torch
+    out = []
+    for k, v in (state.items() if isinstance(state, dict) else ()):
+        name = f"{prefix}{k}"
+        if isinstance(v, dict): out += nonfinite_tensors(v, name + '.')
+        elif isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all(): out.append(name)
+    return out
+
+def check_finite_state(state, # a (nested) dict of tensors
+                       where, # the checkpoint, for the error
+                      ) -> None:
+    "A one-line `AVBTError` when any weight of `state` is NaN or Inf (such a model only ever predicts NaN)."
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise AVBTError(f"{where}: the model's weights hold NaN or Inf ({len(bad)} tensor(s), e.g. {bad[0]!r}); "
+                        "the checkpoint is unusable, train it again")
+
+def check_loss(loss, # a training step's loss (tensor or number)
+               where: str, # the step, e.g. 'epoch 3, step 12'
+               inputs: dict | None = None, # name -> this batch's input tensor [B, ...], searched when the loss is bad
+               rows=None, # the batch's rows (clip numbers), to name the bad ones
+              ) -> None:
+    ("A one-line `AVBTError` when `loss` is NaN or Inf, naming the step and the input that holds NaN or Inf (else the "
+     "likely cause: a learning rate too high for this data).")
+    x = float(loss.detach() if hasattr(loss, 'detach') else loss)
+    if np.isfinite(x): return
+    for name, t in (inputs or {}).items():
+        t = t.detach().float().cpu().numpy() if hasattr(t, 'detach') else np.asarray(t, np.float64)
+        bad = np.flatnonzero(~np.isfinite(t.reshape(len(t), -1)).all(1)) if t.ndim else []
+        if len(bad):
+            which = [int(rows[i]) for i in bad[:5]] if rows is not None else bad[:5].tolist()
+            raise AVBTError(f"training stopped at {where}: the loss is {x}; the {name} of {len(bad)} clip(s) of this "
+                            f"batch hold NaN or Inf (rows {', '.join(map(str, which))})")
+    raise AVBTError(f"training stopped at {where}: the loss is {x} although this batch's inputs are finite (the "
+                    "learning rate is likely too high for this data); no model of this run is saved as finished")
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def cap_workers(n: int, # the worker processes asked for
+                what: str = '--workers', # its name in the message
+               ) -> int:
+    "`n`, or the usable cores when `n` is more, with one logged line saying so."
+    cores = usable_cores()
+    if n > cores:
+        import logging
+        logging.getLogger(__name__).warning(f"{what} {n} lowered to {cores}, the CPU cores this process may use")
+        return cores
+    return n
+
+# %% ../nbs/00_core.ipynb 29
 def make_run_dir(path, # the run folder
                  config: dict | None = None, # written to config.json when given
                 ) -> Path:
@@ -285,7 +359,7 @@ def make_run_dir(path, # the run folder
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path
 
-# %% ../nbs/00_core.ipynb 29
+# %% ../nbs/00_core.ipynb 32
 LOCK_NAME = '.avbt.lock'
 
 def _holder(f) -> str:
@@ -316,7 +390,7 @@ def run_lock(folder, # the output folder a run owns while it runs (made when mis
         f.flush()
         yield folder                                                  # the lock goes when the file closes
 
-# %% ../nbs/00_core.ipynb 32
+# %% ../nbs/00_core.ipynb 35
 def file_digest(path, # a regular file
                 cache: dict | None = None, # {path: {'sig': [size, mtime_ns], 'sha': hash}}: kept while unchanged
                ) -> str:
@@ -343,7 +417,7 @@ def inputs_digest(files, # files (absent ones count as absent), or folders (ever
             h.update(f"{x.name}\0{file_digest(x, cache) if x.is_file() else 'absent'}\0".encode())
     return h.hexdigest()[:16]
 
-# %% ../nbs/00_core.ipynb 35
+# %% ../nbs/00_core.ipynb 38
 def die_with_parent(parent: int | None = None, # the parent's pid: a child whose parent is already gone exits at once
                    ) -> None:
     "Ask Linux to SIGKILL this process when its parent dies (`PR_SET_PDEATHSIG`); a no-op on other systems."
@@ -352,7 +426,7 @@ def die_with_parent(parent: int | None = None, # the parent's pid: a child whose
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1: PR_SET_PDEATHSIG
     if parent is not None and os.getppid() != parent: os._exit(1)             # it died before the prctl
 
-# %% ../nbs/00_core.ipynb 37
+# %% ../nbs/00_core.ipynb 40
 def mean_std(values, # numbers, one per seed
             ) -> tuple:
     "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."

@@ -7,14 +7,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 import numpy as np
-from .core import AVBTError
+from .core import AVBTError, one_line
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .audio import SAMPLE_RATE
 from .video import FRAME_SIZE, Video, decode_video
 from .datasets import IMAGE_SIZE
 
 # %% auto 0
-__all__ = ['window_index', 'to_windows', 'Localizer', 'localize_video', 'localize', 'event_spans']
+__all__ = ['window_index', 'to_windows', 'Localizer', 'ModelError', 'localize_video', 'localize', 'event_spans']
 
 # %% ../nbs/15b_inference.ipynb 5
 def window_index(n: int, # seconds in the video
@@ -114,6 +114,9 @@ class Localizer:
 
 
 # %% ../nbs/15b_inference.ipynb 10
+class ModelError(AVBTError):
+    "A fault of the model itself (damaged weights, NaN scores): `localize_files` stops at once, not per video."
+
 def localize_video(video: Video, # a decoded video
                    localizer: Localizer, # the model
                    pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
@@ -121,7 +124,15 @@ def localize_video(video: Video, # a decoded video
                    progress: bool = False, # show a progress bar
                   ) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
-    probs = localizer.probabilities(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
+    import torch
+    inputs, where = localizer.inputs(video), localizer.meta.get('checkpoint', 'the model')
+    try: probs = localizer.probabilities(*inputs, pad=pad, hop=hop, progress=progress)
+    except AVBTError: raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:   # the inputs are checked: the model is at fault
+        raise ModelError(f"{where}: the model fails on its input ({one_line(e)})") from None
+    if not bool(torch.isfinite(probs).all()):
+        raise ModelError(f"{where}: the model gives NaN or Inf scores on finite input; it cannot be used (train it "
+                         "again)")
     conf, idx = probs.max(-1)
     return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
             for s, (c, i) in enumerate(zip(conf, idx))]

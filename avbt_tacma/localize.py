@@ -13,7 +13,8 @@ from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .audio import SAMPLE_RATE
 # the steps, each defined once in its own module and re-exported here: decoding, inference, the model file
 from .video import write_video, Video, video_seconds, decode_video, MAX_SECONDS
-from .inference import window_index, to_windows, Localizer, localize_video, localize, event_spans
+from .inference import (window_index, to_windows, Localizer, ModelError, localize_video, localize,
+                                  event_spans)
 from .pipeline import save_pipeline, load_pipeline
 
 # %% auto 0
@@ -125,7 +126,7 @@ def output_names(paths, # the videos
     mine = load_json(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else {}
     taken, names = set(), []
     for p in paths:
-        src, stem = str(Path(p).resolve()), Path(p).stem or 'video'
+        src, stem = os.path.realpath(p), Path(p).stem or 'video'
         k, name = 1, stem
         while name in taken or (mine.get(name, src) != src) or (name not in mine and any(
                 os.path.lexists(out_dir / (name + s)) for s in OUT_SUFFIXES)):
@@ -139,7 +140,7 @@ def _record_output(out_dir, name: str, src) -> None:
     from avbt_tacma.core import load_json
     out_dir = Path(out_dir)
     m = out_dir / MANIFEST
-    save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
+    save_json({**(load_json(m) if m.is_file() else {}), name: os.path.realpath(src)}, m)
 
 def localize_files(paths, # video files
                    checkpoint, # an 'avbt_tacma' checkpoint or a `Localizer`
@@ -165,7 +166,7 @@ def localize_files(paths, # video files
             rec['outputs'] = {k: str(v) for k,
                               v in write_outputs(rec['results'], out_dir, name, video if figure else None,
                                                  loc.class_names).items()}
-        except OutputError: raise                                           # the disk, not this video: stop now
+        except (OutputError, ModelError): raise                             # the disk or the model: stop now
         except AVBTError as e: rec['error'] = str(e)
         except Exception as e: rec['error'] = f"{p}: failed ({one_line(e)})"   # one bad file never stops the others
         if echo:

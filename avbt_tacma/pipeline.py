@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, save_checkpoint, load_checkpoint, get_device, one_line
+from .core import AVBTError, save_checkpoint, load_checkpoint, get_device, one_line, check_finite_state
 from .ave import CLASS_NAMES
 from .audio import SAMPLE_RATE
 from .inference import Localizer
@@ -86,6 +86,7 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
                  ) -> Localizer:
     "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
     ck = _load(path, 'avbt_tacma')
+    for k in ('avbt_state', 'head_state'): check_finite_state(ck.get(k), path)   # NaN weights: NaN scores only
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
         from avbt_tacma.heads import rebuild_head

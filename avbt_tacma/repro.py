@@ -15,9 +15,9 @@ from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'TABLE4_VARIANTS', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure',
-           'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
-           'ensure_synthetic', 'source_label', 'data_digest', 'table5_variant', 'Repro']
+__all__ = ['SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
+           'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic',
+           'source_label', 'data_digest', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -55,10 +55,7 @@ SCALES = {
                   thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
 }
 
-def usable_cores() -> int:
-    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
-    try: return len(os.sched_getaffinity(0))
-    except AttributeError: return os.cpu_count() or 1
+from .core import usable_cores   # re-exported: defined once, in `core`
 
 def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
             ) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
-    load_checkpoint, run_lock)
+    load_checkpoint, run_lock, check_loss)
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features
 from .core import mean_std
@@ -154,8 +154,10 @@ def run_epoch(model, # the head
     for b, idx in enumerate(torch.randperm(len(a), generator=gen).split(rec['batch_size'])[:n_b]):
         for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
         idx = idx.to(a.device)
-        yb = y.index_select(0, idx)
-        loss, logits = model.training_loss(a.index_select(0, idx), v.index_select(0, idx), yb)
+        yb, ab, vb = y.index_select(0, idx), a.index_select(0, idx), v.index_select(0, idx)
+        loss, logits = model.training_loss(ab, vb, yb)
+        check_loss(loss, f"epoch {epoch + 1}, batch {b + 1}", {'audio features': ab, 'visual features': vb},
+                   idx.tolist())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
