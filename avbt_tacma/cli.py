@@ -13,7 +13,7 @@ from .download import data_parser, data_main
 from .train_avbt import train_avbt_parser, train_avbt_main, extract_parser, extract_main
 from .train_heads import train_head_parser, train_head_main
 from .reproduce import reproduce_parser, reproduce_main
-from .localize import localize_parser, localize_main
+from .localize import localize_parser, localize_main, pack_parser, pack_main
 
 # %% auto 0
 __all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error',
@@ -29,6 +29,8 @@ COMMANDS = {  # command: (fills its parser, runs it, one-line help)
     'train-head': (train_head_parser, train_head_main, 'train a head (TACMA, a baseline or a probe) on a feature file'),
     'reproduce': (reproduce_parser, reproduce_main, "regenerate the paper's tables and figures"),
     'localize': (localize_parser, localize_main, 'localize audio-visual events in your own videos'),
+    'pack': (pack_parser, pack_main, 'combine an AV-BT model and a head trained on its features into the model '
+             'file avbt localize reads'),
 }
 ALIASES = {'train-tacma': 'train-head'}   # old name: new name
 
@@ -79,7 +81,7 @@ ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unb
     'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
     'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'max_seconds': (1, None)}
 # (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)
-OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
+OUT_FILE = {('extract', 'out'), ('pack', 'out')}      # output paths that are files; every other `out`/`to` is a folder
 
 def check_args(args, # the parsed arguments
               ) -> None:

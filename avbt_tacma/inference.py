@@ -94,7 +94,7 @@ class Localizer:
         ("Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over "
          "overlapping windows).")
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         n, idx = len(logmel), window_index(len(logmel), hop=hop)
         A, V = to_windows(logmel, pad=pad, hop=hop), to_windows(frames, pad=pad, hop=hop)
         out = []

@@ -8,18 +8,18 @@ import csv, io, json, os, sys
 from pathlib import Path
 import numpy as np
 from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, one_line,
-                             run_lock)
+                             run_lock, load_checkpoint)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .audio import SAMPLE_RATE
 # the steps, each defined once in its own module and re-exported here: decoding, inference, the model file
 from .video import write_video, Video, video_seconds, decode_video, MAX_SECONDS
 from .inference import (window_index, to_windows, Localizer, ModelError, localize_video, localize,
                                   event_spans)
-from .pipeline import save_pipeline, load_pipeline
+from .pipeline import save_pipeline, load_pipeline, model_card, card_warning
 
 # %% auto 0
-__all__ = ['MANIFEST', 'OUT_SUFFIXES', 'format_table', 'plot_timeline', 'write_outputs', 'output_names', 'localize_files',
-           'localize_parser', 'localize_main']
+__all__ = ['MANIFEST', 'OUT_SUFFIXES', 'format_table', 'frame_strip', 'plot_timeline', 'write_outputs', 'output_names',
+           'localize_files', 'localize_parser', 'localize_main', 'pack_parser', 'pack_main']
 
 # %% ../nbs/16_localize.ipynb 6
 def format_table(results: list[dict], # per-second predictions
@@ -49,6 +49,21 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 8
+def frame_strip(ax, # matplotlib axes whose x axis is time in seconds
+                frames, # frames [k, H, W, 3], drawn side by side
+                seconds: float | None = None, # the time the strip spans (None: k, one frame a second)
+                max_px: int = 96, # frames are subsampled to at most about this many pixels a side
+               ):
+    ("Draw `frames` side by side over [0, `seconds`] at their true aspect ratio: the axes box takes the strip's "
+     "shape (give its row at least that height, it keeps its width).")
+    frames = np.asarray(frames); k, h, w = frames.shape[:3]
+    seconds = float(k if seconds is None else seconds); step, sub = seconds / k, max(1, max(h, w) // max_px)
+    for j, f in enumerate(frames): ax.imshow(f[::sub, ::sub], extent=(j * step, (j + 1) * step, 0, step * h / w),
+                                             aspect='auto')
+    ax.set_xlim(0, seconds); ax.set_ylim(0, step * h / w); ax.set_box_aspect(h / (w * k)); ax.set_yticks([])
+    return ax
+
+#| export
 def plot_timeline(video: Video, # the decoded video
                   results: list[dict], # its per-second predictions
                   path=None, # PNG to write; None: not saved
@@ -60,16 +75,11 @@ def plot_timeline(video: Video, # the decoded video
      "(PNG) when given.")
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
     n = len(results)
-    fig = Figure(figsize=(min(4 + 0.5 * n, 24), 4.8))
-    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [1.3, 1, 0.9]})
-    k = min(n, max_thumbs)
-    idx = np.linspace(0, n - 1, k).round().astype(int)
-    step = n / k
-    for j, s in enumerate(idx):
-        ax_f.imshow(video.frames[s][::max(1, video.frames.shape[1] // 96), ::max(1, video.frames.shape[2] // 96)],
-                    extent=(j * step, (j + 1) * step, 0, 1), aspect='auto')
-    ax_f.set_ylim(0, 1)
-    ax_f.set_yticks([])
+    k, (h, w) = min(n, max_thumbs), video.frames.shape[1:3]
+    width = min(4 + 0.5 * n, 24); strip = 1.5 * width * h / (w * k) + 0.3   # inches the frames need, and to spare
+    fig = Figure(figsize=(width, strip + 3.8))
+    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [strip, 1.6, 1.4]})
+    frame_strip(ax_f, video.frames[np.linspace(0, n - 1, k).round().astype(int)], n)
     ax_f.set_ylabel('frames')
     x = video.audio[:n * SAMPLE_RATE]
     bins = min(len(x), 4000)
@@ -155,6 +165,7 @@ def localize_files(paths, # video files
     ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
      "outputs} per file.")
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
+    if echo and card_warning(loc.meta.get('card')): echo(card_warning(loc.meta.get('card')), file=sys.stderr)
     out = []
     for p, name in zip(paths, output_names(paths, out_dir)):
         rec = {'path': str(p), 'results': None, 'error': None, 'outputs': {}}
@@ -205,3 +216,20 @@ def localize_main(args, # the parsed arguments
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)
     return 1 if bad else 0
+
+def pack_parser(p, # the (sub)command parser to fill
+               ):
+    p.add_argument('--avbt', required=True, metavar='CKPT', help='AV-BT checkpoint (RUN/avbt.pt of `avbt train-avbt`)')
+    p.add_argument('--head', required=True, metavar='CKPT',
+                   help='head checkpoint trained on its features (e.g. OUT/tacma_seed0.pt of `avbt train-tacma`)')
+    p.add_argument('--out', required=True, metavar='FILE', help='the model file `avbt localize --checkpoint` reads')
+
+def pack_main(args, # the parsed arguments
+             ) -> int:
+    path = save_pipeline(args.out, args.avbt, args.head)
+    card = load_checkpoint(path, 'avbt_tacma').get('card') or {}
+    f = lambda x: '?' if x is None else f"{x:.1f}%"
+    print(f"{path}: {card.get('head')} head, data {card.get('data') or '?'}, test accuracy "
+          f"{f(card.get('test_accuracy'))} (majority label {f(card.get('floor'))})")
+    if card_warning(card): print(card_warning(card), file=sys.stderr)
+    return 0

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 import numpy as np
 from .core import AVBTError, save_checkpoint, load_checkpoint, get_device, one_line, check_finite_state
-from .ave import CLASS_NAMES
+from .ave import CLASS_NAMES, BG_INDEX
 from .audio import SAMPLE_RATE
 from .inference import Localizer
 
 # %% auto 0
-__all__ = ['save_pipeline', 'load_pipeline']
+__all__ = ['model_card', 'card_warning', 'save_pipeline', 'load_pipeline']
 
 # %% ../nbs/15c_pipeline.ipynb 5
 def _state(ckpt: dict, where) -> dict:
@@ -37,11 +37,50 @@ def _input_settings(avbt_ck: dict, where) -> dict:
         return open_cache(cache).inputs
     return {}
 
+def model_card(avbt_ck: dict, # a loaded AV-BT checkpoint
+               head_ck: dict, # a loaded head checkpoint
+              ) -> dict:
+    ("What a packed model was trained on and how well it did: the data (synthetic or not), the classes it saw, its "
+     "test accuracy, the majority-label floor of that test split and the best one label for all its seconds could "
+     "score (all %); None where unknown.")
+    from avbt_tacma.core import load_json
+    res, pct = head_ck.get('result') or {}, lambda x: round(100 * float(x), 2)
+    card = {'data': None, 'synthetic': None, 'classes': None, 'head': (head_ck.get('config') or {}).get('head'),
+            'test_accuracy': None if res.get('test_acc') is None else pct(res['test_acc']), 'floor': None,
+            'best_constant': None}
+    cache = Path(str((avbt_ck.get('config') or {}).get('cache', '')))
+    if not (cache / 'cache.json').is_file(): return card        # the training cache is gone: the card says less
+    from avbt_tacma.prepare import open_cache
+    from avbt_tacma.evaluate import majority_accuracy
+    c, src = open_cache(cache), Path(str(load_json(cache / 'cache.json').get('source', '')))
+    lab = {s: np.stack([c.labels(r) for r in c.splits[s]]) for s in ('train', 'test') if len(c.splits.get(s, ()))}
+    names = list(head_ck.get('class_names') or CLASS_NAMES)
+    card['synthetic'] = (src / 'synth_meta.json').is_file()
+    card['data'] = f"{src.name}, {len(c.available)} clips"
+    if 'train' in lab:
+        card['classes'] = [names[i] for i in sorted(set(lab['train'].ravel().tolist())) if i != BG_INDEX]
+        if 'test' in lab: card['floor'] = pct(majority_accuracy(lab['train'], lab['test']))
+    if 'test' in lab: card['best_constant'] = pct(np.bincount(lab['test'].ravel()).max() / lab['test'].size)
+    return card
+
+def card_warning(card: dict | None, # a model's card (`model_card`)
+                ) -> str | None:
+    "One line when the model's labels cannot be trusted: it did not learn, or it was trained on synthetic data."
+    from avbt_tacma.evaluate import LEARN_MARGIN
+    card, why = card or {}, []
+    acc = card.get('test_accuracy')
+    floors = [f for f in (card.get('floor'), card.get('best_constant')) if f is not None]
+    if acc is not None and floors and acc < max(floors) + LEARN_MARGIN:
+        why.append(f"it did not learn (test accuracy {acc:.1f}%; one label for every second scores {max(floors):.1f}%)")
+    if card.get('synthetic'): why.append(f"it was trained on synthetic data ({card.get('data')})")
+    return f"warning: this model's labels mean little on your videos: {'; '.join(why)}" if why else None
+
 def save_pipeline(path, # the checkpoint to write
                   avbt_checkpoint, # AV-BT checkpoint (path or dict)
                   head_checkpoint, # head checkpoint (path or dict)
                   frame_size: int | None = None, # frame side the encoder was trained at; None: from the checkpoint
                   framing: str | None = None, # log-mel framing; None: from the checkpoint
+                  card: dict | None = None, # entries that override the model card (`model_card`)
                  ) -> Path:
     ("Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at "
      "`path`.")
@@ -77,9 +116,10 @@ def save_pipeline(path, # the checkpoint to write
                           'head': None if isinstance(head_checkpoint, dict) else str(head_checkpoint)},
               'trained_with': {'avbt': a.get('versions'), 'head': h.get('versions')}}
     state = {'avbt_state': _state(a, wa), 'head_state': _state(h, wh)}
-    return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
+    return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES,
+                           card={**model_card(a, h), **(card or {})})
 
-# %% ../nbs/15c_pipeline.ipynb 6
+# %% ../nbs/15c_pipeline.ipynb 7
 def load_pipeline(path, # an 'avbt_tacma' checkpoint
                   device='auto', # torch device or 'auto'
                   batch_size: int = 8, # windows per batch
@@ -101,4 +141,5 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
     return Localizer(avbt, head, ck.get('class_names') or CLASS_NAMES, image_size=cfg.image_size,
                      frame_size=int(prep['frame_size']), framing=prep['framing'],
                      spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
-                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
+                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions'),
+                           'card': ck.get('card')})
