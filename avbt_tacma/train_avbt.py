@@ -11,7 +11,7 @@ import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 from .core import (AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint,
-                             load_checkpoint, atomic_path, run_lock, check_loss, check_finite_state)
+    load_checkpoint, atomic_path, run_lock, check_loss, check_finite_state)
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch

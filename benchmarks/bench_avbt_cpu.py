@@ -69,7 +69,8 @@ def main():
                                              file=sys.stderr); sys.exit(f'{name}: benchmark failed')
         rows.append(json.loads(line[0][7:]))
     load = os.getloadavg()[0]
-    print(f"AV-BT training step on CPU ({os.cpu_count()} cores, load average {load:.1f}; median of {a.steps} steps after {a.warmup} warm-up)")
+    print(f"AV-BT training step on CPU ({os.cpu_count()} cores, load average {load:.1f}; median of {a.steps} steps "
+          f"after {a.warmup} warm-up)")
     print(f"{'config':10} {'params':>8} {'image':>5} {'batch':>5} {'step s':>7} {'CPU s':>7} {'clips/s':>8} {'model MB':>9} {'peak MB':>8} {'epoch (3339 clips)':>19}")
     for r in rows:
         print(f"{r['config']:10} {r['params_m']:7.1f}M {r['image']:5d} {r['batch']:5d} {r['step_s']:7.2f} {r['cpu_s']:7.2f} {r['clips_s']:8.2f} "

@@ -29,13 +29,10 @@ def main():
     a = ap.parse_args()
     cfg = SynthConfig(videos=a.videos, size=a.size, fps=a.fps)
     st = stages(cfg)
-    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(f"{k} {v * 1e3:.0f} ms" for k,
-                                                                           v in st.items())
+    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(f"{k} {v * 1e3:.0f} ms" for k, v in st.items())
           + f", total {sum(st.values()) * 1e3:.0f} ms")
     rates, cpus, mb = [], [], 0
-    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
-                                                                      resource.RUSAGE_CHILDREN) for f in ('ru_utime',
-                                                                                                          'ru_stime'))
+    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
     for r in range(a.runs):
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), cpu()
@@ -44,10 +41,13 @@ def main():
             dt, dc = time.perf_counter() - t0, cpu() - c0
             mb = sum(p.stat().st_size for p in (Path(d) / 's' / 'AVE').glob('*.mp4')) / 2**20
         rates.append(a.videos / dt); cpus.append(dc / a.videos)
-        print(f"run {r}: {a.videos} clips in {dt:.1f} s = {rates[-1]:.2f} clips/s, {cpus[-1]:.3f} CPU-s per clip ({mb:.1f} MiB of mp4)")
+        print(f"run {r}: {a.videos} clips in {dt:.1f} s = {rates[-1]:.2f} clips/s, {cpus[-1]:.3f} CPU-s per clip "
+              f"({mb:.1f} MiB of mp4)")
     med, mc = statistics.median(rates), statistics.median(cpus)
-    print(f"median: {med:.2f} clips/s with {a.workers} workers on {os.cpu_count()} cores -> {a.videos / med:.1f} s for {a.videos} clips "
+    print(f"median: {med:.2f} clips/s with {a.workers} workers on {os.cpu_count()} cores -> {a.videos / med:.1f} s "
+          f"for {a.videos} clips "
           f"(load average now {os.getloadavg()[0]:.1f})")
-    print(f"median CPU: {mc:.3f} CPU-s per clip -> {a.videos * mc / a.workers:.1f} s for {a.videos} clips on {a.workers} idle cores")
+    print(f"median CPU: {mc:.3f} CPU-s per clip -> {a.videos * mc / a.workers:.1f} s for {a.videos} clips on "
+          f"{a.workers} idle cores")
 
 if __name__ == '__main__': main()

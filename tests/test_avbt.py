@@ -68,8 +68,7 @@ def test_loss_is_float32_under_bf16_inputs_and_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):                      # autocast would run the matmul in bf16
         c = cross_correlation(x, y)
     assert c.dtype == torch.float32 and torch.equal(c, cross_correlation(x, y))
-    with pytest.raises(AVBTError, match=r'must both be \[B, T, D\]'): cross_correlation(torch.zeros(2, 10, 8),
-                                                                                        torch.zeros(2, 10, 4))
+    with pytest.raises(AVBTError, match=r'must both be \[B, T, D\]'): cross_correlation(torch.zeros(2, 10, 8), torch.zeros(2, 10, 4))
 
 def _ddp_worker(rank, world, init, za, zv, out):
     import torch.distributed as dist
@@ -130,8 +129,8 @@ def test_lars_trust_ratio_edge_cases_and_filters():
     w = nn.Parameter(torch.zeros(2, 2)); z = nn.Parameter(torch.ones(2, 2))
     opt = LARS([w, z], lr=0.5, weight_decay=0.0)
     w.grad = torch.ones(2, 2); z.grad = torch.zeros(2, 2); opt.step()
-    torch.testing.assert_close(w.detach(), torch.full((2, 2), -0.5)); torch.testing.assert_close(z.detach(),
-                                                                                                 torch.ones(2, 2))
+    torch.testing.assert_close(w.detach(),
+                               torch.full((2, 2), -0.5)); torch.testing.assert_close(z.detach(), torch.ones(2, 2))
     # with the filters off, a 1-D parameter is decayed and adapted like a matrix
     b = nn.Parameter(torch.tensor([3., 4.]))
     opt = LARS([b], lr=1.0, weight_decay=0.0, eta=0.1, weight_decay_filter=False, lars_adaptation_filter=False)

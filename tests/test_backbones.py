@@ -52,8 +52,7 @@ def test_name_map_covers_the_port_exactly(port):
 def test_vggish_file_loads_and_matches_the_port(port, hub, no_network):
     ref, sd, f = port
     hub.mkdir(parents=True); (hub / 'vggish-10086976.pth').symlink_to(f)
-    pca = {'pca_eigen_vectors': np.linalg.qr(np.random.default_rng(0).normal(size=(128,
-                                                                                   128)))[0],   # numpy, as published
+    pca = {'pca_eigen_vectors': np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))[0],   # numpy, as published
            'pca_means': np.random.default_rng(1).normal(size=(128, 1))}
     torch.save(pca, hub / 'vggish_pca_params-970ea276.pth')
     x = torch.randn(3, 1, 96, 64)
@@ -62,8 +61,8 @@ def test_vggish_file_loads_and_matches_the_port(port, hub, no_network):
         torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-6)
         emb = ref(x)
         pm = vggish_backbone('pretrained', postprocess='pca').eval()
-        P, mu = torch.tensor(pca['pca_eigen_vectors'], dtype=torch.float32), torch.tensor(pca['pca_means'],
-                                                                                          dtype=torch.float32)
+        P, mu = torch.tensor(pca['pca_eigen_vectors'],
+                             dtype=torch.float32), torch.tensor(pca['pca_means'], dtype=torch.float32)
         expect = torch.mm(P, emb.T - mu).T                  # the port's Postprocessor formula
         torch.testing.assert_close(pm(x), expect, rtol=1e-4, atol=1e-5)
         qm = vggish_backbone('pretrained', postprocess='pca+quantize').eval()
@@ -94,12 +93,12 @@ def test_missing_files_name_the_file_and_folder(port, hub, no_network):
     assert 'vggish-10086976.pth is not in ' + str(hub) in str(e.value) and 'download failed' in str(e.value)
     with pytest.raises(AVBTError, match='vggish-10086976.pth is not in'): vggish_backbone('pretrained', download=False)
     with pytest.raises(AVBTError, match='resnet50-0676ba61.pth is not in ' + str(hub)): resnet50_backbone('pretrained')
-    with pytest.raises(AVBTError, match='resnet50-11ad3fa6.pth is not in'): resnet50_backbone('pretrained',
-                                                                                              'IMAGENET1K_V2')
+    with pytest.raises(AVBTError,
+                       match='resnet50-11ad3fa6.pth is not in'): resnet50_backbone('pretrained', 'IMAGENET1K_V2')
     with pytest.raises(AVBTError, match='unknown ResNet-50 weights'): resnet50_backbone('pretrained', 'IMAGENET1K_V3')
     hub.mkdir(parents=True, exist_ok=True); (hub / 'vggish-10086976.pth').symlink_to(port[2])
-    with pytest.raises(AVBTError, match='vggish_pca_params-970ea276.pth is not in'): vggish_backbone('pretrained',
-                                                                                                     'pca')
+    with pytest.raises(AVBTError,
+                       match='vggish_pca_params-970ea276.pth is not in'): vggish_backbone('pretrained', 'pca')
 
 def test_resnet50_loads_torchvision_file_from_hub(hub, no_network):
     import torchvision

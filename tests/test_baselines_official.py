@@ -18,8 +18,7 @@ def lstm_sd(prefix, d_in, h):
     sd = {}
     for sfx in ('', '_reverse'):
         sd[f'{prefix}.weight_ih_l0{sfx}'], sd[f'{prefix}.weight_hh_l0{sfx}'] = W(4 * h, d_in), W(4 * h, h)
-        sd[f'{prefix}.bias_ih_l0{sfx}'], sd[f'{prefix}.bias_hh_l0{sfx}'] = rng.normal(0, .1, 4 * h), rng.normal(0, .1,
-                                                                                                                4 * h)
+        sd[f'{prefix}.bias_ih_l0{sfx}'], sd[f'{prefix}.bias_hh_l0{sfx}'] = rng.normal(0, .1, 4 * h), rng.normal(0, .1, 4 * h)
     return sd
 
 
@@ -29,8 +28,8 @@ def np_bilstm(x, sd, prefix):
     for sfx, order in (('', range(x.shape[1])), ('_reverse', reversed(range(x.shape[1])))):
         Wi, Wh = sd[f'{prefix}.weight_ih_l0{sfx}'], sd[f'{prefix}.weight_hh_l0{sfx}']
         b = sd[f'{prefix}.bias_ih_l0{sfx}'] + sd[f'{prefix}.bias_hh_l0{sfx}']
-        h = np.zeros((x.shape[0], Wh.shape[1])); c = np.zeros_like(h); out = np.zeros((x.shape[0], x.shape[1],
-                                                                                       h.shape[1]))
+        h = np.zeros((x.shape[0],
+                      Wh.shape[1])); c = np.zeros_like(h); out = np.zeros((x.shape[0], x.shape[1], h.shape[1]))
         for t in order:
             i, f, g, o = np.split(x[:, t] @ Wi.T + h @ Wh.T + b, 4, axis=-1)
             c = sig(f) * c + sig(i) * np.tanh(g); h = sig(o) * np.tanh(c); out[:, t] = h
@@ -90,16 +89,16 @@ def np_psp(a, video, sd, thr):
         return (x - mu) / np.sqrt(var + 1e-6) * sd['psp.layer_norm.weight'] + sd['psp.layer_norm.bias']
     v_psp = ln(lin('v_fc', lv + g_va @ a2)); a_psp = ln(lin('a_fc', la + g_av @ v1))
     out = np.maximum(0.5 * (v_psp + a_psp) @ sd['L1.weight'].T, 0) @ sd['L2.weight'].T
-    nv, na = v_psp / np.linalg.norm(v_psp, axis=-1, keepdims=True), a_psp / np.linalg.norm(a_psp, axis=-1,
-                                                                                           keepdims=True)
+    nv, na = v_psp / np.linalg.norm(v_psp, axis=-1,
+                                    keepdims=True), a_psp / np.linalg.norm(a_psp, axis=-1, keepdims=True)
     return out, (nv * na).sum(-1)
 
 
 def avel_state():
     sd = {'L1.weight': W(64, 512), 'L1.bias': rng.normal(0, .1, 64), 'L2.weight': 5 * W(29, 64),
           'L2.bias': rng.normal(0, .1, 29)}
-    sd.update(att_sd('', 128, 512)); sd.update(lstm_sd('lstm_audio', 128, 128)); sd.update(lstm_sd('lstm_video', 512,
-                                                                                                   128))
+    sd.update(att_sd('', 128, 512)); sd.update(lstm_sd('lstm_audio', 128,
+                                                       128)); sd.update(lstm_sd('lstm_video', 512, 128))
     return sd
 
 

@@ -28,8 +28,8 @@ def tiny_cfg(**kw):
 def batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     cfg = tiny_cfg()
-    return torch.randn(B, 10, 1, 96, 64, generator=g), torch.randn(B, 10, 3, cfg.image_size, cfg.image_size,
-                                                                   generator=g)
+    return torch.randn(B, 10, 1, 96, 64,
+                       generator=g), torch.randn(B, 10, 3, cfg.image_size, cfg.image_size, generator=g)
 
 def grads_of(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}

@@ -76,9 +76,8 @@ def test_download_verify_extract(server, tmp_path):
     assert len(h.seen) == n
 
 
-@pytest.mark.parametrize('bad',
-                         ['AVE_Dataset/../../escaped.txt', '../escaped.txt', '/tmp/avbt_escaped_abs.txt',
-                          'a\\..\\..\\escaped.txt'])
+@pytest.mark.parametrize('bad', ['AVE_Dataset/../../escaped.txt', '../escaped.txt', '/tmp/avbt_escaped_abs.txt',
+                                 'a\\..\\..\\escaped.txt'])
 def test_zip_with_escaping_member_is_refused(tmp_path, bad):
     z = make_zip(tmp_path / 'evil.zip', {'AVE_Dataset/Annotations.txt': ANN, bad: 'gotcha'})
     out = tmp_path / 'a' / 'b' / 'out'

@@ -40,8 +40,7 @@ def test_every_head_learns_with_seeds(fs, head, tmp_path):
     maj = _majority(fs)                                           # about 0.37 on this set
     assert s['test_acc_mean'] > maj + 0.25, (head, s['test_acc_mean'], maj)
     accs = [r['test_acc'] for r in s['per_seed']]
-    assert s['test_acc_mean'] == pytest.approx(np.mean(accs)) and s['test_acc_std'] == pytest.approx(np.std(accs,
-                                                                                                            ddof=1))
+    assert s['test_acc_mean'] == pytest.approx(np.mean(accs)) and s['test_acc_std'] == pytest.approx(np.std(accs, ddof=1))
     assert s['std'] == 'sample (ddof=1)' and s['n_seeds'] == 2
     for r in s['per_seed']:                                       # val selection and test selection reported apart
         full = json.loads((tmp_path / f"{head}_seed{r['seed']}.json").read_text())
@@ -66,16 +65,16 @@ def test_official_recipe(fs, tmp_path):
     from avbt_tacma.train_heads import recipe_for, table3_recipe, build_head
     r = train_head(fs, 'avel', epochs=2, progress=False, recipe='official', out=tmp_path, **SMALL['avel'])
     c = r['config']
-    assert (c['recipe'], c['batch_size'], c['lr'], c['drop_last'], c['head_kw']['loss']) == ('official', 64, 1e-3,
-                                                                                             True, 'official')
+    assert (c['recipe'], c['batch_size'], c['lr'], c['drop_last'],
+            c['head_kw']['loss']) == ('official', 64, 1e-3, True, 'official')
     assert [h['lr'] for h in r['history']] == [1e-3, 1e-3]
     n_train = len(fs.splits['train'])
     assert n_train % 64 and r['config']['schedule'] == 'step_iter'          # the last partial batch is dropped
     p = train_head(fs, 'psp_avps', epochs=1, progress=False, recipe='official', **SMALL['psp'])['config']
     assert (p['epochs'], p['batch_size'], p['head_kw']['tau'], p['head_kw']['avps_weight']) == (1, 128, 0.099, 100.0)
     assert recipe_for('psp', 'official')['epochs'] == 300 and table3_recipe('avel', 'community') == 'official'
-    with pytest.raises(AVBTError, match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False,
-                                                                  recipe='official')
+    with pytest.raises(AVBTError,
+                       match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False, recipe='official')
     f = train_head(fs, 'psp', epochs=3, progress=False, lr=2e-3, batch_size=32, fast=True, **SMALL['psp'])   # bf16 maps
     assert f['config']['head_kw']['fast'] is True and f['test_acc'] > _majority(fs) - 0.05
     m = build_head('avel', 32, 32, **c['head_kw'])                            # the checkpoint rebuilds from its config

@@ -299,8 +299,7 @@ def test_sparse_video_within_the_bound_decodes_to_its_length(tmp_path):
     v = decode_video(sparse_video(tmp_path / 's.mp4', times=[0, 10, 20, 25]), size=32, max_seconds=30)
     n = v.n_seconds                                  # the last frame stays one frame period (here 7.5 s) on screen
     assert 25 <= n <= 33 and v.frames.shape == (n, 32, 32, 3) and len(v.audio) == n * 16000
-    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80,
-                                                                                                    abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
+    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80, abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
     with pytest.raises(AVBTError, match='raise --max-seconds'): decode_video(tmp_path / 's.mp4', max_seconds=20)
 
 
@@ -361,7 +360,8 @@ def test_one_id_with_two_labels_is_kept_as_in_the_release(root, tmp_path):
 
 # --- downloads --------------------------------------------------------------------------------------------------------
 
-HTML = b'<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>Too many users</body></html>'
+HTML = (b'<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>Too many '
+        b'users</body></html>')
 
 
 def test_html_partial_file_is_deleted_and_refetched(tmp_path, caplog):

@@ -1,4 +1,5 @@
-"`avbt localize`: decoding any video per second, the combined checkpoint, bad inputs, and a trained model on a held-out synthetic video."
+("`avbt localize`: decoding any video per second, the combined checkpoint, bad inputs, and a trained model on a "
+ "held-out synthetic video.")
 import json, subprocess, sys
 from fractions import Fraction
 from pathlib import Path
@@ -165,7 +166,8 @@ def _span_score(results, truth):
     return ok, max(set(events), key=events.count) if events else None
 
 def test_localize_held_out_video_and_bad_files(trained, tmp_path):
-    "The issue's done-when: a 25-s held-out synthetic video (29.97 fps, stereo 44.1 kHz, two audio tracks) through `avbt localize`."
+    ("The issue's done-when: a 25-s held-out synthetic video (29.97 fps, stereo 44.1 kHz, two audio tracks) through "
+     "`avbt localize`.")
     cls = 2
     video, truth = held_out_video(tmp_path / 'held out.mp4', cls, K_CLASSES, SIZE)
     bad = {name: BAD[name][0](tmp_path) for name in BAD if name != 'short.mp4'}
@@ -195,7 +197,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     assert ok >= 0.7 and label == truth[10], (ok, label, [x['label'] for x in res])
 
 def test_localizer_sees_what_training_saw(trained):
-    "A training clip through localize's decoding gives the features `avbt extract` wrote (audio exactly; frames up to JPEG)."
+    ("A training clip through localize's decoding gives the features `avbt extract` wrote (audio exactly; frames up "
+     "to JPEG).")
     from avbt_tacma.features import load_features
     loc, fs = load_pipeline(trained['model'], 'cpu'), load_features(trained['dir'] / 'features.h5')
     assert (loc.frame_size, loc.image_size, loc.framing) == (SIZE, SIZE, 'segment')   # from the cache's cache.json
@@ -217,8 +220,8 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     fails('not on AV-BT features', features_meta={'source': 'community AVE features', 'path': '/x'})
     fails('another AV-BT model', features_meta={**h['config']['features_meta'],
                                                 'config': {'model': {**a['config']['model'], 'd_l': 999}}})
-    with pytest.raises(AVBTError, match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'],
-                                                                          trained['avbt'])
+    with pytest.raises(AVBTError,
+                       match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'], trained['avbt'])
     assert not (tmp_path / 'x.pt').exists()
     # a combined file whose weights do not fit its config
     ck = load_checkpoint(trained['model'], 'avbt_tacma')
@@ -230,7 +233,8 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     assert r.returncode == 2 and "expected 'avbt_tacma'" in r.stderr and 'Traceback' not in r.stderr
 
 def test_any_frame_rate_and_audio_layout_give_the_same_answer(trained, tmp_path):
-    "Held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz, windows apart or overlapping: all get the span right."
+    ("Held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz, windows apart or "
+     "overlapping: all get the span right.")
     loc = load_pipeline(trained['model'], 'cpu')
     scores = []
     for fps, sr in ((16, 16000), (25, 48000)):

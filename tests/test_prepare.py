@@ -15,7 +15,8 @@ PROBLEM = {'empty': 'empty', 'trunc': 'corrupt', 'mute': 'no_audio', 'short': 's
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    "An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing file."
+    ("An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing "
+     "file.")
     r = tmp_path_factory.mktemp('ave')
     good = [f'good{i:02d}' for i in range(N_GOOD)]
     for i, v in enumerate(good):

@@ -1,4 +1,5 @@
-"The reproduction driver: dependency resolution, up-to-date skipping, failure handling (tiny notebooks), and one end-to-end run."
+("The reproduction driver: dependency resolution, up-to-date skipping, failure handling (tiny notebooks), and one "
+ "end-to-end run.")
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -106,7 +107,8 @@ def test_jobs_run_independent_steps_at_once(graph):
         run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=0)
 
 def test_jobs_failure_lets_the_running_step_finish(graph):
-    "A failing step with jobs=2: the step running beside it finishes and keeps its stamp; nothing after the failure starts."
+    ("A failing step with jobs=2: the step running beside it finishes and keeps its stamp; nothing after the failure "
+     "starts.")
     nbs, out, _, _ = graph
     write_nb(nbs / 'slow.ipynb', "out = ''", TIMED.format(name='slow', sleep=3, fail=''))
     write_nb(nbs / 'bad.ipynb', "out = ''", TIMED.format(name='bad', sleep=0, fail="raise ValueError('boom')\n"))
@@ -169,8 +171,7 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
     import csv
     claims = list(csv.DictReader(open(out / 'tables' / 'claims.csv', encoding='utf-8')))
-    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= {'reproduced', 'not reproduced',
-                                                                             'inconclusive'}
+    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= {'reproduced', 'not reproduced', 'inconclusive'}
     assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
@@ -194,7 +195,8 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert (out / 'tables' / 'table3.json').exists() and m.stat().st_size > 10_000
 
 def test_data_source_prepared_cache_is_a_cache(tmp_path):
-    "A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when moved."
+    ("A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when "
+     "moved.")
     from avbt_tacma.repro import data_source, is_real_ave, source_label
     from avbt_tacma.prepare import CACHE_FORMAT
     from avbt_tacma.core import AVBTError, save_json
@@ -212,7 +214,8 @@ def test_data_source_prepared_cache_is_a_cache(tmp_path):
     assert data_source(c)[0] == 'ave'                                     # no cache.json: an AVE folder
 
 def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch):
-    "A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do not count."
+    ("A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do "
+     "not count.")
     assert 'report' not in module_closure('train_avbt') and 'train_heads' not in module_closure('train_avbt')
     import avbt_tacma, shutil, avbt_tacma.repro as rp
     lib = tmp_path / 'avbt_tacma'; shutil.copytree(Path(avbt_tacma.__file__).parent, lib)
@@ -226,7 +229,8 @@ def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch)
     rp._module_code.cache_clear()
 
 def test_default_scale_is_the_cli_default():
-    "`avbt reproduce` without flags runs the `default` scale; smoke stays the smallest; rehearsal keeps the paper's models."
+    ("`avbt reproduce` without flags runs the `default` scale; smoke stays the smallest; rehearsal keeps the paper's "
+     "models.")
     from avbt_tacma.reproduce import reproduce_parser
     import argparse
     assert reproduce_parser(argparse.ArgumentParser()).parse_args([]).scale == 'default'

@@ -81,7 +81,8 @@ def test_background_fraction_and_balance():
     assert 0.6 < (ev.sum(1) == 10).mean() < 0.72            # two thirds of the clips are all event, as in AVE
 
 def test_sound_matches_labels(meta, clips):
-    "The spectrum peaks at the class's pitch exactly where the class is audible (segments with a distracting sound aside)."
+    ("The spectrum peaks at the class's pitch exactly where the class is audible (segments with a distracting sound "
+     "aside).")
     for v in meta['videos']:
         _, audio, sr, _ = clips[v['video_id']]
         S = np.abs(np.fft.rfft(audio[:T_SEGMENTS * sr].reshape(T_SEGMENTS, sr), axis=1)) ** 2   # 1-Hz bins per segment
@@ -99,8 +100,8 @@ def test_object_matches_labels(meta, clips):
     for v in meta['videos']:
         frames = clips[v['video_id']][0].astype(np.float32)
         spec = meta['classes'][v['cls']]['visual']
-        px = (np.linalg.norm(frames - np.float32(COLOURS[spec['colour']]), axis=-1) < 60).reshape(T_SEGMENTS, 16,
-                                                                                                  -1).sum(-1)
+        px = (np.linalg.norm(frames - np.float32(COLOURS[spec['colour']]),
+                             axis=-1) < 60).reshape(T_SEGMENTS, 16, -1).sum(-1)
         px = px[:, [4, 8, 12]].mean(1)
         vis = np.array(v['visible'], bool)
         same = [d for d in v['distractors'] if d['modality'] == 'visual' and meta['classes'][d['cls']]['visual']['colour'] == spec['colour']]
@@ -117,8 +118,8 @@ def test_resume_and_refusal(tmp_path):
     make_synthetic(d, videos=2, seed=1, size=32, workers=1, force=True, progress=False)
     assert len(list((d / 'AVE').glob('*.mp4'))) == 2 and len(read_annotations(d / 'Annotations.txt')) == 2
     (d / 'AVE' / 'realvideo01.mp4').write_bytes(b'not ours')        # a file we did not write is never touched
-    with pytest.raises(AVBTError, match='did not write'): make_synthetic(d, videos=3, seed=0, size=32, force=True,
-                                                                         progress=False)
+    with pytest.raises(AVBTError,
+                       match='did not write'): make_synthetic(d, videos=3, seed=0, size=32, force=True, progress=False)
     assert (d / 'AVE' / 'realvideo01.mp4').read_bytes() == b'not ours'
 
 def run(*args):

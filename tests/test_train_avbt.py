@@ -67,7 +67,8 @@ KILLABLE = textwrap.dedent('''
 ''')
 
 def test_kill9_mid_epoch_then_resume(reference, cache, tmp_path):
-    "kill -9 during epoch 2 leaves the epoch-1 checkpoint loadable; `avbt train-avbt --resume` ends on the reference weights."
+    ("kill -9 during epoch 2 leaves the epoch-1 checkpoint loadable; `avbt train-avbt --resume` ends on the reference "
+     "weights.")
     run = tmp_path / 'run'
     code = KILLABLE.format(tiny=TINY, epochs=EPOCHS, batch=BATCH)
     p = subprocess.Popen([sys.executable, '-c', code, str(cache), str(run)], stdout=subprocess.DEVNULL,
@@ -79,7 +80,8 @@ def test_kill9_mid_epoch_then_resume(reference, cache, tmp_path):
                 if (run / 'checkpoint.pt').exists() and any(s > n for s, _ in losses(run)): break
             except (OSError, ValueError, KeyError): pass                   # log.csv absent or a row half-written
             time.sleep(0.02)
-        assert p.poll() is None, f"the training process ended before it could be killed: {p.stderr.read().decode()[-2000:]}"
+        assert p.poll() is None, (f"the training process ended before it could be killed: "
+                                  f"{p.stderr.read().decode()[-2000:]}")
         os.kill(p.pid, signal.SIGKILL)
     finally:
         if p.poll() is None: p.kill()
