@@ -4,22 +4,21 @@
 
 # %% ../nbs/17_report.ipynb 3
 from __future__ import annotations
-import csv, html, base64
+import csv, json, html, base64
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
-from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from avbt_tacma.core import (AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint,
+    one_line)
+from .evaluate import mean_std, effect, verdict, VERDICT_RULE, LEARN_MARGIN
 from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
 
 # %% auto 0
-__all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor', 'is_reference', 'known_ceiling',
-           'did_not_learn', 'judge_claim', 'claims_table', 'result_row', 'majority_row', 'optimum_rows', 'format_rows',
-           'markdown_table', 'tag', 'write_table', 'save_figure', 'control_table', 'judge_controls', 'apply_controls',
-           'controls_table', 'write_summary']
+__all__ = ['NOT_AVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor', 'is_reference', 'known_ceiling', 'did_not_learn',
+           'judge_claim', 'claims_table', 'result_row', 'majority_row', 'optimum_rows', 'format_rows', 'markdown_table',
+           'tag', 'write_table', 'save_figure', 'control_table', 'judge_controls', 'apply_controls', 'controls_table',
+           'read_stamp', 'output_problem', 'markdown_html', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
-LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
-
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     "The accuracy of the table's 'majority label' row (key 'majority'), or None when it has none."
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]
@@ -81,8 +80,19 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
+def _sidecars(folder: Path, # tables/ or figures/ of a run folder
+              need=('step',), # keys a sidecar must have
+             ) -> list:
+    "The JSON sidecars of a folder; a damaged one is left out (its step re-runs: `output_problem`)."
+    out = []
+    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
+        try: j = json.loads(p.read_text(encoding='utf-8'))
+        except (OSError, ValueError): continue
+        if isinstance(j, dict) and all(k in j for k in need): out.append(j)
+    return out
+
 def _tables(out) -> dict:
-    return {t['name']: t for t in (load_json(p) for p in sorted((Path(out) / 'tables').glob('*.json'))) if 'rows' in t}
+    return {t['name']: t for t in _sidecars(Path(out) / 'tables', ('name', 'rows', 'step'))}
 
 def claims_table(out,         # the run folder (its tables/*.json)
                  claims=None,  # default: CLAIMS
@@ -192,8 +202,8 @@ def format_rows(rows: list,            # rows of `result_row`
 def markdown_table(columns,  # header names
                    cells,    # rows of cell strings
                   ) -> str:
-    "A GitHub Markdown table."
-    esc = lambda s: str(s).replace('|', '\\|')
+    "A GitHub Markdown table (`|` and `*` in cells escaped: cells are plain text)."
+    esc = lambda s: str(s).replace('\\', '\\\\').replace('|', '\\|').replace('*', '\\*')
     lines = ['| ' + ' | '.join(map(esc, columns)) + ' |', '|' + '---|' * len(columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(esc, c)) + ' |' for c in cells])
 
@@ -385,97 +395,114 @@ def controls_table(out,  # the run folder (its tables/*.json)
     return ctl, md
 
 # %% ../nbs/17_report.ipynb 17
+def read_stamp(path, # a step's stamp (stamps/<step>.json)
+              ) -> dict | None:
+    "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
+    try: st = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
+    if not isinstance(st, dict) or not isinstance(st.get('hash'), str): return None
+    s = st.get('seconds')
+    return st if isinstance(s, (int, float)) and not isinstance(s, bool) and s == s and s >= 0 else None
+
+def output_problem(path, # a file a step promised
+                  ) -> str | None:
+    "Why a promised output is unusable ('is missing', 'is empty', 'does not load (...)'), or None when it loads."
+    p = Path(path)
+    if not p.is_file(): return 'is missing'
+    if p.stat().st_size == 0: return 'is empty'
+    try:
+        if p.suffix == '.json': json.loads(p.read_text(encoding='utf-8'))
+        elif p.suffix == '.pt': load_checkpoint(p)
+        elif p.suffix == '.h5':
+            import h5py
+            with h5py.File(p, 'r') as f: list(f.keys())
+        elif p.suffix == '.png':
+            from PIL import Image
+            with Image.open(p) as im: im.load()
+        elif p.suffix == '.csv':
+            with open(p, newline='', encoding='utf-8') as f:
+                if not next(csv.reader(f), None): raise ValueError('no header row')
+        else: p.read_text(encoding='utf-8')
+    except Exception as e: return f"does not load ({one_line(e)})"
+    return None
+
+# %% ../nbs/17_report.ipynb 19
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666;font-size:.9em}
-img{max-width:100%;border:1px solid #eee}
-figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+img{max-width:100%;height:auto;border:1px solid #eee}
 code{background:#f5f5f5;padding:0 .2em}"""
 
-def _sidecars(folder: Path) -> list:
-    return [load_json(p) for p in sorted(folder.glob('*.json'))] if folder.is_dir() else []
+def markdown_html(md: str,         # Markdown text (CommonMark with GitHub tables)
+                  folder=None,     # where relative image paths resolve: those images are embedded (None: linked)
+                  title: str = '', # the page's title
+                 ) -> str:
+    "A self-contained HTML page of `md`, rendered by markdown-it-py; images under `folder` are embedded as data URIs."
+    from markdown_it import MarkdownIt
+    mdi = MarkdownIt('commonmark', {'html': False, 'typographer': False}).enable('table')
+    image = mdi.renderer.rules['image']
+    def embed(self, tokens, idx, options, env):
+        t = tokens[idx]; src = t.attrGet('src') or ''
+        p = Path(folder) / src if folder is not None and '://' not in src and not src.startswith('data:') else None
+        if p is not None and p.is_file():
+            t.attrSet('src', 'data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode())
+        return image(tokens, idx, options, env)
+    mdi.add_render_rule('image', embed)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{mdi.render(md)}</body></html>\n")
 
-def _html_table(columns, cells, cls=None) -> str:
-    cls = cls or {}
-    td = lambda c, v: f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>'
-    rows = ''.join('<tr>' + ''.join(td(c, v) for c, v in zip(columns, r)) + '</tr>' for r in cells)
-    return f"<table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in columns)}</tr>{rows}</table>"
-
+# %% ../nbs/17_report.ipynb 21
 def write_summary(out,        # the run folder
                   steps=(),   # the steps of the run (objects with name, title, notebook), in report order
                  ) -> tuple:
     "Write the claims table, `summary.md` and `summary.html` for the run folder `out`; returns the two summary paths."
     out = Path(out); info = load_json(out / 'run.json') if (out / 'run.json').exists() else {}
-    tables, figures = _sidecars(out / 'tables'), _sidecars(out / 'figures')
+    tables = _sidecars(out / 'tables')
+    figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
-    head = [f"# Reproduction report", '',
-            f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
-            "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
-            "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
-            + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
-               "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
-               "can be tested, not its absolute numbers: the claims table comes first."), '']
+    md = [f"# Reproduction report", '',
+          f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
+          "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
+          "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
+          + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
+             "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
+             "can be tested, not its absolute numbers: the claims table comes first."), '']
     versions = info.get('versions', {})
     if info:
-        head += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
-                 f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
-                 f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
-                 f"torch {versions.get('torch', '?')}"]
-        if info.get('weights_note'): head.append(f"- weights: **{info['weights_note']}**")
-        head.append('')
+        md += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
+               f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
+               f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
+               f"torch {versions.get('torch', '?')}"]
+        if info.get('weights_note'): md.append(f"- weights: **{info['weights_note']}**")
+        md.append('')
     claims, claims_md = claims_table(out) if tables else ([], '')
     _, controls_md = controls_table(out) if tables else ({}, '')
     status = []
     for s in steps:
-        st = out / 'stamps' / f'{s.name}.json'
-        state = f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)'
-        status.append([s.name, s.title, state,
-                       f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
-    md, body = list(head), []
-    if claims_md: md += ['## Claims', '', claims_md, '']
-    if controls_md: md += ['## Controls', '', controls_md, '']
+        st = read_stamp(out / 'stamps' / f'{s.name}.json')
+        bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
+        state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
+                 f"done ({st['seconds']:.0f} s)")
+        nb = f"notebooks/{s.notebook}"
+        status.append([s.name, s.title, state, f"[{s.notebook}]({nb})" if (out / nb).exists() else '—'])
+    if claims_md: md += ['## Claims', '', claims_md.strip(), '']
+    if controls_md: md += ['## Controls', '', controls_md.strip(), '']
     md += ['## Steps', '', markdown_table(['step', 'what', 'state', 'executed notebook'], status), '']
     for s in steps:
         ts = [t for t in tables if t.get('step') == s.name and 'rows' in t]
         fs = [f for f in figures if f['step'] == s.name]
         if not ts and not fs: continue
-        md += [f"## {s.title}", '']; body.append(f"<h2>{html.escape(s.title)}</h2>")
+        md += [f"## {s.title}", '']
         for t in ts:
             md += [f"**{t['title']}** ({tag(t['source'], t['scale'])})", '',
                    markdown_table(t['columns'], t['cells']), '']
             if t.get('note'): md += [t['note'], '']
-            where = html.escape(tag(t['source'], t['scale']))
-            body.append(f"<p><b>{html.escape(t['title'])}</b> <span class=tag>({where})</span></p>"
-                        + _html_table(t['columns'], t['cells'], {'paper': 'paper', 'this run': 'run'})
-                        + (f"<p>{html.escape(t['note'])}</p>" if t.get('note') else ''))
         for f in fs:
-            cap = f"{f['title']}. {f.get('caption', '')} ({tag(f['source'], f['scale'])})"
-            cap = cap.replace('. .', '.').replace(' . ', ' ')
-            md += [f"![{f['title']}]({f['png']})", '', f"*{cap}*", '']
-            png = out / f['png']
-            src = 'data:image/png;base64,' + base64.b64encode(png.read_bytes()).decode() if png.exists() else ''
-            body.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(f['title'])}\">"
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-    atomic_write_text(out / 'summary.md', '\n'.join(md))
-    steps_html = _html_table(['step', 'what', 'state', 'executed notebook'], status)
-    info_html = ''.join(f"<li>{html.escape(l[2:])}</li>" for l in head if l.startswith('- '))
-    claims_html = ''
-    if claims:
-        ccols = ['claim', 'source', "paper's effect", "this run's effect [95% interval]", 'verdict', 'note']
-        f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
-        ccells = [[c['claim'], c['source'], f(c['paper']) if c['paper'] is not None else '— (direction only)',
-                   '—' if c['mean'] is None else f"{c['mean']:+.1f} [{f(c['lo'])}, {f(c['hi'])}]", c['verdict'],
-                   c['note']] for c in claims]
-        last = html.escape(claims_md.strip().splitlines()[-1])
-        claims_html = f"<h2>Claims</h2>{_html_table(ccols, ccells)}<p>{last}</p>"
-    if controls_md:                                     # the controls table: its Markdown rows, as HTML
-        rows = [[x.strip() for x in l.strip('|').split(' | ')] for l in controls_md.splitlines() if l.startswith('| ')]
-        claims_html += f"<h2>Controls</h2>{_html_table(rows[0], rows[1:])}"
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>AV-BT + TACMA reproduction report</title>"
-            f"<style>{_CSS}</style></head><body>"
-            f"<h1>Reproduction report</h1><p>{html.escape(head[2])}</p><ul>{info_html}</ul>{claims_html}<h2>Steps</h2>"
-            f"{steps_html}{''.join(body)}</body></html>")
-    atomic_write_text(out / 'summary.html', page)
+            cap = ' '.join(x.strip() for x in (f"{f['title'].rstrip('.')}.", f.get('caption', ''),
+                                               f"({tag(f['source'], f['scale'])})") if x.strip())
+            md += [f"![{f['title']}]({f['png']})", '', cap, '']
+    text = '\n'.join(md)
+    atomic_write_text(out / 'summary.md', text)
+    atomic_write_text(out / 'summary.html', markdown_html(text, out, 'AV-BT + TACMA reproduction report'))
     return out / 'summary.md', out / 'summary.html'

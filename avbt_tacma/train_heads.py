@@ -4,12 +4,13 @@
 
 # %% ../nbs/14_train_heads.ipynb 3
 from __future__ import annotations
-import copy, hashlib, inspect, json, math, sys, time
+import copy, hashlib, inspect, json, math, sys, time, weakref
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from .core import AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir
+from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
+    load_checkpoint, run_lock, check_loss)
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features
 from .core import mean_std
@@ -18,9 +19,10 @@ from .ave import segment_accuracy
 from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['RECIPES', 'synthetic_features', 'features_for', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor',
-           'run_epoch', 'accuracy_on', 'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'train_seeds',
-           'format_summary', 'train_tacma_parser', 'train_tacma_main']
+__all__ = ['RECIPES', 'train_tacma_parser', 'train_tacma_main', 'synthetic_features', 'features_for', 'recipe_for',
+           'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch',
+           'features_fingerprint', 'train_head', 'summarize', 'train_seeds', 'format_summary', 'train_head_parser',
+           'train_head_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -152,8 +154,10 @@ def run_epoch(model, # the head
     for b, idx in enumerate(torch.randperm(len(a), generator=gen).split(rec['batch_size'])[:n_b]):
         for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
         idx = idx.to(a.device)
-        yb = y.index_select(0, idx)
-        loss, logits = model.training_loss(a.index_select(0, idx), v.index_select(0, idx), yb)
+        yb, ab, vb = y.index_select(0, idx), a.index_select(0, idx), v.index_select(0, idx)
+        loss, logits = model.training_loss(ab, vb, yb)
+        check_loss(loss, f"epoch {epoch + 1}, batch {b + 1}", {'audio features': ab, 'visual features': vb},
+                   idx.tolist())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -189,13 +193,34 @@ def train_epoch(model, # the head
     rec = dict(batch_size=batch_size, drop_last=False, schedule='epoch_step', lr_decay=1.0, decay_every=1)
     return run_epoch(model, opt, a, v, y, rec, 0, gen, opt.param_groups[0]['lr'])
 
+def _saved_run(stem: Path) -> dict | None:
+    "The result of a saved seed run when its JSON and checkpoint both load, else None (one line when damaged)."
+    js, pt = stem.with_suffix('.json'), stem.with_suffix('.pt')
+    if not js.exists(): return None
+    try:
+        old = load_json(js)
+        load_checkpoint(pt, kind='head')
+        if not isinstance(old, dict): raise AVBTError(f"{js}: not a result object")
+    except AVBTError as e:
+        print(f"{e}: the run is trained again", file=sys.stderr)
+        return None
+    return old
+
+_FINGERPRINTS = {}   # ids of (audio, visual, labels) -> (weak references to them, hash of their values)
+
 def features_fingerprint(fs: FeatureSet, # the features
                         ) -> str:
-    "A short hash of the shapes, splits and a sample of the values, to tell whether a saved run used these features."
-    h = hashlib.sha1()
-    for x in (fs.audio, fs.visual, fs.labels):
-        h.update(str(x.shape).encode())
-        h.update(np.ascontiguousarray(x[:16]).tobytes())
+    "A short hash of the shapes, every value and the splits, to tell whether a saved run used these features."
+    h, arrays = hashlib.sha1(), (fs.audio, fs.visual, fs.labels)
+    key = tuple(map(id, arrays))
+    hit = _FINGERPRINTS.get(key)                    # the same arrays as last time (the seeds of one run): no re-read
+    if hit is None or any(r() is not a for r, a in zip(hit[0], arrays)):
+        c = hashlib.sha1()
+        for x in arrays:
+            c.update(f"{x.dtype}{x.shape}".encode())
+            for i in range(0, len(x), 256): c.update(np.ascontiguousarray(x[i:i + 256]).tobytes())   # memory-mapped
+        hit = _FINGERPRINTS[key] = ([weakref.ref(a) for a in arrays], c.digest())
+    h.update(hit[1])
     for k in sorted(fs.splits):
         h.update(k.encode())
         h.update(np.asarray(fs.splits[k], np.int64).tobytes())
@@ -215,6 +240,7 @@ def train_head(fs: FeatureSet, # the features
                progress: bool = True, # show progress bars
                resume: bool = True, # reuse a finished run in `out` with the same settings
                recipe: str = 'tacma', # 'tacma' or 'official'
+               overwrite: bool = True, # replace a run of other settings or features in `out` (False: refuse)
                **head_kw, # the head's own arguments
               ) -> dict:
     ("Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation "
@@ -241,9 +267,11 @@ def train_head(fs: FeatureSet, # the features
                   features_meta=fs.meta)
     config = json.loads(json.dumps(config, default=str))
     stem = Path(out) / f'{head}_seed{seed}' if out is not None else None
-    if resume and stem is not None and stem.with_suffix('.json').exists():
-        old = load_json(stem.with_suffix('.json'))
-        if old.get('config') == config and stem.with_suffix('.pt').exists(): return old
+    old = _saved_run(stem) if stem is not None else None     # None when absent or damaged (trained again)
+    if old is not None and resume and old.get('config') == config: return old
+    if old is not None and old.get('config') != config and not overwrite:
+        raise AVBTError(f"{stem.parent}: holds a {head} run (seed {seed}) of other settings or other features; "
+                        "choose another --out or pass --force to replace it")
 
     with seeded(seed):                                  # deterministic kernels for this run only
         dev = get_device(device)
@@ -253,7 +281,7 @@ def train_head(fs: FeatureSet, # the features
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history, best, best_state, t0 = [], None, None, time.time()
-        from tqdm.auto import trange
+        from tqdm import trange
         bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
         for ep in bar:
             loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
@@ -299,7 +327,7 @@ def train_seeds(fs: FeatureSet, # the features
     "Train `head` with several seeds (an int n means 0..n-1); mean ± sample std of the test accuracy, and per seed."
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds: raise AVBTError("need at least one seed")
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     results = [train_head(fs, head, seed=s, out=out, progress=progress, **kw)
                for s in tqdm(seeds, desc=f'{head} seeds', disable=not progress or len(seeds) == 1, leave=False)]
     summary = summarize(results)
@@ -323,8 +351,8 @@ def format_summary(summary: dict, # a `summarize` output
     return '\n'.join(rows)
 
 # %% ../nbs/14_train_heads.ipynb 22
-def train_tacma_parser(p, # the (sub)command parser to fill
-                      ):
+def train_head_parser(p, # the (sub)command parser to fill
+                     ):
     p.add_argument('--features', required=True,
                    help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
@@ -345,6 +373,7 @@ def train_tacma_parser(p, # the (sub)command parser to fill
     p.add_argument('--threads', type=int, default=0,
                    help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--force', action='store_true', help='replace the runs of other settings or features in --out')
 
 def _head_kw(args) -> dict:
     kw, head = {}, check_head(args.head)
@@ -376,7 +405,7 @@ def _head_kw(args) -> dict:
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
-def train_tacma_main(args, # the parsed arguments
+def train_head_main(args, # the parsed arguments
                     ) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
@@ -384,8 +413,13 @@ def train_tacma_main(args, # the parsed arguments
     fs = load_features(args.features, pool_visual=not head_needs_spatial(args.head))
     recipe = table3_recipe(args.head, features_source(fs)) if args.recipe == 'auto' else args.recipe
     recipe_for(args.head, recipe)                             # fail early on a head the recipe does not cover
-    s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe, **kw)
+    with run_lock(args.out):                                  # one run per --out; another run's results: --force
+        s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe,
+                        overwrite=args.force, **kw)
     print(format_summary(s))
     print(f"results in {Path(args.out) / (args.head + '_summary.json')}")
     return 0
+
+train_tacma_parser, train_tacma_main = train_head_parser, train_head_main   # the command's first name
+
