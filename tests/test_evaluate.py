@@ -16,11 +16,13 @@ def test_mean_std_and_seed_accuracies():
     assert seed_accuracies({'per_seed': [{'test_acc': 0.5, 'val_acc': 0.75}]}, 'val_acc') == [75.0]
 
 def test_predict_run_agrees_with_training(tmp_path):
-    "The accuracy predict_run recomputes from the saved checkpoint is the one training recorded, and the confusion matrix sums up."
+    ("The accuracy predict_run recomputes from the saved checkpoint is the one training recorded, and the confusion "
+     "matrix sums up.")
     torch.set_num_threads(1)
     from avbt_tacma.train_heads import synthetic_features, train_head
     fs = synthetic_features(120, seed=1)
-    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False, mlp=(32, 16))
+    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False,
+                     mlp=(32, 16))
     r = predict_run(tmp_path, fs)
     assert r['accuracy'] == pytest.approx(res['test_acc']) and r['pred'].shape == (len(fs.splits['test']), 10)
     cm = confusion_matrix(r['pred'], r['labels'])

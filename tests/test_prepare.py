@@ -15,7 +15,8 @@ PROBLEM = {'empty': 'empty', 'trunc': 'corrupt', 'mute': 'no_audio', 'short': 's
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    "An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing file."
+    ("An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing "
+     "file.")
     r = tmp_path_factory.mktemp('ave')
     good = [f'good{i:02d}' for i in range(N_GOOD)]
     for i, v in enumerate(good):
@@ -29,7 +30,8 @@ def root(tmp_path_factory):
     recs = [Record('Bark' if i % 2 else 'Church bell', v, 'good', i % 5, 5 + i % 6) for i, v in enumerate(good)]
     recs.insert(3, Record('Bark', 'empty', 'good', 0, 10))
     recs.insert(6, Record('Bark', 'trunc', 'good', 0, 10))
-    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4), Record('Bark', 'gone', 'good', 0, 10),
+    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4),
+             Record('Bark', 'gone', 'good', 0, 10),
              Record('Clock', 'good05', 'good', 2, 3)]                      # a video annotated twice (as in AVE)
     write_annotations(recs, r / 'Annotations.txt')
     write_annotations(recs[:12], r / 'trainSet.txt'); write_annotations(recs[12:15], r / 'valSet.txt')
@@ -182,3 +184,14 @@ def test_synthetic_layout_is_prepared(synthetic_ave, tmp_path):
     assert (s['kept'], s['skipped']) == (3, 0)
     c = open_cache(tmp_path / 'c')
     assert c.frames(0, [0, 80]).shape == (2, 64, 64, 3) and sum(len(v) for v in c.splits.values()) == 3
+
+def test_no_video_found_is_an_error(root, tmp_path):
+    "An AVE root whose annotation rows have no video: one line and exit 2 (it was an empty cache and exit 0)."
+    import shutil
+    r2 = tmp_path / 'novideos'
+    shutil.copytree(root, r2, ignore=shutil.ignore_patterns('*.mp4'))
+    with pytest.raises(AVBTError, match=r'none of the \d+ annotation rows gave a clip \(missing \d+\)'):
+        prepare(r2, tmp_path / 'c', progress=False)
+    assert (tmp_path / 'c' / 'report.csv').exists()                       # the per-row reasons are kept
+    r = subprocess.run(_run_cli(r2, tmp_path / 'c2'), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'gave a clip' in r.stderr, r.stderr
