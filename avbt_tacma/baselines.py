@@ -14,8 +14,8 @@ from .ave import NUM_CLASSES, BG_INDEX
 from .tacma import Head, MLP3, TACMA
 
 # %% auto 0
-__all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_target', 'avps_loss', 'PSP', 'AVEL', 'CMBSAttention',
-           'decision_logits', 'CMBS', 'Probe']
+__all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_target', 'avps_loss', 'mil_psp', 'PSP', 'AVEL',
+           'CMBSAttention', 'decision_logits', 'CMBS', 'Probe']
 
 # %% ../nbs/13_baselines.ipynb 6
 def plain_attention(d_in_a: int, # audio feature width
@@ -104,6 +104,15 @@ _PSP_UNUSED = ('linear_v.', 'v_classify.', 'a_classify.', 'L3.', 'L4.')     # in
 _AGA_NAMES = {'affine_audio': 'a_in', 'affine_video': 'v_in', 'affine_v': 'v_att', 'affine_g': 'a_att',
               'affine_h': 'score'}
 
+def mil_psp(logits: torch.Tensor, # segment logits [B, T, C]
+            W3: nn.Module, # the release's temporal weighting, Linear(C, 1, bias=False)
+            yv: torch.Tensor, # video labels [B, C]
+           ) -> torch.Tensor:
+    ("PSP's weakly supervised loss: segments weighted by sigmoid(ReLU(W3 logits)), averaged over time, softmax, "
+     "binary cross-entropy with the video labels.")
+    s = logits * torch.sigmoid(F.relu(W3(logits)))
+    return F.binary_cross_entropy(F.softmax(s.mean(1), -1), yv.to(s.dtype))
+
 def _load_official(model: nn.Module, sd: dict, rename, ignore=(), what: str = 'official') -> nn.Module:
     "Copy the official state dict `sd` into `model` through `rename`, checking every name and shape."
     own, got = model.state_dict(), {}
@@ -154,8 +163,13 @@ class PSP(Head):
                  dropout: float = 0.1, # dropout inside PSP
                  fast: bool = False, # bfloat16 region products in the attention (training speed)
                  n_classes: int = NUM_CLASSES, # output classes
+                 setting: str = 'supervised', # 'weak' adds the release's temporal weighting W3 for `weak_loss`
                 ):
         super().__init__()
+        if setting not in ('supervised', 'weak'):
+            raise AVBTError(f"setting must be 'supervised' or 'weak', not {setting!r}")
+        self.setting = setting
+        if setting == 'weak': self.W3 = nn.Linear(n_classes, 1, bias=False)     # PyTorch's default init, as released
         if layout not in ('official', 'project'):
             raise AVBTError(f"layout must be 'official' or 'project', not {layout!r}")
         avps_target(torch.zeros(1, 1, dtype=torch.long), all_bg=all_bg)          # validates all_bg
@@ -219,6 +233,12 @@ class PSP(Head):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         if self.avps: loss = loss + self.avps_weight * avps_loss(extra['sim'], y, all_bg=self.all_bg)
         return loss, logits
+
+    def weak_loss(self, a, v, yv):
+        "The weakly supervised PSP release's loss on video labels `yv` [B, C] (`mil_psp`), and the segment logits."
+        if self.setting != 'weak': raise AVBTError("weak_loss needs PSP(setting='weak') (its temporal weights W3)")
+        logits = self(a, v)
+        return mil_psp(logits, self.W3, yv), logits
 
     @classmethod
     def from_official(cls, state_dict,   # state dict of the release's psp_net (or the path of one, loaded weights_only)
@@ -314,7 +334,7 @@ class AVEL(Head):
             return f"attention.{_AGA_NAMES[head]}.{k.split('.', 1)[1]}" if head in _AGA_NAMES else k
         return _load_official(m, sd, rename, (), 'att_Net')
 
-# %% ../nbs/13_baselines.ipynb 29
+# %% ../nbs/13_baselines.ipynb 31
 class _AttnLayer(nn.Module):
     ("CMRAN's post-norm transformer layer as CMBS borrows it: self-attention (`memory=None`) or attention of `x` over "
      "[memory; x], then a ReLU feed-forward; sequences are [T, B, d].")
@@ -360,7 +380,7 @@ class _AVInter(nn.Module):
         g, mem = x * other, torch.cat([other, x], 0)
         return self.norm1(g + self.dropout(self.video_multihead(g, mem, mem)[0]))
 
-# %% ../nbs/13_baselines.ipynb 32
+# %% ../nbs/13_baselines.ipynb 34
 class CMBSAttention(nn.Module):
     ("CMBS's audio-guided spatial-channel attention (the release's `New_Audio_Guided_Attention`): v [B, T, H, W, C], "
      "a [B, T, Da] -> [B, T, C].")
@@ -397,7 +417,7 @@ class CMBSAttention(nn.Module):
         cs = pool(self.affine_v_s_att(F.relu(self.affine_video_2(c)) * F.relu(self.affine_audio_2(a))), c)
         return cs + self.beta * self_feat.sigmoid() * cs
 
-# %% ../nbs/13_baselines.ipynb 34
+# %% ../nbs/13_baselines.ipynb 36
 _CMBS_CONFIG = {'supervised': dict(alpha=0.1, gamma=0.3, beta=0.4), 'weak': dict(alpha=0.2, gamma=0.5, beta=0.5)}
 _CMBS_UNUSED = ('spatial_channel_att.ave_bottleneck.', 'video_norm.', 'audio_norm.', 'classifier.',
                 'audio_decoder.decoder.layers.0.self_attn.', 'video_decoder.decoder.layers.0.self_attn.',
@@ -534,7 +554,7 @@ class CMBS(Head):
                 d_model=sd['audio_cas.weight'].shape[1], d_vfc=sd['v_fc.weight'].shape[0], n_classes=n, **kw)
         return _load_official(m, sd, lambda k: k, _CMBS_UNUSED, f'{setting} CMBS')
 
-# %% ../nbs/13_baselines.ipynb 40
+# %% ../nbs/13_baselines.ipynb 42
 class Probe(Head):
     "Three-layer MLP probe on frozen features: `mode` 'a' (audio), 'v' (visual) or 'av' (sum of the two)."
     def __init__(self,
