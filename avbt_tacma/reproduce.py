@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import AVBTError, save_json
 from .report import write_summary
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
-                              source_label, cpu_jobs, usable_cores)
+                              source_label, cpu_jobs, usable_cores, EXTENSION_SCALES)
 
 # %% auto 0
 __all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps',
@@ -24,6 +24,7 @@ class Step:
     deps: tuple = ()            # steps that must run first
     outputs: tuple = ()         # files (relative to the run folder) it must leave behind
     title: str = ''
+    scales: tuple = ()          # the scales that run it (empty: all); named in --only it runs at any scale
 
 STEPS = (
     Step('data', '00_data.ipynb', (), ('figures/data_examples.png',), 'The data'),
@@ -32,6 +33,8 @@ STEPS = (
          'Table 2: AV-BT probe'),
     Step('table3', 'table3_tacma.ipynb', ('avbt',), ('tables/table3.csv', 'tables/table3.md'),
          'Table 3: AV-BT + TACMA and baselines'),
+    Step('weak', 'weak_supervision.ipynb', ('avbt',), ('tables/weak.csv', 'tables/weak.md'),
+         'Weak supervision: every head from video labels (beyond the paper)', EXTENSION_SCALES),
     Step('table4', 'table4_architecture.ipynb', ('table2',), ('tables/table4.csv', 'tables/table4.md'),
          'Table 4: AV-BT architecture'),
     Step('table5', 'table5_augmentations.ipynb', ('table2',), ('tables/table5.csv', 'tables/table5.md'),
@@ -230,6 +233,7 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     if kind == 'synthetic' and not SCALES[scale].get('videos'):
         raise AVBTError(f"--scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
+    steps = tuple(s for s in steps if not s.scales or scale in s.scales or s.name in (only or ()))
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
     out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
@@ -276,9 +280,9 @@ def avbt_trainings(steps=None) -> list:
     "The AV-BT trainings the reproduction notebooks of `steps` (names; None = all) ask `Repro` for, in order."
     from avbt_tacma.datasets import TABLE5_ROWS
     names = {s.name if isinstance(s, Step) else s for s in (steps or STEPS)}
-    base = {'avbt', 'table2', 'table3', 'fig5', 'fig6', 'fig7', 'fig8', 'model', 'table4', 'table5'}
+    base = {'avbt', 'table2', 'table3', 'weak', 'fig5', 'fig6', 'fig7', 'fig8', 'model', 'table4', 'table5'}
     jobs = []
-    if names & base: jobs.append(dict(variant='baseline', spatial='table3' in names))
+    if names & base: jobs.append(dict(variant='baseline', spatial=bool(names & {'table3', 'weak'})))
     if names & {'avbt', 'table2'}: jobs.append(dict(variant='untrained', overrides=dict(epochs=0)))
     if 'table4' in names:
         jobs += [dict(variant=v, overrides=kw, ablation=True)
