@@ -8,6 +8,7 @@ import functools, math
 import numpy as np
 import torch
 from .core import AVBTError
+from .ave import T_SEGMENTS
 
 # %% auto 0
 __all__ = ['SAMPLE_RATE', 'CLIP_SECONDS', 'CLIP_SAMPLES', 'WIN', 'HOP', 'N_FFT', 'N_MELS', 'F_MIN', 'F_MAX', 'EXAMPLE_FRAMES',
@@ -17,7 +18,7 @@ __all__ = ['SAMPLE_RATE', 'CLIP_SECONDS', 'CLIP_SAMPLES', 'WIN', 'HOP', 'N_FFT',
 
 # %% ../nbs/03_audio.ipynb 5
 SAMPLE_RATE = 16000          # VGGish input rate
-CLIP_SECONDS = 10            # an AVE clip
+CLIP_SECONDS = T_SEGMENTS    # an AVE clip: T one-second segments (defined in `ave`)
 CLIP_SAMPLES = SAMPLE_RATE * CLIP_SECONDS
 WIN, HOP, N_FFT = 400, 160, 512      # 25 ms, 10 ms, next power of two of the window
 N_MELS, F_MIN, F_MAX = 64, 125.0, 7500.0

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .core import AVBTError
+from .datasets import IMAGE_SIZE
 from .backbones import audio_backbone, visual_backbone
 
 # %% auto 0
@@ -17,8 +18,8 @@ __all__ = ['AVBT_PRESETS', 'projector', 'AVBT', 'AVBTConfig', 'cross_correlation
            'make_optimizer']
 
 # %% ../nbs/10_avbt.ipynb 5
-# one module serves AVEL, PSP (nbs/13_baselines) and AGVA; its default is the paper's axis and PyTorch's init
-from .baselines import AudioGuidedAttention
+# one module serves AGVA, AVEL and PSP (nbs/09a_attention); its default is the paper's axis and PyTorch's init
+from .attention import AudioGuidedAttention
 
 # %% ../nbs/10_avbt.ipynb 8
 def projector(d_in: int,  # input width (d_l)
@@ -109,7 +110,7 @@ class AVBTConfig:
     agva_att: int = 49
     lambd: float = 5e-3                     # lambda of Eq. 2
     eps: float = 1e-6                       # guard in the per-dimension normalisation over time
-    image_size: int = 224                   # frame side in pixels
+    image_size: int = IMAGE_SIZE            # frame side in pixels
     base_lr_weights: float = 0.2            # Barlow Twins' rates at batch 256, before `lr_factor`
     base_lr_biases: float = 0.0048
     lr_factor: float = 2e-4                 # the paper's extra factor on both rates

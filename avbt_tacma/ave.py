@@ -12,7 +12,7 @@ from .core import AVBTError
 # %% auto 0
 __all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'Record',
            'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order',
-           'split_indices', 'label_matrix', 'segment_labels']
+           'split_indices', 'label_matrix', 'segment_labels', 'label_indices', 'segment_accuracy']
 
 # %% ../nbs/01_ave.ipynb 5
 CATEGORIES = [
@@ -142,3 +142,18 @@ def segment_labels(records, # `Record`s
                   ) -> np.ndarray:
     "Class index per segment [N, 10] (int64)."
     return label_matrix(records, categories).argmax(-1)
+
+# %% ../nbs/01_ave.ipynb 17
+def label_indices(y, # class indices [N, T], one-hot [N, T, C] (numpy or torch)
+                 ) -> np.ndarray:
+    "Class indices [N, T] of labels given as indices or one-hot, as a numpy array."
+    y = np.asarray(y.detach().cpu() if hasattr(y, 'detach') else y)
+    return y.argmax(-1) if y.ndim == 3 else y
+
+def segment_accuracy(preds, # predicted classes [N, T]
+                     labels, # indices [N, T] or one-hot [N, T, C]
+                    ) -> float:
+    "Accuracy over all segments pooled; `labels` as indices [N, T] or one-hot [N, T, C]."
+    p, y = label_indices(preds), label_indices(labels)
+    if p.shape != y.shape: raise AVBTError(f"predictions {p.shape} and labels {y.shape} differ in shape")
+    return float((p == y).mean())

@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from .core import AVBTError
+from .datasets import IMAGENET_MEAN, IMAGENET_STD   # re-exported: defined once, in `datasets`
 
 # %% auto 0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNET50_WEIGHTS', 'VGGISH_URL', 'VGGISH_PCA_URL', 'VGGISH_NAME_MAP', 'QUANTIZE_MIN',
-           'QUANTIZE_MAX', 'AUDIO_BACKBONES', 'VISUAL_BACKBONES', 'hub_checkpoints', 'hub_file', 'load_weight_file',
-           'ResNet50', 'resnet50_backbone', 'VGGish', 'load_vggish_state', 'load_vggish_pca', 'vggish_backbone',
-           'SmallConvNet', 'audio_backbone', 'visual_backbone']
+__all__ = ['RESNET50_WEIGHTS', 'VGGISH_URL', 'VGGISH_PCA_URL', 'VGGISH_NAME_MAP', 'QUANTIZE_MIN', 'QUANTIZE_MAX',
+           'AUDIO_BACKBONES', 'VISUAL_BACKBONES', 'hub_checkpoints', 'hub_file', 'load_weight_file', 'ResNet50',
+           'resnet50_backbone', 'VGGish', 'load_vggish_state', 'load_vggish_pca', 'vggish_backbone', 'SmallConvNet',
+           'audio_backbone', 'visual_backbone']
 
 # %% ../nbs/09_backbones.ipynb 5
 def hub_checkpoints() -> Path:
@@ -56,7 +57,6 @@ def load_weight_file(path  # a torch-saved weight file
         raise AVBTError(f"{path}: not a readable weight file ({str(e).splitlines()[0][:160]})") from e
 
 # %% ../nbs/09_backbones.ipynb 8
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RESNET50_WEIGHTS = ('IMAGENET1K_V1', 'IMAGENET1K_V2')
 
 class ResNet50(nn.Module):

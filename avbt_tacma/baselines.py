@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from .core import AVBTError
 from .ave import NUM_CLASSES, BG_INDEX
 from .tacma import Head, MLP3, TACMA
+from .attention import AudioGuidedAttention   # re-exported: defined once, in `attention`
 
 # %% auto 0
-__all__ = ['plain_attention', 'AudioGuidedAttention', 'psp_weights', 'avps_target', 'avps_loss', 'mil_psp', 'PSP', 'AVEL',
-           'CMBSAttention', 'decision_logits', 'CMBS', 'Probe']
+__all__ = ['plain_attention', 'psp_weights', 'avps_target', 'avps_loss', 'mil_psp', 'PSP', 'AVEL', 'CMBSAttention',
+           'decision_logits', 'CMBS', 'Probe']
 
 # %% ../nbs/13_baselines.ipynb 6
 def plain_attention(d_in_a: int, # audio feature width
@@ -27,46 +28,7 @@ def plain_attention(d_in_a: int, # audio feature width
         raise AVBTError("plain cross-modal attention has theta = 0; use TACMA for theta > 0")
     return TACMA(d_in_a, d_in_v, theta=0.0, **kw)
 
-# %% ../nbs/13_baselines.ipynb 9
-class AudioGuidedAttention(nn.Module):
-    "Audio-guided visual attention: a [N, Da], v [N, L, Dv] -> (weighted sum of v [N, Dv], weights [N, L])."
-    def __init__(self,
-                 a_dim: int, # audio width
-                 v_dim: int, # visual width (channels)
-                 hidden: int = 512, # width of the ReLU'd affine maps of audio and regions
-                 att: int = 49, # attention units k (the official axis needs k = number of regions)
-                 axis: str = 'paper', # 'paper': audio term added to every region; 'official': along the region axis
-                 init: str = 'torch', # 'official': Xavier-uniform weights as released; 'torch': PyTorch's default
-                 fast: bool = False, # bfloat16 region products (training speed), float32 otherwise
-                ):
-        super().__init__()
-        if axis not in ('paper', 'official'): raise AVBTError(f"axis must be 'paper' or 'official', not {axis!r}")
-        if init not in ('torch', 'official'): raise AVBTError(f"init must be 'torch' or 'official', not {init!r}")
-        self.axis, self.fast = axis, bool(fast)
-        self.v_in, self.a_in = nn.Linear(v_dim, hidden), nn.Linear(a_dim, hidden)
-        self.v_att, self.a_att = nn.Linear(hidden, att, bias=False), nn.Linear(hidden, att, bias=False)
-        self.score = nn.Linear(att, 1, bias=False)
-        if init == 'official':
-            for l in (self.v_att, self.a_att, self.score, self.a_in, self.v_in): nn.init.xavier_uniform_(l.weight)
-
-    def forward(self, a, v):
-        N, L, _ = v.shape
-        if v.dtype != torch.float32 and not self.fast:
-            raise AVBTError(f"visual features in {v.dtype} need fast=True (float32 otherwise)")
-        with torch.autocast(v.device.type, dtype=torch.bfloat16, enabled=self.fast):
-            s_v = self.v_att(F.relu(self.v_in(v)))                              # [N, L, k]: the costly part
-        s_v = s_v.float()
-        s_a = self.a_att(F.relu(self.a_in(a)))                                  # [N, k]
-        if self.axis == 'official':
-            if s_a.shape[-1] != L:
-                raise AVBTError("the official attention axis needs as many attention units as regions "
-                                f"({s_a.shape[-1]} != {L})")
-            s = s_v + s_a[:, :, None]                                           # audio unit r goes to region r
-        else: s = s_v + s_a[:, None, :]                                         # the audio term on every region
-        alpha = F.softmax(self.score(torch.tanh(s)).squeeze(-1), dim=-1)      # [N, L]
-        return (alpha[:, None, :].to(v.dtype) @ v).squeeze(1).float(), alpha   # v may be stored in bfloat16 (fast)
-
-# %% ../nbs/13_baselines.ipynb 12
+# %% ../nbs/13_baselines.ipynb 10
 def psp_weights(S: torch.Tensor, # non-negative scores [..., T, T]
                 tau: float, # threshold on the row-normalised scores
                 eps: float = 1e-8, # guard against division by 0
@@ -76,7 +38,7 @@ def psp_weights(S: torch.Tensor, # non-negative scores [..., T, T]
     A = A * (A > tau)
     return A / (A.sum(-1, keepdim=True) + eps)
 
-# %% ../nbs/13_baselines.ipynb 16
+# %% ../nbs/13_baselines.ipynb 14
 def avps_target(y: torch.Tensor,         # labels [B, T]
                 bg: int = BG_INDEX,      # background class index
                 all_bg: str = 'uniform', # target of an all-background video: 'uniform' (1/T, official) or 'zero'
@@ -99,7 +61,7 @@ def avps_loss(sim: torch.Tensor, # similarities [B, T]
     s = F.relu(sim)
     return F.mse_loss(s / (s.sum(-1, keepdim=True) + eps), avps_target(y, bg, all_bg))
 
-# %% ../nbs/13_baselines.ipynb 19
+# %% ../nbs/13_baselines.ipynb 17
 _PSP_UNUSED = ('linear_v.', 'v_classify.', 'a_classify.', 'L3.', 'L4.')     # in psp_net, never used by its forward
 _AGA_NAMES = {'affine_audio': 'a_in', 'affine_video': 'v_in', 'affine_v': 'v_att', 'affine_g': 'a_att',
               'affine_h': 'score'}
@@ -264,7 +226,7 @@ class PSP(Head):
             return k
         return _load_official(m, sd, rename, _PSP_UNUSED, 'psp_net')
 
-# %% ../nbs/13_baselines.ipynb 22
+# %% ../nbs/13_baselines.ipynb 20
 class AVEL(Head):
     "AVEL (Tian et al. 2018) as released: audio-guided visual attention over the map, Bi-LSTMs, concatenation."
     needs_spatial = True
@@ -334,7 +296,7 @@ class AVEL(Head):
             return f"attention.{_AGA_NAMES[head]}.{k.split('.', 1)[1]}" if head in _AGA_NAMES else k
         return _load_official(m, sd, rename, (), 'att_Net')
 
-# %% ../nbs/13_baselines.ipynb 31
+# %% ../nbs/13_baselines.ipynb 29
 class _AttnLayer(nn.Module):
     ("CMRAN's post-norm transformer layer as CMBS borrows it: self-attention (`memory=None`) or attention of `x` over "
      "[memory; x], then a ReLU feed-forward; sequences are [T, B, d].")
@@ -380,7 +342,7 @@ class _AVInter(nn.Module):
         g, mem = x * other, torch.cat([other, x], 0)
         return self.norm1(g + self.dropout(self.video_multihead(g, mem, mem)[0]))
 
-# %% ../nbs/13_baselines.ipynb 34
+# %% ../nbs/13_baselines.ipynb 32
 class CMBSAttention(nn.Module):
     ("CMBS's audio-guided spatial-channel attention (the release's `New_Audio_Guided_Attention`): v [B, T, H, W, C], "
      "a [B, T, Da] -> [B, T, C].")
@@ -417,7 +379,7 @@ class CMBSAttention(nn.Module):
         cs = pool(self.affine_v_s_att(F.relu(self.affine_video_2(c)) * F.relu(self.affine_audio_2(a))), c)
         return cs + self.beta * self_feat.sigmoid() * cs
 
-# %% ../nbs/13_baselines.ipynb 36
+# %% ../nbs/13_baselines.ipynb 34
 _CMBS_CONFIG = {'supervised': dict(alpha=0.1, gamma=0.3, beta=0.4), 'weak': dict(alpha=0.2, gamma=0.5, beta=0.5)}
 _CMBS_UNUSED = ('spatial_channel_att.ave_bottleneck.', 'video_norm.', 'audio_norm.', 'classifier.',
                 'audio_decoder.decoder.layers.0.self_attn.', 'video_decoder.decoder.layers.0.self_attn.',
@@ -554,7 +516,7 @@ class CMBS(Head):
                 d_model=sd['audio_cas.weight'].shape[1], d_vfc=sd['v_fc.weight'].shape[0], n_classes=n, **kw)
         return _load_official(m, sd, lambda k: k, _CMBS_UNUSED, f'{setting} CMBS')
 
-# %% ../nbs/13_baselines.ipynb 42
+# %% ../nbs/13_baselines.ipynb 40
 class Probe(Head):
     "Three-layer MLP probe on frozen features: `mode` 'a' (audio), 'v' (visual) or 'av' (sum of the two)."
     def __init__(self,

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'get_device', 'check_device', 'data_root', 'OutputError', 'os_errno',
-           'output_error', 'one_line', 'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir',
-           'check_out_file', 'check_int', 'versions', 'save_checkpoint', 'load_checkpoint', 'make_run_dir']
+__all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device', 'repo_root', 'data_root',
+           'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line', 'atomic_path', 'atomic_write_text',
+           'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int', 'versions', 'save_checkpoint',
+           'load_checkpoint', 'make_run_dir', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
@@ -19,23 +20,42 @@ class AVBTError(ValueError):
 
 # %% ../nbs/00_core.ipynb 7
 def set_seed(seed: int, # the seed
-             deterministic: bool = True, # also ask torch for deterministic kernels
             ) -> None:
-    "Seed python, numpy and torch (all devices); optionally ask torch for deterministic kernels."
+    "Seed python, numpy and torch (all devices)."
     import torch
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+
+@contextlib.contextmanager
+def seeded(seed: int, # the seed
+           deterministic: bool = True, # deterministic kernels; False: cuDNN autotuning (fast on GPUs)
+          ):
+    "Seed everything and set torch's kernel choice for the block; the previous kernel settings return on exit."
+    import torch
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.benchmark)
+    set_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    try: yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
 
 # %% ../nbs/00_core.ipynb 9
+def device_type(name: str | None = None, # 'auto'/None, or a device name (cpu, cuda, cuda:N, mps)
+               ) -> str:
+    "'cuda', 'cpu' or 'mps': the kind of device `name` means ('auto'/None: CUDA when present, else CPU)."
+    import torch
+    if name in (None, '', 'auto'): return 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(check_device(name)).type
+
 def get_device(name: str | None = None, # 'auto'/None, or a torch device name
               ):
     "`'auto'`/None picks CUDA when present, else CPU; anything else must be a valid torch device."
     import torch
-    if name in (None, '', 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name in (None, '', 'auto'): return torch.device(device_type(name))
     dev = torch.device(check_device(name))
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise AVBTError(f"device {name!r} asked for, but torch sees no CUDA GPU on this machine")
@@ -53,12 +73,19 @@ def check_device(name: str, # auto, cpu, cuda, cuda:N or mps
 
 
 # %% ../nbs/00_core.ipynb 13
+def repo_root() -> Path | None:
+    "The checkout this code runs from (the folder with settings.ini), None when the package is installed."
+    repo = Path(__file__).resolve().parent.parent
+    return repo if (repo / 'settings.ini').exists() else None
+
 def data_root() -> Path:
     "Default root for data: `$AVBT_DATA`, else `data/` of the repository (or of the working directory when installed)."
     if os.environ.get('AVBT_DATA'): return Path(os.environ['AVBT_DATA'])
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / 'settings.ini').exists(): return repo / 'data'
-    return Path.cwd() / 'data'
+    return (repo_root() or Path.cwd()) / 'data'
+
+def default_run_dir() -> Path:
+    "Default run folder of `avbt reproduce`: `runs/reproduce` of the repository (else of the working directory)."
+    return (repo_root() or Path.cwd()) / 'runs' / 'reproduce'
 
 # %% ../nbs/00_core.ipynb 15
 class OutputError(AVBTError):
@@ -252,3 +279,11 @@ def make_run_dir(path, # the run folder
     path.mkdir(parents=True, exist_ok=True)
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path
+
+# %% ../nbs/00_core.ipynb 27
+def mean_std(values, # numbers, one per seed
+            ) -> tuple:
+    "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."
+    v = np.asarray([float(x) for x in values], float)
+    if not len(v): return None, None
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

@@ -10,19 +10,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import AVBTError
+from .paper import PAPER_VALUES, TABLE5_SWITCHES
 from .ave import T_SEGMENTS
+from .audio import SAMPLE_RATE
 
 # %% auto 0
-__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_SWITCHES',
-           'TABLE5_ROWS', 'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_flags',
-           'frame_transform', 'normalize_frames', 'denormalize_frames', 'AVClipDataset', 'seed_worker', 'EpochShuffle',
-           'make_loader', 'set_loader_epoch']
+__all__ = ['MIDDLE_FRAME', 'IMAGENET_MEAN', 'IMAGENET_STD', 'IMAGE_SIZE', 'BT_CROP_SCALE', 'SMALLER_CROP_SCALE', 'TABLE5_ROWS',
+           'MemoryCache', 'AugConfig', 'gaussian_blur', 'GaussianBlur', 'table5_config', 'table5_flags',
+           'frame_transform', 'normalize_frames', 'denormalize_frames', 'check_cache', 'cache_object', 'AVClipDataset',
+           'seed_worker', 'EpochShuffle', 'make_loader', 'set_loader_epoch']
 
 # %% ../nbs/07_datasets.ipynb 5
 from .video import FRAMES_PER_SEGMENT   # re-exported: defined once, in `video`
 MIDDLE_FRAME = FRAMES_PER_SEGMENT // 2                 # 8: the evaluation frame of each segment
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)    # the statistics the ImageNet-trained ResNet-50 expects
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SIZE = 224                         # the encoder's input side (px), ResNet-50's ImageNet size
 
 # %% ../nbs/07_datasets.ipynb 7
 class MemoryCache:
@@ -50,6 +53,11 @@ class MemoryCache:
     def logmel(self, row): return self._logmel[row]
     def labels(self, row): return self._labels[row]
     def video_id(self, row): return self._ids[row]
+
+    @property
+    def inputs(self) -> dict:
+        "Frame side, log-mel framing and sample rate of the clips (what an encoder trained on them expects)."
+        return {'frame_size': int(self._frames.shape[2]), 'framing': 'segment', 'sample_rate': SAMPLE_RATE}
 
     @classmethod
     def synthetic(cls,
@@ -83,8 +91,7 @@ class MemoryCache:
 # %% ../nbs/07_datasets.ipynb 10
 BT_CROP_SCALE = (0.08, 1.0)           # Barlow Twins / torchvision default
 SMALLER_CROP_SCALE = (0.2, 1.0)       # the starred row of Table 5 (our choice of value)
-_SWITCHES = ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')
-TABLE5_SWITCHES = _SWITCHES           # the columns of Table 5, in the paper's order
+_SWITCHES = TABLE5_SWITCHES           # the columns of Table 5, in the paper's order (defined in `paper`)
 
 @dataclass
 class AugConfig:
@@ -166,22 +173,14 @@ class GaussianBlur(torch.nn.Module):
     def extra_repr(self): return f"sigma={self.sigma}"
 
 # %% ../nbs/07_datasets.ipynb 16
-def _row(crop, flip, solarize, grayscale, jitter, blur, scale=BT_CROP_SCALE):
-    return AugConfig(crop=bool(crop), flip=bool(flip), solarize=bool(solarize), grayscale=bool(grayscale),
-                     jitter=bool(jitter), blur=bool(blur), crop_scale=scale)
+def table5_config(flags: dict, # a Table 5 row's switches: 1/0 per column, 'small' for the starred crop
+                 ) -> AugConfig:
+    "The `AugConfig` of a Table 5 row given as the paper prints it (`paper.PAPER_VALUES['table5'][i]['flags']`)."
+    if set(flags) != set(_SWITCHES): raise AVBTError(f"Table 5 flags are {', '.join(_SWITCHES)}, got {sorted(flags)}")
+    scale = SMALLER_CROP_SCALE if flags['crop'] == 'small' else BT_CROP_SCALE
+    return AugConfig(crop_scale=scale, **{s: bool(flags[s]) for s in _SWITCHES})
 
-TABLE5_ROWS = [  # (config, paper accuracy); switches: crop, flip, solarize, grayscale, jitter, blur
-    (_row(1, 1, 1, 1, 1, 1, SMALLER_CROP_SCALE), 74.0),
-    (_row(1, 1, 1, 1, 1, 1), 74.5),
-    (_row(1, 0, 1, 1, 1, 1), 74.2),
-    (_row(1, 0, 0, 1, 1, 1), 74.3),
-    (_row(1, 0, 0, 0, 1, 1), 74.4),
-    (_row(1, 0, 0, 0, 0, 1), 75.6),
-    (_row(1, 0, 0, 0, 0, 0), 74.3),
-    (_row(1, 1, 0, 0, 0, 1), 74.7),
-    (_row(1, 1, 1, 1, 0, 1), 74.5),
-    (_row(0, 0, 0, 0, 0, 0), 74.4),
-]
+TABLE5_ROWS = [(table5_config(r['flags']), r['paper']) for r in PAPER_VALUES['table5']]   # (config, paper accuracy)
 
 def table5_flags(aug: AugConfig, # one row's configuration
                 ) -> dict:
@@ -191,7 +190,7 @@ def table5_flags(aug: AugConfig, # one row's configuration
 
 # %% ../nbs/07_datasets.ipynb 19
 def frame_transform(aug: AugConfig | None, # the switches; None: plain resize
-                    size: int = 224, # output side (px)
+                    size: int = IMAGE_SIZE, # output side (px)
                    ):
     ("uint8 [3, H, W] -> uint8 [3, size, size]: the Table 5 augmentations of `aug`, or a plain resize when `aug` is "
      "None.")
@@ -220,11 +219,19 @@ def denormalize_frames(x: torch.Tensor, # normalised float [..., 3, H, W]
     return (x * std + mean).clamp(0, 1)
 
 # %% ../nbs/07_datasets.ipynb 22
-def _open(cache):
-    if isinstance(cache, (str, os.PathLike)):
-        from avbt_tacma.prepare import open_cache
-        return open_cache(cache)
+def check_cache(cache  # a cache folder or a cache object
+               ):
+    "A path to a prepared cache (`avbt prepare`) must exist; a cache object (e.g. `MemoryCache`) passes as it is."
+    if isinstance(cache, (str, os.PathLike)) and not Path(cache).exists():
+        raise AVBTError(f"{cache}: cache folder not found (write one with `avbt prepare`)")
     return cache
+
+def cache_object(cache, # a cache folder, or a cache object
+                ):
+    "The reader of a prepared cache (`avbt_tacma.prepare.open_cache`), or the cache object given."
+    if not isinstance(check_cache(cache), (str, os.PathLike)): return cache
+    from avbt_tacma.prepare import open_cache
+    return open_cache(cache)
 
 def _usable_rows(cache, rows) -> np.ndarray:
     "The rows of a split whose clip is in the cache (`cache.available`: the rows present)."
@@ -239,11 +246,11 @@ class AVClipDataset(torch.utils.data.Dataset):
                  split: str, # 'train', 'val' or 'test'
                  train: bool, # random frame and augmentations (else the middle frame, no augmentation)
                  aug: AugConfig | None = None, # the augmentations; None: the default (crop + blur)
-                 size: int = 224, # frame side (px)
+                 size: int = IMAGE_SIZE, # frame side (px)
                  seed: int = 0, # seed of the per-epoch draws
                 ):
         self.cache_path = cache if isinstance(cache, (str, os.PathLike)) else None
-        c = _open(cache)
+        c = cache_object(cache)
         if split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
         self.rows = _usable_rows(c, c.splits[split])
         self.split, self.train, self.aug, self.size, self.seed = split, train, aug, size, seed
@@ -259,7 +266,7 @@ class AVClipDataset(torch.utils.data.Dataset):
     @property
     def cache(self):
         if self.cache_path is not None and (self._cache is None or self._pid != os.getpid()):
-            self._cache, self._pid = _open(self.cache_path), os.getpid()
+            self._cache, self._pid = cache_object(self.cache_path), os.getpid()
         return self._cache
 
     def __getstate__(self):

@@ -9,33 +9,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import AVBTError, get_device, load_checkpoint
-from .ave import NUM_CLASSES, CLASS_NAMES
+from .core import mean_std                            # re-exported: defined once, in `core`
+from .ave import NUM_CLASSES, CLASS_NAMES, label_indices
+from .ave import segment_accuracy                     # re-exported: defined once, in `ave`
+from .heads import rebuild_head
 from .features import FeatureSet
 
 # %% auto 0
-__all__ = ['VERDICT_RULE', 'segment_accuracy', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy', 'predict',
-           'video_predictions', 'predict_run', 'load_run', 'seed_accuracies', 'mean_std', 'effect', 'verdict',
-           'plot_confusion', 'results_table']
+__all__ = ['VERDICT_RULE', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy', 'predict', 'video_predictions',
+           'predict_run', 'load_run', 'seed_accuracies', 'effect', 'verdict', 'plot_confusion', 'results_table']
 
 # %% ../nbs/15_evaluate.ipynb 5
-def _idx(y):
-    y = np.asarray(y.detach().cpu() if torch.is_tensor(y) else y)
-    return y.argmax(-1) if y.ndim == 3 else y
-
-def segment_accuracy(preds, # predicted classes [N, T]
-                     labels, # indices [N, T] or one-hot [N, T, C]
-                    ) -> float:
-    "Accuracy over all segments pooled; `labels` as indices [N, T] or one-hot [N, T, C]."
-    p, y = _idx(preds), _idx(labels)
-    if p.shape != y.shape: raise AVBTError(f"predictions {p.shape} and labels {y.shape} differ in shape")
-    return float((p == y).mean())
-
 def confusion_matrix(preds, # predicted classes [N, T]
                      labels, # indices [N, T] or one-hot [N, T, C]
                      n_classes: int = NUM_CLASSES, # C
                     ) -> np.ndarray:
     "Counts [C, C]: rows are the true class, columns the predicted class."
-    p, y = _idx(preds).reshape(-1), _idx(labels).reshape(-1)
+    p, y = label_indices(preds).reshape(-1), label_indices(labels).reshape(-1)
     return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 def per_class_accuracy(preds, # predicted classes [N, T]
@@ -51,7 +41,7 @@ def majority_accuracy(train_labels,  # training labels, indices [N, T] or one-ho
                       test_labels,   # the labels scored, same forms
                      ) -> float:
     "Accuracy on `test_labels` of always predicting the most common label of `train_labels`."
-    tr, te = _idx(train_labels).reshape(-1), _idx(test_labels).reshape(-1)
+    tr, te = label_indices(train_labels).reshape(-1), label_indices(test_labels).reshape(-1)
     if not len(tr) or not len(te): raise AVBTError("majority_accuracy needs training and test labels (one is empty)")
     return float((te == np.bincount(tr).argmax()).mean())
 
@@ -106,7 +96,7 @@ def predict_run(path, # a head checkpoint or run folder
     try: pred, _ = predict(model, fs, split, device)
     finally:
         if hook is not None: hook.remove()
-    labels = _idx(fs.labels[fs.splits[split]])
+    labels = label_indices(fs.labels[fs.splits[split]])
     out = dict(pred=pred, labels=labels, rows=np.asarray(fs.splits[split]), seed=res['seed'], head=res['head'],
                accuracy=segment_accuracy(pred, labels))
     if return_fused: out['fused'] = torch.cat(fused).numpy() if fused else None
@@ -119,7 +109,6 @@ def load_run(path, # a head checkpoint or run folder
              device='cpu', # torch device
             ):
     "Model (eval mode, best-validation weights) and result dict of a saved head run (checkpoint file or run folder)."
-    from avbt_tacma.train_heads import build_head
     path = Path(path)
     if path.is_dir():
         cands = sorted(path.glob(f"{head or '*'}_seed{'*' if seed is None else seed}.pt"))
@@ -133,10 +122,7 @@ def load_run(path, # a head checkpoint or run folder
         cks = [load_checkpoint(c, kind='head') for c in cands]
         ck = max(cks, key=lambda c: c['result']['val_acc'])
     else: ck = load_checkpoint(path, kind='head')
-    cfg = ck['config']
-    model = build_head(cfg['head'], cfg['d_a'], cfg['d_v'], **cfg['head_kw'])
-    model.load_state_dict(ck['model'])
-    return model.to(get_device(device)).eval(), ck['result']
+    return rebuild_head(ck['config'], ck['model']).to(get_device(device)), ck['result']
 
 # %% ../nbs/15_evaluate.ipynb 18
 def seed_accuracies(summary: dict,   # what `train_heads.train_seeds` returns (or its *_summary.json)
@@ -144,13 +130,6 @@ def seed_accuracies(summary: dict,   # what `train_heads.train_seeds` returns (o
                    ) -> list:
     "Accuracies in % per seed of a `train_seeds` summary."
     return [100 * r[key] for r in summary['per_seed']]
-
-def mean_std(values, # numbers, one per seed
-            ) -> tuple:
-    "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."
-    v = np.asarray([float(x) for x in values], float)
-    if not len(v): return None, None
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 VERDICT_RULE = ("reproduced: the 95% interval of this run's effect lies entirely on the paper's side of 0; "
                 "not reproduced: it lies entirely on the other side; inconclusive: it contains 0, there are fewer "

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json,
                              save_checkpoint,
-                             load_checkpoint, get_device)
+                             load_checkpoint, get_device, one_line)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
+from .video import FRAME_SIZE
+from .datasets import IMAGE_SIZE
 from .video import write_video   # re-exported: tests and examples write their videos with it
 
 # %% auto 0
@@ -79,7 +81,7 @@ def _ffmpeg_reason(e) -> str:
 MAX_SECONDS = 1200   # 20 minutes: about 1 GB of frames and model inputs at the default sizes
 
 def decode_video(path, # a video file
-                 size: int = 256, # frame side (px)
+                 size: int = FRAME_SIZE, # frame side (px)
                  min_seconds: float = 1.0, # shorter videos are an error
                  max_seconds: float = MAX_SECONDS, # longer videos are an error
                 ) -> Video:
@@ -132,8 +134,8 @@ class Localizer:
                  avbt, # the trained AV-BT model
                  head, # the trained head
                  class_names=CLASS_NAMES, # class names of the head
-                 image_size: int = 224, # encoder input side (px)
-                 frame_size: int = 256, # decoded frame side (px)
+                 image_size: int = IMAGE_SIZE, # encoder input side (px)
+                 frame_size: int = FRAME_SIZE, # decoded frame side (px)
                  framing: str = 'segment', # log-mel framing: 'segment' or 'vggish'
                  spatial: bool = False, # the head takes the visual map (AVEL)
                  device='cpu', # torch device
@@ -324,22 +326,21 @@ def _state(ckpt: dict, where) -> dict:
         if isinstance(ckpt.get(k), dict): return ckpt[k]
     raise AVBTError(f"{where}: checkpoint holds no model state")
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {s[0][:200]}" if s else type(e).__name__
-
 def _load(path, kind: str) -> dict:
     try: return load_checkpoint(path, kind)
     except AVBTError: raise
     except Exception as e:   # torch's weights-only unpickler raises more than core catches (e.g. KeyError on junk)
-        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({_first_line(e)})") from None
+        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({one_line(e)})") from None
 
-def _cache_settings(avbt_ck: dict) -> dict:
-    "Frame size and log-mel framing of the cache the AV-BT model was trained on (the defaults when it is gone)."
-    from avbt_tacma.core import load_json
-    cache = Path(str(avbt_ck.get('config', {}).get('cache', '')))
-    st = load_json(cache / 'cache.json').get('settings', {}) if (cache / 'cache.json').is_file() else {}
-    return {'frame_size': int(st.get('size', 256)), 'framing': st.get('framing', 'segment')}
+def _input_settings(avbt_ck: dict, where) -> dict:
+    "Frame size, log-mel framing and sample rate the AV-BT model was trained on, as its checkpoint records them."
+    cfg = avbt_ck.get('config') or {}
+    if isinstance(cfg.get('inputs'), dict): return dict(cfg['inputs'])
+    cache = Path(str(cfg.get('cache', '')))          # a checkpoint from before the settings were recorded: its cache
+    if (cache / 'cache.json').is_file():
+        from avbt_tacma.prepare import open_cache
+        return open_cache(cache).inputs
+    return {}
 
 def save_pipeline(path, # the checkpoint to write
                   avbt_checkpoint, # AV-BT checkpoint (path or dict)
@@ -369,8 +370,13 @@ def save_pipeline(path, # the checkpoint to write
     names_a, names_h = a.get('class_names'), h.get('class_names')
     if names_a and names_h and list(names_a) != list(names_h):
         raise AVBTError(f"{wh}: the head's class names differ from {wa}'s")
-    prep = _cache_settings(a)
+    prep = _input_settings(a, wa)
     prep.update({k: v for k, v in dict(frame_size=frame_size, framing=framing).items() if v is not None})
+    if 'frame_size' not in prep or 'framing' not in prep:
+        raise AVBTError(f"{wa}: the checkpoint does not record the frame size and framing it was trained on, and its "
+                        "cache is gone; pass frame_size= and framing=")
+    if prep.setdefault('sample_rate', SAMPLE_RATE) != SAMPLE_RATE:
+        raise AVBTError(f"{wa}: trained on {prep['sample_rate']} Hz audio; localize feeds {SAMPLE_RATE} Hz")
     config = {'avbt': mc, 'head': hc, 'prepare': prep, 'avbt_run': a['config'],
               'sources': {'avbt': None if isinstance(avbt_checkpoint, dict) else str(avbt_checkpoint),
                           'head': None if isinstance(head_checkpoint, dict) else str(head_checkpoint)},
@@ -387,18 +393,17 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
     ck = _load(path, 'avbt_tacma')
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
-        from avbt_tacma.train_heads import build_head
+        from avbt_tacma.heads import rebuild_head
         cfg = AVBTConfig.from_dict({**ck['config']['avbt'], 'weights': 'none'})   # every weight is in the checkpoint
         avbt = AVBT(cfg, download=False)
         avbt.load_state_dict(ck['avbt_state'])
         hc, prep = ck['config']['head'], ck['config'].get('prepare') or {}
-        head = build_head(hc['head'], hc['d_a'], hc['d_v'], **(hc.get('head_kw') or {}))
-        head.load_state_dict(ck['head_state'])
+        head = rebuild_head(hc, ck['head_state'])
     except AVBTError as e: raise AVBTError(f"{path}: incompatible checkpoint ({e})") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise AVBTError(f"{path}: incompatible checkpoint ({_first_line(e)})") from None
+        raise AVBTError(f"{path}: incompatible checkpoint ({one_line(e)})") from None
     return Localizer(avbt, head, ck.get('class_names') or CLASS_NAMES, image_size=cfg.image_size,
-                     frame_size=int(prep.get('frame_size', 256)), framing=prep.get('framing', 'segment'),
+                     frame_size=int(prep['frame_size']), framing=prep['framing'],
                      spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
                      meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
 
@@ -457,7 +462,7 @@ def localize_files(paths, # video files
                                                  loc.class_names).items()}
         except OutputError: raise                                           # the disk, not this video: stop now
         except AVBTError as e: rec['error'] = str(e)
-        except Exception as e: rec['error'] = f"{p}: failed ({_first_line(e)})"   # one bad file never stops the others
+        except Exception as e: rec['error'] = f"{p}: failed ({one_line(e)})"   # one bad file never stops the others
         if echo:
             if rec['error']: echo(f"error: {rec['error']}", file=sys.stderr)
             else:

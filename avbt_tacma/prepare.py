@@ -174,6 +174,7 @@ def _start_cache(root, out, records, settings):
     write_annotations(records, out / 'Annotations.txt')
     save_json({s: v.tolist() for s, v in read_splits(root, records).items()}, out / 'splits.json')
     save_json(dict(format=CACHE_FORMAT, settings=settings, source=str(Path(root).resolve()), n_rows=len(records),
+                   synthetic=(Path(root) / 'synth_meta.json').exists(),     # made by `avbt synth`, not the AVE
                    n_frames=N_FRAMES, frames_per_segment=N_FRAMES // CLIP_SECONDS, sample_rate=SAMPLE_RATE,
                    versions=versions()), out / 'cache.json')
 
@@ -304,6 +305,13 @@ class ClipCache:
             with open(self.root / 'report.csv', newline='', encoding='utf-8') as f:
                 self.report = [dict(r, row=int(r['row'])) for r in csv.DictReader(f)]
         self.max_open, self._files, self._pid, self._checked = max_open, OrderedDict(), os.getpid(), set()
+
+    @property
+    def inputs(self) -> dict:
+        "Frame side, log-mel framing and sample rate of the clips (what an encoder trained on them expects)."
+        st = self.meta.get('settings', {})
+        return {'frame_size': int(st['size']), 'framing': st.get('framing', 'segment'),
+                'sample_rate': int(self.meta.get('sample_rate', SAMPLE_RATE))}
 
     def __getstate__(self): return {**self.__dict__, '_files': OrderedDict()}
     def __len__(self): return len(self.available)

@@ -9,77 +9,14 @@ from pathlib import Path
 import numpy as np
 from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
 from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
+from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
-__all__ = ['PAPER', 'PAPER_VALUES', 'RELEASE_VALUES', 'LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'release_value', 'paper_value',
-           'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row', 'majority_row',
-           'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'write_summary']
+__all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row',
+           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'write_summary']
 
-# %% ../nbs/17_report.ipynb 5
-PAPER = 'Applied Sciences 12, 12622 (2022)'
-
-def _row(key, label, paper, quoted=False, note=''):
-    return dict(key=key, label=label, paper=paper, quoted=quoted, note=note)
-
-# Table 5 is defined once, in `datasets` (its rows, switches and the paper's accuracy of each row)
-from .datasets import TABLE5_ROWS, TABLE5_SWITCHES as TABLE5_FLAGS, table5_flags
-
-PAPER_VALUES = {
-    'table2': [  # AV-BT encoders frozen, 3-layer MLP probe
-        _row('avel_a', 'AVEL, audio only', 59.5, True, 'Tian et al. 2018, supervised end to end'),
-        _row('avel_v', 'AVEL, visual only', 55.3, True, 'Tian et al. 2018, supervised end to end'),
-        _row('avel_av', 'AVEL, audio-visual', 71.3, True, 'Tian et al. 2018, supervised end to end'),
-        _row('probe_a', 'AV-BT probe, audio only', 63.5),
-        _row('probe_v', 'AV-BT probe, visual only', 61.0),
-        _row('probe_av', 'AV-BT probe, audio-visual (sum)', 75.6)],
-    'table3': [  # published rows, as the paper quotes them, then the paper's own result
-        _row('cman', 'CMAN', 73.3, True), _row('avrb', 'AVRB', 74.8, True), _row('avin', 'AVIN', 75.2, True),
-        _row('mpn', 'MPN', 75.2, True), _row('jcan', 'JCAN', 76.2, True),
-        _row('psp', 'PSP (without its AVPS loss)', 76.6, True, "PSP's own features; re-run here on AV-BT features"),
-        _row('avt', 'AVT', 76.8, True),
-        _row('avbt_tacma', 'AV-BT + TACMA', 77.2)],
-    'table4': [  # audio-visual / audio only / visual only probes of AV-BT variants
-        _row('baseline_av', 'Baseline, audio-visual', 75.6), _row('baseline_a', 'Baseline, audio only', 63.5),
-        _row('baseline_v', 'Baseline, visual only', 61.0),
-        _row('agva_av', 'w/ AGVA, audio-visual', 71.5, note='AGVA mixes the modalities: no unimodal probe'),
-        _row('noshare_av', 'w/o sharing projector, audio-visual', 72.5),
-        _row('noshare_a', 'w/o sharing projector, audio only', 63.0),
-        _row('noshare_v', 'w/o sharing projector, visual only', 60.4)],
-    'table5': [dict(_row(f'r{i + 1}', '', acc), flags=table5_flags(aug)) for i, (aug, acc) in enumerate(TABLE5_ROWS)],
-    'fig6': dict(best_theta=0.03, good_range=(0.01, 0.06), theta0_gain_over_probe=0.4, thetas=(0.0, 0.1),
-                 statement=('accuracy is high for theta from 0.01 to 0.06 and peaks at 0.03 (77.2, Table 3); '
-                            'theta = 0 (plain cross-modal attention) is only 0.4 points above the AV-BT probe '
-                            '(75.6, Table 2)')),
-}
-
-def _flag_label(flags: dict) -> str:
-    on = [('crop*' if v == 'small' else k) for k, v in flags.items() if v]
-    return ' + '.join(on) if on else 'none'
-for r in PAPER_VALUES['table5']: r['label'] = _flag_label(r['flags'])
-
-# Published numbers of the releases this project re-runs, in both settings (AVE test accuracy %, each on its own
-# features): quoted beside our rows, never part of the AV-BT + TACMA paper's tables. None: not quoted here.
-RELEASE_VALUES = {
-    'cmbs': dict(label='CMBS', supervised=79.3, weak=74.2, source='Xia and Zhao, CVPR 2022'),
-    'psp': dict(label='PSP (with its AVPS loss)', supervised=77.8, weak=None, source='Zhou et al., CVPR 2021'),
-    'avel': dict(label='AVEL', supervised=None, weak=None, source='Tian et al., ECCV 2018'),
-}
-
-def release_value(head: str,     # a key of RELEASE_VALUES
-                  setting: str,  # 'supervised' or 'weak'
-                 ):
-    "The published number of the release of `head` in `setting`, or None."
-    return RELEASE_VALUES.get(head, {}).get(setting)
-
-def paper_value(table: str,  # 'table2' ... 'table5'
-                key: str,    # a row key of PAPER_VALUES[table]
-               ):
-    "The paper's number for row `key` of `table` (None when the paper has none)."
-    for r in PAPER_VALUES[table]:
-        if r['key'] == key: return r['paper']
-    return None
-
-# %% ../nbs/17_report.ipynb 9
+# %% ../nbs/17_report.ipynb 6
 LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
 
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
@@ -169,7 +106,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
                             r['compared'], r['note']])
     return res, md
 
-# %% ../nbs/17_report.ipynb 10
+# %% ../nbs/17_report.ipynb 7
 def result_row(label: str,                # what the row is
                paper=None,                # the paper's number (None: the paper has none)
                values=(),                 # this run's accuracies, % per seed (in seed order)
@@ -291,7 +228,7 @@ def save_figure(fig,                      # a matplotlib figure
                    png=f'figures/{name}.png'), out / f'{name}.json')
     return out / f'{name}.png'
 
-# %% ../nbs/17_report.ipynb 13
+# %% ../nbs/17_report.ipynb 10
 def _claim(key, claim, source, a, b, paper, paired, note=''):
     return dict(key=key, claim=claim, source=source, a=a, b=b, paper=paper, paired=paired, note=note)
 
@@ -341,7 +278,7 @@ CLAIMS = [
            'not in the paper: both heads trained on video labels only (the weak setting)'),
 ]
 
-# %% ../nbs/17_report.ipynb 16
+# %% ../nbs/17_report.ipynb 13
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}

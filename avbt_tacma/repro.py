@@ -6,14 +6,17 @@
 from __future__ import annotations
 import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
-from .core import AVBTError, load_json, atomic_write_text
+from .core import AVBTError, load_json, atomic_write_text, device_type, default_run_dir, one_line
+from .video import FRAME_SIZE
+from .datasets import IMAGE_SIZE
+from .tacma import THETA
 from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'EXTENSION_SCALES', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure',
-           'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
-           'ensure_synthetic', 'source_label', 'Repro']
+__all__ = ['SCALES', 'EXTENSION_SCALES', 'TABLE4_VARIANTS', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers',
+           'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir',
+           'split_synthetic', 'ensure_synthetic', 'source_label', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -22,29 +25,29 @@ _ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3, cmbs=1e-3)
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
-                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, 0.03, 0.1), tsne_clips=24,
+                  head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, THETA, 0.1), tsne_clips=24,
                   qualitative=2),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
-                    head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, 0.03, 0.06, 0.1), tsne_clips=60,
+                    head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, THETA, 0.06, 0.1), tsne_clips=60,
                     qualitative=3),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
-                  head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, 0.02, 0.03, 0.06, 0.1),
+                  head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
                   tsne_clips=80, qualitative=4),
-    'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=256, avbt='paper', image_size=224,
-                      avbt_epochs=100,
+    'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
+                      image_size=IMAGE_SIZE, avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
                       cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
                       weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, '
                                    '2 head epochs: a check that the paper path runs; its numbers mean nothing'),
-    'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=224, avbt_epochs=100,
+    'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=IMAGE_SIZE, avbt_epochs=100,
                   avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
                   seeds=5,
@@ -62,9 +65,7 @@ def usable_cores() -> int:
 def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
             ) -> int:
     "Processes `avbt reproduce` runs at once by default: one per usable core on a CPU (at most 4), one on a GPU."
-    import torch
-    cuda = str(device).startswith('cuda') or (device == 'auto' and torch.cuda.is_available())
-    return 1 if cuda else max(1, min(4, usable_cores()))
+    return 1 if device_type(device) == 'cuda' else max(1, min(4, usable_cores()))
 
 def torch_threads(setting=None  # a scale's `threads`: a number, or None (`AVBT_THREADS`, else torch's default)
                  ) -> int | None:
@@ -166,8 +167,12 @@ def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a
         if not p.is_dir():
             raise AVBTError(f"{p}: data folder not found (give the AVE folder with Annotations.txt, "
                             "or a cache from avbt prepare)")
+        if (p / 'cache.json').exists():            # a prepared cache also holds an Annotations.txt: look for it first
+            try: fmt = load_json(p / 'cache.json').get('format', '')
+            except Exception as e: raise AVBTError(f"{p / 'cache.json'}: unreadable ({one_line(e)})") from None
+            if str(fmt).startswith('avbt_tacma.cache/'): return 'cache', p.absolute()
+            raise AVBTError(f"{p / 'cache.json'}: not written by avbt prepare (format {fmt!r})")
         if (p / 'Annotations.txt').exists(): return 'ave', p.absolute()
-        if (p / 'cache.json').exists(): return 'cache', p.absolute()
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
@@ -179,8 +184,10 @@ def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_s
     if kind == 'features': return True
     p = Path(path)
     if kind == 'cache':
-        try: p = Path(load_json(p / 'cache.json').get('source', ''))
+        try: meta = load_json(p / 'cache.json')
         except Exception: return True
+        if 'synthetic' in meta: return not meta['synthetic']          # recorded by `prepare` (the source may move)
+        p = Path(meta.get('source', ''))
     return not (p / 'synth_meta.json').exists()
 
 def synthetic_dir(out,        # the run folder
@@ -250,6 +257,14 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
 # %% ../nbs/18_repro.ipynb 14
+TABLE4_VARIANTS = {'baseline': {}, 'noshare': dict(shared_projector=False), 'agva': dict(agva=True)}
+
+def table5_variant(aug, # the row's `AugConfig`
+                  ) -> str:
+    "The variant name (run folder prefix) of the AV-BT model trained with the augmentations `aug` (Table 5)."
+    return 'aug-' + aug.name.replace('*', 'S').replace('+', '-')
+
+# %% ../nbs/18_repro.ipynb 17
 def _key(parts, *modules) -> str:
     "Short hash of a model's settings and of the code that trains it (other code: a new model, in its own folder)."
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
@@ -298,7 +313,7 @@ class Repro:
              seeds: int = 0,                 # seeds per head (0: the scale's)
              out='') -> 'Repro':             # the run folder ('': runs/reproduce of the checkout)
         "From a notebook's parameters; by hand (no papermill) it fills in the run folder and data as `reproduce` would."
-        out = Path(out) if out else Path(__file__).resolve().parent.parent / 'runs' / 'reproduce'
+        out = Path(out) if out else default_run_dir()
         if data_source == 'synthetic' and not data: data = ensure_synthetic(out, scale)
         return cls(step, out, scale, data_source, data, device, seeds or None)
 
@@ -328,7 +343,7 @@ class Repro:
             raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
         from avbt_tacma.prepare import prepare
         c = self.out / 'cache' / self.data.name
-        size = self.S.get('cache_size') or self.S['size'] or 256
+        size = self.S.get('cache_size') or self.S['size'] or FRAME_SIZE
         if not (c / '.complete').exists():
             r = prepare(self.data, c, workers=os.cpu_count() or 1, size=size, progress=False)
             print(r['line'])

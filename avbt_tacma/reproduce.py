@@ -7,8 +7,9 @@ from __future__ import annotations
 import os, sys, ast, json, time, hashlib, logging, argparse, datetime
 from dataclasses import dataclass
 from pathlib import Path
-from .core import AVBTError, save_json
+from .core import AVBTError, save_json, repo_root, default_run_dir
 from .report import write_summary
+from .repro import TABLE4_VARIANTS, table5_variant
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
                               source_label, cpu_jobs, usable_cores, EXTENSION_SCALES)
 
@@ -211,14 +212,14 @@ def run_steps(out,            # the run folder
 
 def paper_notebooks() -> Path:
     "The folder of the reproduction notebooks (`nbs/paper` of the repository)."
-    d = Path(__file__).resolve().parent.parent / 'nbs' / 'paper'
+    d = (repo_root() or Path.cwd()) / 'nbs' / 'paper'
     if not d.is_dir():
         raise AVBTError(f"{d}: the reproduction notebooks are not here; run avbt reproduce from a clone of the "
                         "repository")
     return d
 
 # %% ../nbs/19_reproduce.ipynb 16
-def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out='runs/reproduce',
+def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out=None,
               force: bool = False, seeds: int | None = None, notebooks=None, log=print, gpus=None,
               train_only: bool = False,
               jobs: int | None = None,  # processes at once on a CPU (None: `cpu_jobs`); each gets its share of cores
@@ -236,7 +237,7 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     steps = tuple(s for s in steps if not s.scales or scale in s.scales or s.name in (only or ()))
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
-    out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out or default_run_dir()).absolute(); out.mkdir(parents=True, exist_ok=True)
     S = SCALES[scale]
     if kind == 'synthetic': path = ensure_synthetic(out, scale, log)
     n_seeds = int(seeds or S['seeds'])
@@ -270,8 +271,8 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
 
 def _device_id(device: str) -> str:
     "`train_parallel`'s name of one device: 'cpu', or the CUDA id of cuda / cuda:N / auto with a GPU."
-    import torch
-    if device == 'cpu' or (device == 'auto' and not torch.cuda.is_available()): return 'cpu'
+    from avbt_tacma.core import device_type
+    if device_type(device) != 'cuda': return 'cpu'
     return device.split(':')[1] if ':' in device else '0'
 
 
@@ -285,10 +286,9 @@ def avbt_trainings(steps=None) -> list:
     if names & base: jobs.append(dict(variant='baseline', spatial=bool(names & {'table3', 'weak'})))
     if names & {'avbt', 'table2'}: jobs.append(dict(variant='untrained', overrides=dict(epochs=0)))
     if 'table4' in names:
-        jobs += [dict(variant=v, overrides=kw, ablation=True)
-                 for v, kw in (('baseline', {}), ('noshare', dict(shared_projector=False)), ('agva', dict(agva=True)))]
+        jobs += [dict(variant=v, overrides=kw, ablation=True) for v, kw in TABLE4_VARIANTS.items()]
     if 'table5' in names:
-        jobs += [dict(variant='aug-' + a.name.replace('*', 'S').replace('+', '-'), aug_row=i, ablation=True)
+        jobs += [dict(variant=table5_variant(a), aug_row=i, ablation=True)
                  for i, (a, _) in enumerate(TABLE5_ROWS)]
     return jobs
 
@@ -384,8 +384,9 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
                    help='comma-separated steps to run, dependencies included: ' + ','.join(s.name for s in STEPS))
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto (default %(default)s)')
     p.add_argument('--seeds', type=int, help='number of seeds of every head (default: the scale\'s)')
-    p.add_argument('--out', default='runs/reproduce',
-                   help='run folder: notebooks, tables, figures, models, summary (default %(default)s)')
+    p.add_argument('--out', default=None,
+                   help='run folder: notebooks, tables, figures, models, summary (default: runs/reproduce of the '
+                   'repository, of the working directory when installed)')
     p.add_argument('--force', action='store_true',
                    help='re-execute the selected notebooks even when they are up to date')
     p.add_argument('--gpus', help='train the AV-BT models of the selected steps first, in parallel, one process per '

@@ -10,9 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import AVBTError
 from .ave import NUM_CLASSES
+from .paper import PAPER_VALUES
+
+THETA = PAPER_VALUES['fig6']['best_theta']   # the paper's theta (Eq. 4), the best of Fig. 6
 
 # %% auto 0
-__all__ = ['Head', 'mil_max_softmax', 'MLP3', 'temporal_weights', 'TACMA']
+__all__ = ['THETA', 'Head', 'mil_max_softmax', 'MLP3', 'temporal_weights', 'TACMA']
 
 # %% ../nbs/12_tacma.ipynb 5
 class Head(nn.Module):
@@ -76,7 +79,7 @@ class TACMA(Head):
                  d_l: int = 512,                # working width; a stream of another width is first mapped to it
                  d_h: int = 512,                # width of the shared queries and keys (W_a1, W_v1)
                  d_e: int = 256,                # width of f_{v<-a}, f_{a<-v} (W_a3, W_v3)
-                 theta: float = 0.03,           # Eq. 4; 0 is plain cross-modal attention
+                 theta: float = THETA,          # Eq. 4; 0 is plain cross-modal attention
                  eq6: str = 'consistent',       # 'consistent' (our reading of Eq. 6) or 'printed'
                  mlp=(256, 128),                # hidden widths of the Eq. 8 classifier
                  n_classes: int = NUM_CLASSES,  # output classes, background included

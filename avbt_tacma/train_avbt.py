@@ -10,17 +10,17 @@ import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .core import AVBTError, set_seed, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
+from .core import AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
+from .datasets import check_cache, cache_object   # re-exported: defined once, in `datasets`
 
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state', 'check_cache', 'cache_object',
-           'train_avbt', 'plot_loss', 'extract_features', 'train_avbt_parser', 'train_avbt_main', 'extract_parser',
-           'extract_main']
+__all__ = ['log', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state', 'train_avbt', 'plot_loss',
+           'extract_features', 'train_avbt_parser', 'train_avbt_main', 'extract_parser', 'extract_main']
 
 # %% ../nbs/11_train_avbt.ipynb 6
 def dist_setup(device: torch.device  # the device asked for; under torchrun on CUDA, LOCAL_RANK picks the GPU
@@ -97,23 +97,10 @@ def set_rng_state(st: dict  # what `rng_state` returned
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/11_train_avbt.ipynb 15
-def check_cache(cache  # a cache folder or a cache object
-               ):
-    "A path to a prepared cache (`avbt prepare`) must exist; a cache object (e.g. `MemoryCache`) passes as it is."
-    if isinstance(cache, (str, os.PathLike)) and not Path(cache).exists():
-        raise AVBTError(f"{cache}: cache folder not found (write one with `avbt prepare`)")
-    return cache
-
-def cache_object(cache, # a cache folder, or a cache object
-                ):
-    "The reader of a prepared cache (`avbt_tacma.prepare.open_cache`), or the cache object given."
-    if not isinstance(check_cache(cache), (str, os.PathLike)): return cache
-    from avbt_tacma.prepare import open_cache
-    return open_cache(cache)
-
-def _run_config(cfg, aug, seed, cache) -> dict:
+def _run_config(cfg, aug, seed, cache, inputs: dict) -> dict:
     return {'model': cfg.to_dict(), 'aug': dataclasses.asdict(aug), 'seed': seed,
-            'cache': str(cache) if isinstance(cache, (str, os.PathLike)) else type(cache).__name__}
+            'cache': str(cache) if isinstance(cache, (str, os.PathLike)) else type(cache).__name__,
+            'inputs': inputs}   # frame size, framing, sample rate: what inference must feed the encoders
 
 def _same_or_fail(ck: dict, cfg, aug, seed, path):
     "On resume, insist that the run's settings are the checkpoint's."
@@ -176,76 +163,77 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
     cfg, aug, seed = cfg or AVBTConfig.preset('paper'), aug or AugConfig(), seed or 0
     rank, world, device = dist_setup(get_device(device))
     if cfg.batch_size % world: raise AVBTError(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
-    set_seed(seed, deterministic=device.type == 'cpu')                  # on GPUs: fast kernels (cuDNN autotuning)
-    if device.type == 'cuda': torch.backends.cudnn.benchmark = True
-    ds = AVClipDataset(cache, 'train', train=True, aug=aug, size=cfg.image_size, seed=seed)
-    if len(ds) < cfg.batch_size:
-        raise AVBTError(f"{cache}: {len(ds)} training clips, fewer than one batch of {cfg.batch_size} "
-                        "(lower --batch-size)")
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    loader = make_loader(ds, cfg.batch_size // world, workers=workers, pin_memory=device.type == 'cuda', drop_last=True,
-                         sampler=sampler, seed=seed)
-    cuda = device.type == 'cuda'
-    model = AVBT(cfg).to(device, memory_format=torch.channels_last) if cuda else AVBT(cfg).to(device)
-    if world > 1: model = sync_batchnorm(model, device)
-    optimizer = make_optimizer(model, cfg)                              # LARS, lr set per step by adjust_lr
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None) if world > 1 else model
-    start_epoch = step = 0
-    seconds0, last = 0.0, None
-    if ck is not None:
-        model.load_state_dict(ck['model'])
-        optimizer.load_state_dict(ck['optimizer'])
-        start_epoch, step, seconds0 = ck['epoch'], ck['step'], ck.get('seconds', 0.0)
-        set_rng_state(ck['rng'])
-    config = _run_config(cfg, aug, seed, cache)
-    if rank == 0:
-        make_run_dir(out, {**config, 'world_size': world, 'device': str(device)})
-        for tmp in [*out.glob('.checkpoint.pt.*'), *out.glob('.avbt.pt.*')]: tmp.unlink()  # left by a kill mid-save
-        logf, logw = _log_writer(out / 'log.csv', step if ck is not None else None)
-        tb = _tensorboard(out)
-    steps_per_epoch = len(loader)
-    total = cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    t0 = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
-        if max_steps is not None and step >= max_steps: break
-        set_loader_epoch(loader, epoch)                                # the sampler's order, the dataset's draws
-        net.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0, leave=False)
-        for batch in bar:
-            adjust_lr(optimizer, step, total, warmup, cfg, cfg.batch_size)
-            logmel = batch['logmel'].to(device, non_blocking=True)
-            frames = batch['frames'].to(device, non_blocking=True)
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=cuda):
-                z_a, z_v = net(logmel, frames)
-            loss = avbt_loss(z_a, z_v, cfg.lambd, cfg.eps, distributed=world > 1)   # in float32
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if rank == 0 and step % log_every == 0:
-                row = dict(epoch=epoch, step=step, loss=loss.item(), lr_weights=optimizer.param_groups[0]['lr'],
-                           lr_biases=optimizer.param_groups[1]['lr'], seconds=round(seconds0 + time.time() - t0, 3))
-                logw.writerow(row)
-                bar.set_postfix(loss=f"{row['loss']:.4g}")
-                if tb:
-                    tb.add_scalar('loss', row['loss'], step)
-                    tb.add_scalar('lr_weights', row['lr_weights'], step)
-            step += 1
-            last = loss.detach()
+    with seeded(seed, deterministic=device.type == 'cpu'):             # on GPUs: fast kernels (cuDNN autotuning)
+        ds = AVClipDataset(cache, 'train', train=True, aug=aug, size=cfg.image_size, seed=seed)
+        if len(ds) < cfg.batch_size:
+            raise AVBTError(f"{cache}: {len(ds)} training clips, fewer than one batch of {cfg.batch_size} "
+                            "(lower --batch-size)")
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        loader = make_loader(ds, cfg.batch_size // world, workers=workers, pin_memory=device.type == 'cuda',
+                             drop_last=True,
+                             sampler=sampler, seed=seed)
+        cuda = device.type == 'cuda'
+        model = AVBT(cfg).to(device, memory_format=torch.channels_last) if cuda else AVBT(cfg).to(device)
+        if world > 1: model = sync_batchnorm(model, device)
+        optimizer = make_optimizer(model, cfg)                              # LARS, lr set per step by adjust_lr
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None) if world > 1 else model
+        start_epoch = step = 0
+        seconds0, last = 0.0, None
+        if ck is not None:
+            model.load_state_dict(ck['model'])
+            optimizer.load_state_dict(ck['optimizer'])
+            start_epoch, step, seconds0 = ck['epoch'], ck['step'], ck.get('seconds', 0.0)
+            set_rng_state(ck['rng'])
+        config = _run_config(cfg, aug, seed, cache, ds.cache.inputs)
+        if rank == 0:
+            make_run_dir(out, {**config, 'world_size': world, 'device': str(device)})
+            for tmp in [*out.glob('.checkpoint.pt.*'), *out.glob('.avbt.pt.*')]: tmp.unlink()  # left by a kill mid-save
+            logf, logw = _log_writer(out / 'log.csv', step if ck is not None else None)
+            tb = _tensorboard(out)
+        steps_per_epoch = len(loader)
+        total = cfg.epochs * steps_per_epoch
+        warmup = cfg.warmup_epochs * steps_per_epoch
+        t0 = time.time()
+        for epoch in range(start_epoch, cfg.epochs):
             if max_steps is not None and step >= max_steps: break
-        if rank == 0 and step == (epoch + 1) * steps_per_epoch:          # the epoch ran to its end
-            save_checkpoint(ck_path, 'avbt', config, {'model': model.state_dict(), 'optimizer': optimizer.state_dict()},
-                            CLASS_NAMES, epoch=epoch + 1, step=step, rng=rng_state(), world_size=world,
-                            seconds=seconds0 + time.time() - t0)
-    if rank == 0:
-        logf.close()
-        if tb: tb.close()
-        save_checkpoint(out / 'avbt.pt', 'avbt', config, {'model': model.state_dict()}, CLASS_NAMES,
-                        epoch=min(cfg.epochs, step // steps_per_epoch), step=step, finished=step >= total)
-        last_loss = float('nan') if last is None else last.item()
-        log.info(f"AV-BT: {step} steps, last loss {last_loss:.4g}; model in {out / 'avbt.pt'}")
-    if world > 1: dist.barrier()
-    return out / 'avbt.pt'
+            set_loader_epoch(loader, epoch)                                # the sampler's order, the dataset's draws
+            net.train()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0, leave=False)
+            for batch in bar:
+                adjust_lr(optimizer, step, total, warmup, cfg, cfg.batch_size)
+                logmel = batch['logmel'].to(device, non_blocking=True)
+                frames = batch['frames'].to(device, non_blocking=True)
+                with torch.autocast('cuda', dtype=torch.bfloat16, enabled=cuda):
+                    z_a, z_v = net(logmel, frames)
+                loss = avbt_loss(z_a, z_v, cfg.lambd, cfg.eps, distributed=world > 1)   # in float32
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if rank == 0 and step % log_every == 0:
+                    row = dict(epoch=epoch, step=step, loss=loss.item(), lr_weights=optimizer.param_groups[0]['lr'],
+                               lr_biases=optimizer.param_groups[1]['lr'], seconds=round(seconds0 + time.time() - t0, 3))
+                    logw.writerow(row)
+                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+                    if tb:
+                        tb.add_scalar('loss', row['loss'], step)
+                        tb.add_scalar('lr_weights', row['lr_weights'], step)
+                step += 1
+                last = loss.detach()
+                if max_steps is not None and step >= max_steps: break
+            if rank == 0 and step == (epoch + 1) * steps_per_epoch:          # the epoch ran to its end
+                save_checkpoint(ck_path, 'avbt', config,
+                                {'model': model.state_dict(), 'optimizer': optimizer.state_dict()},
+                                CLASS_NAMES, epoch=epoch + 1, step=step, rng=rng_state(), world_size=world,
+                                seconds=seconds0 + time.time() - t0)
+        if rank == 0:
+            logf.close()
+            if tb: tb.close()
+            save_checkpoint(out / 'avbt.pt', 'avbt', config, {'model': model.state_dict()}, CLASS_NAMES,
+                            epoch=min(cfg.epochs, step // steps_per_epoch), step=step, finished=step >= total)
+            last_loss = float('nan') if last is None else last.item()
+            log.info(f"AV-BT: {step} steps, last loss {last_loss:.4g}; model in {out / 'avbt.pt'}")
+        if world > 1: dist.barrier()
+        return out / 'avbt.pt'
 
 # %% ../nbs/11_train_avbt.ipynb 21
 def plot_loss(run,       # a run folder of `train_avbt`

@@ -9,18 +9,19 @@ from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from .core import AVBTError, set_seed, get_device, save_checkpoint, save_json, load_json, make_run_dir
+from .core import AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features, video_level_labels
-from .tacma import TACMA
-from .baselines import PSP, AVEL, CMBS, Probe, plain_attention
-from .evaluate import segment_accuracy, mean_std
+from .core import mean_std
+from .ave import segment_accuracy
+# the registry is defined once, in `heads`; re-exported here
+from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['HEADS', 'RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'synthetic_features', 'check_head', 'build_head', 'head_class',
-           'head_needs_spatial', 'features_for', 'check_setting', 'recipe_for', 'table3_recipe', 'features_source',
-           'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch', 'features_fingerprint', 'train_head', 'summarize',
-           'summary_name', 'train_seeds', 'format_summary', 'train_tacma_parser', 'train_tacma_main']
+__all__ = ['RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'synthetic_features', 'features_for', 'check_setting', 'recipe_for',
+           'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch',
+           'features_fingerprint', 'train_head', 'summarize', 'summary_name', 'train_seeds', 'format_summary',
+           'train_tacma_parser', 'train_tacma_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -85,44 +86,6 @@ def synthetic_features(n_videos: int = 600, # clips
                       [f'synth{i:05d}' for i in range(n_videos)], meta, video_level_labels(labels), noisy)
 
 # %% ../nbs/14_train_heads.ipynb 8
-HEADS = {
-    'tacma': TACMA,                                  # AV-BT + TACMA (theta = 0.03)
-    'cma': plain_attention,                          # plain cross-modal attention (TACMA, theta = 0)
-    'psp': partial(PSP, avps=False),                 # PSP without its AVPS loss (as quoted in the paper)
-    'psp_avps': partial(PSP, avps=True),             # PSP with the AVPS loss
-    'avel': AVEL,                                    # AVEL, needs spatial visual features
-    'cmbs': CMBS,                                    # CMBS, needs spatial visual features
-    'probe_a': partial(Probe, mode='a'),             # Table 2 probes
-    'probe_v': partial(Probe, mode='v'),
-    'probe_av': partial(Probe, mode='av'),
-}
-def check_head(head: str, # a registered head name (see `HEADS`)
-              ) -> str:
-    if head not in HEADS: raise AVBTError(f"unknown head {head!r} (choose from {', '.join(HEADS)})")
-    return head
-
-def build_head(head: str, # a registered head name (see `HEADS`)
-               d_a: int, # audio feature width
-               d_v: int, # visual feature width (channels)
-               **kw, # the head's own arguments
-              ):
-    "Build the head `head` for audio width `d_a` and visual width (channels) `d_v`."
-    try: return HEADS[check_head(head)](d_a, d_v, **kw)
-    except AVBTError: raise
-    except (TypeError, ValueError) as e: raise AVBTError(f"head {head!r}: {e}") from e
-
-def head_class(head: str, # a registered head name (see `HEADS`)
-              ) -> type:
-    "The `Head` class that the registry entry `head` builds."
-    f = HEADS[check_head(head)]
-    f = f.func if isinstance(f, partial) else f
-    return TACMA if f is plain_attention else f
-
-def head_needs_spatial(head: str, # a registered head name (see `HEADS`)
-                      ) -> bool:
-    "Whether `head` takes the spatial visual map (read from `Head.needs_spatial`, the only record of it)."
-    return bool(head_class(head).needs_spatial)
-
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
 
 def features_for(fs: FeatureSet, # the features
@@ -330,37 +293,37 @@ def train_head(fs: FeatureSet, # the features
         old = load_json(stem.with_suffix('.json'))
         if old.get('config') == config and stem.with_suffix('.pt').exists(): return old
 
-    set_seed(seed)
-    dev = get_device(device)
-    model = build_head(head, d_a, d_v, **head_kw).to(dev)
-    data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
-    if weak: data['train'] = [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in fs.weak_train()]
-    if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    history, best, best_state, t0 = [], None, None, time.time()
-    from tqdm.auto import trange
-    bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
-    for ep in bar:
-        loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr, weak=weak)
-        rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
-                   val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
-        history.append(rec)
-        if best is None or rec['val_acc'] > best['val_acc']:
-            best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-        bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
-    on_test = max(history, key=lambda r: r['test_acc'])
-    result = dict(head=head, seed=seed, setting=setting, best_epoch=best['epoch'], val_acc=best['val_acc'],
-                  test_acc=best['test_acc'],
-                  test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
-                  n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
-                  device=str(dev), config=config, history=history)
-    if stem is not None:
-        make_run_dir(stem.parent)
-        save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
-                        result=result)
-        save_json(result, stem.with_suffix('.json'))
-    return result
+    with seeded(seed):                                  # deterministic kernels for this run only
+        dev = get_device(device)
+        model = build_head(head, d_a, d_v, **head_kw).to(dev)
+        data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
+        if weak: data['train'] = [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in fs.weak_train()]
+        if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        history, best, best_state, t0 = [], None, None, time.time()
+        from tqdm.auto import trange
+        bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
+        for ep in bar:
+            loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr, weak=weak)
+            rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
+                       val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
+            history.append(rec)
+            if best is None or rec['val_acc'] > best['val_acc']:
+                best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
+        on_test = max(history, key=lambda r: r['test_acc'])
+        result = dict(head=head, seed=seed, setting=setting, best_epoch=best['epoch'], val_acc=best['val_acc'],
+                      test_acc=best['test_acc'],
+                      test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
+                      n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
+                      device=str(dev), config=config, history=history)
+        if stem is not None:
+            make_run_dir(stem.parent)
+            save_checkpoint(stem.with_suffix('.pt'), 'head', config, {'model': best_state}, class_names=fs.class_names,
+                            result=result)
+            save_json(result, stem.with_suffix('.json'))
+        return result
 
 # %% ../nbs/14_train_heads.ipynb 21
 def summarize(results: list, # per-seed results of one head

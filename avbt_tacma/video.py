@@ -30,7 +30,7 @@ def write_video(path, # the .mp4 to write (atomically)
                 frames=None, # RGB uint8 [N, H, W, 3], or None: no video stream
                 fps: float = 25, # frame rate
                 tracks=(), # audio tracks, each [channels, samples] float, 1-2 channels; the first is the default
-                sample_rate: int = 16000, # rate of every audio track
+                sample_rate: int = SAMPLE_RATE, # rate of every audio track
                 crf: int = 23, # x264 quality (lower: better, bigger)
                 fast_aac: bool = False, # FFmpeg's fast AAC coder at 64 kb/s: quicker for bulk synthetic data
                 threads: int = 0, # x264 threads, 0: FFmpeg's choice; 1 makes the bytes the same on every machine

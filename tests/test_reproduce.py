@@ -128,21 +128,34 @@ def test_paper_values_complete():
     assert list(v['table5'].values()) == [74.0, 74.5, 74.2, 74.3, 74.4, 75.6, 74.3, 74.7, 74.5, 74.4]
     assert PAPER_VALUES['fig6']['best_theta'] == 0.03 and PAPER_VALUES['fig6']['good_range'] == (0.01, 0.06)
 
+def _avbt(*args, timeout=1500):
+    r = subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
 @pytest.mark.slow
 def test_reproduce_smoke_end_to_end(tmp_path):
-    "`avbt reproduce --scale smoke` writes every table, figure, the report and the model; a second run executes nothing."
+    """The README's paper-scale command shape (`avbt reproduce --data <prepared cache>`) at the smoke scale, on a cache
+    that `avbt prepare` made from `avbt synth` videos: every table, figure, the report and the model; a second run
+    executes nothing."""
+    _avbt('synth', '--out', tmp_path / 'syn', '--videos', 64, '--classes', 4, '--size', 64, '--fps', 8, '--workers', 2)
+    _avbt('prepare', '--ave-root', tmp_path / 'syn', '--out', tmp_path / 'cache', '--size', 64, '--workers', 2)
     out = tmp_path / 'run'
-    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--out', str(out), '--device', 'cpu']
+    args = ['reproduce', '--scale', 'smoke', '--data', tmp_path / 'cache', '--out', out, '--device', 'cpu']
     t0 = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = _avbt(*args)
     print(f"smoke reproduce: {time.time() - t0:.0f} s")
+    run = json.loads((out / 'run.json').read_text())
+    assert (run['data_source'], run['real_ave'], run['source']) == ('cache', False, 'synthetic cache (cache)')
+    assert not (out / 'cache').exists() and not (out / 'data').exists()     # the given cache is used, not re-made
     for t in ('table2', 'table3', 'table4', 'table5'):
         assert (out / 'tables' / f'{t}.csv').exists() and (out / 'tables' / f'{t}.md').exists()
     for s in STEPS:
         for o in s.outputs: assert (out / o).exists() == (not s.scales or 'smoke' in s.scales), o   # weak: not at smoke
     text = (out / 'summary.md').read_text()
     assert '| paper | this run |' in text and 'scale smoke' in text and '(quoted)' in text
+    assert 'synthetic cache' in text and 'AVE videos' not in text and 'AVE cache' not in text
     assert text.index('## Claims') < text.index('## Steps') and 'Δ' not in text          # synthetic data: no paper subtraction
     assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
     import csv
@@ -153,8 +166,26 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
-    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r2.returncode == 0 and 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
+    r2 = _avbt(*args, timeout=600)
+    assert 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
+
+def test_data_source_prepared_cache_is_a_cache(tmp_path):
+    "A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when moved."
+    from avbt_tacma.repro import data_source, is_real_ave, source_label
+    from avbt_tacma.prepare import CACHE_FORMAT
+    from avbt_tacma.core import AVBTError, save_json
+    c = tmp_path / 'c'; c.mkdir(); (c / 'Annotations.txt').write_text('Category&VideoID&Quality&StartTime&EndTime\n')
+    save_json(dict(format=CACHE_FORMAT, source=str(tmp_path / 'gone'), synthetic=True), c / 'cache.json')
+    kind, p = data_source(c)
+    assert (kind, is_real_ave(kind, p), source_label(kind, p, 'smoke')) == ('cache', False, 'synthetic cache (c)')
+    save_json(dict(format=CACHE_FORMAT, source=str(tmp_path / 'gone'), synthetic=False), c / 'cache.json')
+    assert is_real_ave(*data_source(c)) and source_label(*data_source(c), 'smoke') == 'AVE cache (c)'
+    save_json(dict(format='something else'), c / 'cache.json')
+    with pytest.raises(AVBTError, match='not written by avbt prepare'): data_source(c)
+    (c / 'cache.json').write_text('{broken')
+    with pytest.raises(AVBTError, match='unreadable'): data_source(c)
+    (c / 'cache.json').unlink()
+    assert data_source(c)[0] == 'ave'                                     # no cache.json: an AVE folder
 
 def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch):
     "A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do not count."
