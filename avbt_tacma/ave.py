@@ -11,8 +11,9 @@ from .core import AVBTError
 
 # %% auto 0
 __all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'Record',
-           'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'read_order',
-           'split_indices', 'label_matrix', 'segment_labels', 'label_indices', 'segment_accuracy']
+           'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'check_order',
+           'check_split_overlap', 'read_order', 'split_indices', 'label_matrix', 'segment_labels', 'label_indices',
+           'segment_accuracy']
 
 # %% ../nbs/01_ave.ipynb 5
 CATEGORIES = [
@@ -100,15 +101,50 @@ def write_annotations(records, # `Record`s to write
     return atomic_write_text(path, '\n'.join(lines) + '\n')
 
 # %% ../nbs/01_ave.ipynb 11
+def check_order(order, # the raw row indices of one split
+                n_rows: int | None, # the rows they index; None: no upper bound
+                what: str, # the split or file, for the error
+               ) -> np.ndarray:
+    "`order` as int64 row indices [K] when they are whole numbers in 0..n_rows-1, each once; else a one-line error."
+    x = np.asarray(order)
+    if x.dtype.kind not in 'iuf' or x.dtype == bool:
+        raise AVBTError(f"{what}: row indices must be whole numbers, got {x.dtype.name} values")
+    x = x.reshape(-1)
+    if x.dtype.kind == 'f':
+        if not (np.isfinite(x).all() and (x == np.round(x)).all()):
+            bad = x[~(np.isfinite(x) & (x == np.round(x)))][0]
+            raise AVBTError(f"{what}: row indices must be whole numbers, got {float(bad)!r}")
+    x = x.astype(np.int64)
+    if (x < 0).any(): raise AVBTError(f"{what}: negative row index {int(x[x < 0][0])}")
+    if n_rows is not None and (x >= n_rows).any():
+        raise AVBTError(f"{what}: row index {int(x[x >= n_rows][0])} out of range (there are {n_rows} rows)")
+    u, c = np.unique(x, return_counts=True)
+    if (c > 1).any(): raise AVBTError(f"{what}: row {int(u[c > 1][0])} is listed {int(c[c > 1][0])} times")
+    return x
+
+def check_split_overlap(splits: dict, # split name -> row indices
+                        what: str = 'splits', # where they come from, for the error
+                       ) -> None:
+    "A one-line `AVBTError` when a row is in two splits (e.g. a test clip that is also trained on)."
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = np.intersect1d(np.asarray(splits[a]), np.asarray(splits[b]))
+            if len(both):
+                raise AVBTError(f"{what}: {len(both)} row(s) in both {a} and {b} (the first is row {int(both[0])}); "
+                                "a clip may be in one split only")
+
 def read_order(path, # an AVEL `*_order.h5` file
+               n_rows: int | None = None, # rows of Annotations.txt; None: no upper bound
               ) -> np.ndarray:
-    "Row indices into Annotations.txt from an AVEL order file (HDF5, key `order`)."
+    "Row indices into Annotations.txt from an AVEL order file (HDF5, key `order`), checked by `check_order`."
     import h5py
     path = Path(path)
     if not path.exists(): raise AVBTError(f"{path}: order file not found")
     try:
-        with h5py.File(path, 'r') as f: return np.asarray(f['order'][()], dtype=np.int64).reshape(-1)
+        with h5py.File(path, 'r') as f: raw = f['order'][()]
     except (OSError, KeyError) as e: raise AVBTError(f"{path}: not an order file with key 'order' ({e})") from e
+    return check_order(raw, n_rows, str(path))
 
 def split_indices(annotations, # all records (Annotations.txt)
                   split_records, # the records of one split list
@@ -123,7 +159,7 @@ def split_indices(annotations, # all records (Annotations.txt)
         out.append(rows[r].popleft())
     return np.array(out, dtype=np.int64)
 
-# %% ../nbs/01_ave.ipynb 13
+# %% ../nbs/01_ave.ipynb 14
 def label_matrix(records, # `Record`s
                  categories=None, # the class list; None: the 28 AVE categories
                 ) -> np.ndarray:
@@ -143,7 +179,7 @@ def segment_labels(records, # `Record`s
     "Class index per segment [N, 10] (int64)."
     return label_matrix(records, categories).argmax(-1)
 
-# %% ../nbs/01_ave.ipynb 17
+# %% ../nbs/01_ave.ipynb 18
 def label_indices(y, # class indices [N, T], one-hot [N, T, C] (numpy or torch)
                  ) -> np.ndarray:
     "Class indices [N, T] of labels given as indices or one-hot, as a numpy array."

@@ -4,11 +4,12 @@
 
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
-import re, sys, argparse, importlib, logging
-from .core import AVBTError, OutputError, output_error, check_int, check_device, check_out_dir, check_out_file
+import os, re, sys, errno, argparse, importlib, logging
+from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
+    check_out_dir, check_out_file)
 
 # %% auto 0
-__all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'error_line']
+__all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error', 'error_line']
 
 # %% ../nbs/90_cli.ipynb 5
 COMMANDS = {  # command: (module, function prefix, one-line help)
@@ -56,11 +57,11 @@ def main(argv=None, # the arguments; None: sys.argv
     try:
         check_args(args)
         return int(args._main(args) or 0)
-    except AVBTError as e:
+    except AVBTError as e:                    # bad input: 2; a step of the run that failed (RunError): 1
         print(f"avbt {args.command}: error: {error_line(e)}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, RunError) else 2
     except OSError as e:                      # a write that failed outside atomic_path: still one line
-        oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?')
+        oe = output_error(e, getattr(e, 'filename', None) or getattr(args, 'out', None) or '?') or path_error(e)
         if oe is None: raise
         print(f"avbt {args.command}: error: {oe}", file=sys.stderr)
         return 2
@@ -93,6 +94,18 @@ def check_args(args, # the parsed arguments
         flag = '--' + dest
         (check_out_file if (args.command, dest) in OUT_FILE else check_out_dir)(v, flag)
 
+_PATH_FAULTS = {errno.ENAMETOOLONG: 'file name or path too long for the file system',
+                errno.ELOOP: 'a loop of symbolic links'}
+
+def path_error(e: OSError, # the error
+              ) -> str | None:
+    "One line for a path the file system refuses whatever the command (too long, a symbolic-link loop), else None."
+    why = _PATH_FAULTS.get(os_errno(e))
+    if why is None: return None
+    name = os.fsdecode(e.filename) if e.filename is not None else '?'
+    short = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
+    return f"{short}: {why} ({len(name)} characters)"
+
 def error_line(e: BaseException, # the error
               ) -> str:
     "One line for an error, also when a DataLoader worker wrapped it with its traceback."
@@ -104,6 +117,6 @@ def error_line(e: BaseException, # the error
     return ' '.join(text.split()) or type(e).__name__
 
 
-# %% ../nbs/90_cli.ipynb 10
+# %% ../nbs/90_cli.ipynb 12
 #| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())

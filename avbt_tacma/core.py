@@ -4,21 +4,27 @@
 
 # %% ../nbs/00_core.ipynb 3
 from __future__ import annotations
-import io, os, re, errno, json, random, shutil, platform, tempfile, contextlib, dataclasses
+import io, os, re, sys, errno, json, random, shutil, hashlib, platform, tempfile, datetime, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['DEVICE_RE', 'AVBTError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device', 'repo_root', 'data_root',
-           'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line', 'atomic_path', 'atomic_write_text',
-           'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int', 'versions', 'save_checkpoint',
-           'load_checkpoint', 'make_run_dir', 'mean_std']
+__all__ = ['DEVICE_RE', 'LOCK_NAME', 'AVBTError', 'RunError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device',
+           'repo_root', 'data_root', 'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line',
+           'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int',
+           'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'nonfinite_tensors', 'check_finite_state',
+           'check_loss', 'usable_cores', 'cap_workers', 'make_run_dir', 'run_lock', 'file_digest', 'inputs_digest',
+           'die_with_parent', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
     "An error caused by the input (file, parameter, data); the CLI prints it on one line, without a traceback."
 
-# %% ../nbs/00_core.ipynb 7
+# %% ../nbs/00_core.ipynb 6
+class RunError(AVBTError):
+    "A step of a run failed (a notebook, a training process), not its input: one line, and the CLI exits with 1."
+
+# %% ../nbs/00_core.ipynb 9
 def set_seed(seed: int, # the seed
             ) -> None:
     "Seed python, numpy and torch (all devices)."
@@ -43,7 +49,7 @@ def seeded(seed: int, # the seed
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark = before[2]
 
-# %% ../nbs/00_core.ipynb 9
+# %% ../nbs/00_core.ipynb 11
 def device_type(name: str | None = None, # 'auto'/None, or a device name (cpu, cuda, cuda:N, mps)
                ) -> str:
     "'cuda', 'cpu' or 'mps': the kind of device `name` means ('auto'/None: CUDA when present, else CPU)."
@@ -61,7 +67,7 @@ def get_device(name: str | None = None, # 'auto'/None, or a torch device name
         raise AVBTError(f"device {name!r} asked for, but torch sees no CUDA GPU on this machine")
     return dev
 
-# %% ../nbs/00_core.ipynb 10
+# %% ../nbs/00_core.ipynb 12
 DEVICE_RE = re.compile(r'(auto|cpu|cuda(:\d+)?|mps)')
 
 def check_device(name: str, # auto, cpu, cuda, cuda:N or mps
@@ -72,7 +78,7 @@ def check_device(name: str, # auto, cpu, cuda, cuda:N or mps
     return name
 
 
-# %% ../nbs/00_core.ipynb 13
+# %% ../nbs/00_core.ipynb 15
 def repo_root() -> Path | None:
     "The checkout this code runs from (the folder with settings.ini), None when the package is installed."
     repo = Path(__file__).resolve().parent.parent
@@ -87,7 +93,7 @@ def default_run_dir() -> Path:
     "Default run folder of `avbt reproduce`: `runs/reproduce` of the repository (else of the working directory)."
     return (repo_root() or Path.cwd()) / 'runs' / 'reproduce'
 
-# %% ../nbs/00_core.ipynb 15
+# %% ../nbs/00_core.ipynb 17
 class OutputError(AVBTError):
     "A failure on the output side (no space, read-only, not a folder): the run stops at once, finished files are kept."
 
@@ -124,7 +130,7 @@ def one_line(e: BaseException, # the error
     return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
 
 
-# %% ../nbs/00_core.ipynb 16
+# %% ../nbs/00_core.ipynb 18
 @contextlib.contextmanager
 def atomic_path(path, # the file to (re)place
                 suffix: str | None = None, # the temporary file's suffix; None: `path`'s
@@ -176,7 +182,7 @@ def load_json(path, # a JSON file
     try: return json.loads(path.read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise AVBTError(f"{path}: not valid JSON ({e})") from e
 
-# %% ../nbs/00_core.ipynb 18
+# %% ../nbs/00_core.ipynb 20
 def _existing_base(path: Path) -> Path:
     base = path
     while not os.path.lexists(base) and base.parent != base: base = base.parent
@@ -226,7 +232,7 @@ def check_int(value, # the value to check
     return value
 
 
-# %% ../nbs/00_core.ipynb 21
+# %% ../nbs/00_core.ipynb 23
 def versions() -> dict:
     "Versions of the pieces that decide whether a checkpoint or a result can be compared."
     import torch
@@ -270,7 +276,80 @@ def load_checkpoint(path, # a checkpoint file
         raise AVBTError(f"{path}: checkpoint holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     return ckpt
 
-# %% ../nbs/00_core.ipynb 24
+# %% ../nbs/00_core.ipynb 26
+def check_finite(x, # an array or tensor (memory-mapped arrays are read in chunks)
+                 what: str, # its name in the error
+                 chunk: int = 64, # rows read at a time
+                ) -> None:
+    "A one-line `AVBTError` naming `what` and its first bad row when `x` holds NaN or Inf; nothing otherwise."
+    if hasattr(x, 'detach'): x = x.detach().cpu().numpy()
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.complexfloating): return
+    rows = x.reshape(1, -1) if x.ndim == 0 else x
+    first, n = None, 0
+    for s in range(0, len(rows), chunk):
+        bad = ~np.isfinite(np.asarray(rows[s:s + chunk])).reshape(len(rows[s:s + chunk]), -1).all(1)
+        if bad.any() and first is None: first = s + int(np.argmax(bad))
+        n += int(bad.sum())
+    if n: raise AVBTError(f"{what} holds NaN or Inf values ({n} of {len(rows)} rows, the first is row {first})")
+
+def nonfinite_tensors(state, # a (nested) dict of tensors, e.g. a state dict
+                      prefix: str = '', # name prefix
+                     ) -> list:
+    "Names of the floating-point tensors of `state` (nested dicts too) that hold NaN or Inf."
+    import torch
+    out = []
+    for k, v in (state.items() if isinstance(state, dict) else ()):
+        name = f"{prefix}{k}"
+        if isinstance(v, dict): out += nonfinite_tensors(v, name + '.')
+        elif isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all(): out.append(name)
+    return out
+
+def check_finite_state(state, # a (nested) dict of tensors
+                       where, # the checkpoint, for the error
+                      ) -> None:
+    "A one-line `AVBTError` when any weight of `state` is NaN or Inf (such a model only ever predicts NaN)."
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise AVBTError(f"{where}: the model's weights hold NaN or Inf ({len(bad)} tensor(s), e.g. {bad[0]!r}); "
+                        "the checkpoint is unusable, train it again")
+
+def check_loss(loss, # a training step's loss (tensor or number)
+               where: str, # the step, e.g. 'epoch 3, step 12'
+               inputs: dict | None = None, # name -> this batch's input tensor [B, ...], searched when the loss is bad
+               rows=None, # the batch's rows (clip numbers), to name the bad ones
+              ) -> None:
+    ("A one-line `AVBTError` when `loss` is NaN or Inf, naming the step and the input that holds NaN or Inf (else the "
+     "likely cause: a learning rate too high for this data).")
+    x = float(loss.detach() if hasattr(loss, 'detach') else loss)
+    if np.isfinite(x): return
+    for name, t in (inputs or {}).items():
+        t = t.detach().float().cpu().numpy() if hasattr(t, 'detach') else np.asarray(t, np.float64)
+        bad = np.flatnonzero(~np.isfinite(t.reshape(len(t), -1)).all(1)) if t.ndim else []
+        if len(bad):
+            which = [int(rows[i]) for i in bad[:5]] if rows is not None else bad[:5].tolist()
+            raise AVBTError(f"training stopped at {where}: the loss is {x}; the {name} of {len(bad)} clip(s) of this "
+                            f"batch hold NaN or Inf (rows {', '.join(map(str, which))})")
+    raise AVBTError(f"training stopped at {where}: the loss is {x} although this batch's inputs are finite (the "
+                    "learning rate is likely too high for this data); no model of this run is saved as finished")
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def cap_workers(n: int, # the worker processes asked for
+                what: str = '--workers', # its name in the message
+               ) -> int:
+    "`n`, or the usable cores when `n` is more, with one logged line saying so."
+    cores = usable_cores()
+    if n > cores:
+        import logging
+        logging.getLogger(__name__).warning(f"{what} {n} lowered to {cores}, the CPU cores this process may use")
+        return cores
+    return n
+
+# %% ../nbs/00_core.ipynb 29
 def make_run_dir(path, # the run folder
                  config: dict | None = None, # written to config.json when given
                 ) -> Path:
@@ -280,7 +359,74 @@ def make_run_dir(path, # the run folder
     if config is not None: save_json({'config': config, 'versions': versions()}, path / 'config.json')
     return path
 
-# %% ../nbs/00_core.ipynb 27
+# %% ../nbs/00_core.ipynb 32
+LOCK_NAME = '.avbt.lock'
+
+def _holder(f) -> str:
+    f.seek(0)
+    try: h = json.loads(f.read())
+    except (ValueError, OSError): return 'another process'
+    return f"pid {h.get('pid')}, `{h.get('command')}`, started {h.get('started')}"
+
+@contextlib.contextmanager
+def run_lock(folder, # the output folder a run owns while it runs (made when missing)
+             what: str = '--out', # its name in the error line (the CLI flag)
+            ):
+    "Own `folder` while a run lasts (exclusive, non-blocking `flock`); a second owner gets a one-line `AVBTError`."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError:                                               # no flock (Windows): no lock
+        yield folder
+        return
+    with open(folder / LOCK_NAME, 'a+', encoding='utf-8') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AVBTError(f"{what} {folder}: in use by another run ({_holder(f)}); wait for it to finish or choose "
+                            f"another {what}") from None
+        f.seek(0); f.truncate()
+        f.write(json.dumps(dict(pid=os.getpid(), command=' '.join(sys.argv)[:200],
+                                started=datetime.datetime.now().isoformat(timespec='seconds'))))
+        f.flush()
+        yield folder                                                  # the lock goes when the file closes
+
+# %% ../nbs/00_core.ipynb 35
+def file_digest(path, # a regular file
+                cache: dict | None = None, # {path: {'sig': [size, mtime_ns], 'sha': hash}}: kept while unchanged
+               ) -> str:
+    "SHA-256 (16 hex digits) of a file's whole content; with `cache`, an unchanged size and mtime reuse the last one."
+    p = Path(path).absolute()
+    if not p.is_file(): raise AVBTError(f"{p}: not a regular file (missing, a folder, a FIFO or a device)")
+    st = p.stat()
+    sig, k = [st.st_size, st.st_mtime_ns], str(p)
+    if cache is not None and (cache.get(k) or {}).get('sig') == sig: return cache[k]['sha']
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        while b := f.read(1 << 20): h.update(b)
+    if cache is not None: cache[k] = {'sig': sig, 'sha': h.hexdigest()[:16]}
+    return h.hexdigest()[:16]
+
+def inputs_digest(files, # files (absent ones count as absent), or folders (every regular file inside, recursively)
+                  cache: dict | None = None, # the `file_digest` cache
+                 ) -> str:
+    "One hash of the content of `files` (a file's name and content; a folder's files, in name order)."
+    h = hashlib.sha256()
+    for f in map(Path, files):
+        parts = sorted(x for x in f.rglob('*') if x.is_file()) if f.is_dir() else [f]
+        for x in parts:
+            h.update(f"{x.name}\0{file_digest(x, cache) if x.is_file() else 'absent'}\0".encode())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb 38
+def die_with_parent(parent: int | None = None, # the parent's pid: a child whose parent is already gone exits at once
+                   ) -> None:
+    "Ask Linux to SIGKILL this process when its parent dies (`PR_SET_PDEATHSIG`); a no-op on other systems."
+    if not sys.platform.startswith('linux'): return
+    import ctypes, signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1: PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent: os._exit(1)             # it died before the prctl
+
+# %% ../nbs/00_core.ipynb 40
 def mean_std(values, # numbers, one per seed
             ) -> tuple:
     "Mean and sample standard deviation (ddof=1; 0 for one value) of numbers; (None, None) for none."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_download.ipynb 3
 from __future__ import annotations
-import hashlib, os, shutil, socket, stat, zipfile, zlib, http.client, urllib.error, urllib.request, logging
+import hashlib, os, shutil, socket, stat, time, zipfile, zlib, http.client, urllib.error, urllib.request, logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from .core import AVBTError, atomic_path, data_root, save_json, load_json, check_out_dir, one_line
@@ -12,9 +12,9 @@ from .core import AVBTError, atomic_path, data_root, save_json, load_json, check
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'HDF5_SIGNATURE', 'AVE_ROWS', 'Remote',
-           'looks_like_html', 'content_problem', 'file_hashes', 'verify', 'fetch', 'fetch_remote', 'safe_extract',
-           'download_videos', 'download_features', 'data_parser', 'data_main']
+__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'HDF5_SIGNATURE', 'MIN_RATE', 'RATE_WINDOW',
+           'DEADLINE', 'AVE_ROWS', 'Remote', 'looks_like_html', 'content_problem', 'file_hashes', 'verify', 'fetch',
+           'fetch_remote', 'safe_extract', 'download_videos', 'download_features', 'data_parser', 'data_main']
 
 # %% ../nbs/06_download.ipynb 5
 DRIVE_VIEW = 'https://drive.google.com/file/d/{}/view'
@@ -128,6 +128,10 @@ def _free_space_check(folder: Path, need: int | None, name: str):
     free = shutil.disk_usage(folder).free
     if free < need: raise AVBTError(f"{name}: needs {need / 1e9:.1f} GB more but {folder} has {free / 1e9:.1f} GB free")
 
+MIN_RATE = 1024            # bytes/s: a transfer slower than this over RATE_WINDOW stops (resumable)
+RATE_WINDOW = 60          # seconds
+DEADLINE = 24 * 3600      # seconds for one file: a slow but steady link still gets the videos zip
+
 def fetch(url: str, # where from
           dest, # the file to write
           size: int | None = None, # expected bytes
@@ -136,9 +140,15 @@ def fetch(url: str, # where from
           timeout: float = 60, # seconds without data before giving up
           progress: bool = True, # show a progress bar
           chunk: int = 1 << 20, # bytes per read
+          min_rate: float | None = None, # bytes/s below which (over `rate_window`) it stops; None: MIN_RATE, 0: none
+          rate_window: float | None = None, # seconds over which the rate is measured; None: RATE_WINDOW
+          deadline: float | None = None, # seconds for the whole transfer; None: DEADLINE
          ) -> Path:
     "Download `url` to `dest` (resuming `dest.part`), check size and digests, then move into place."
     from tqdm.auto import tqdm
+    t_start = time.monotonic()
+    min_rate = MIN_RATE if min_rate is None else min_rate
+    rate_window, deadline = rate_window or RATE_WINDOW, deadline or DEADLINE
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
@@ -186,9 +196,20 @@ def fetch(url: str, # where from
                 with open(part, 'ab' if offset else 'wb') as f, \
                      tqdm(total=total, initial=offset, unit='B', unit_scale=True, desc=dest.name, disable=not progress,
                           leave=False) as bar:
-                    while b := resp.read(chunk):
+                    win_t, win_n = time.monotonic(), 0
+                    while b := resp.read1(chunk):                # returns what has arrived: the limits see a trickle
                         f.write(b)
                         bar.update(len(b))
+                        now, win_n = time.monotonic(), win_n + len(b)
+                        if deadline is not None and now - t_start > deadline:
+                            raise AVBTError(f"download of {dest.name} stopped: not done within {deadline:g} s "
+                                            f"({f.tell()} bytes kept in {part.name}); re-run to resume")
+                        if now - win_t >= rate_window:
+                            if win_n / (now - win_t) < min_rate:
+                                raise AVBTError(f"download of {dest.name} stopped: {win_n / (now - win_t):.1f} bytes/s "
+                                                f"over {now - win_t:.0f} s, below the minimum of {min_rate:g} bytes/s "
+                                                f"({f.tell()} bytes kept in {part.name}); re-run to resume")
+                            win_t, win_n = now, 0
             except (OSError, http.client.HTTPException) as e:
                 raise AVBTError(f"download of {dest.name} interrupted after {part.stat().st_size} bytes ({e}); re-run "
                                 "to resume") from None
@@ -205,7 +226,7 @@ def fetch(url: str, # where from
     os.replace(part, dest)
     return dest
 
-# %% ../nbs/06_download.ipynb 17
+# %% ../nbs/06_download.ipynb 19
 def _have_gdown() -> bool:
     try: import gdown  # noqa: F401
     except ImportError: return False
@@ -237,7 +258,7 @@ def fetch_remote(r: Remote, # the file to fetch
         raise AVBTError(f"{e}; deleted {dest.name}: re-run, or fetch {r.page()} by hand into {dest}") from None
     return dest
 
-# %% ../nbs/06_download.ipynb 19
+# %% ../nbs/06_download.ipynb 21
 def _unsafe(info: zipfile.ZipInfo) -> str | None:
     name = info.filename.replace('\\', '/')
     if stat.S_ISLNK(info.external_attr >> 16): return 'is a symbolic link'
@@ -282,7 +303,7 @@ def safe_extract(zip_path, # the archive
                 out.append(target)
     return out
 
-# %% ../nbs/06_download.ipynb 22
+# %% ../nbs/06_download.ipynb 24
 AVE_ROWS = 4143
 
 def _check_h5(path: Path, key: str, shape: tuple):
@@ -345,7 +366,7 @@ def download_features(to, # the folder to fill
     log.info(f"AVE features ready in {to} (read them with avbt_tacma.features.load_features)")
     return to
 
-# %% ../nbs/06_download.ipynb 25
+# %% ../nbs/06_download.ipynb 27
 def data_parser(p, # the (sub)command parser to fill
                ):
     sub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)

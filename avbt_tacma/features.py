@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path
+from .core import AVBTError, atomic_path, check_finite
 from .ave import CLASS_NAMES
 
 # %% auto 0
-__all__ = ['video_level_labels', 'FeatureSet', 'save_features', 'load_features', 'feature_dataset']
+__all__ = ['video_level_labels', 'FeatureSet', 'check_features', 'save_features', 'load_features', 'feature_dataset']
 
 # %% ../nbs/08_features.ipynb 5
 from .ave import SPLITS       # re-exported: defined once, in `ave`
@@ -68,7 +68,42 @@ class FeatureSet:
         return (f"FeatureSet(audio={self.audio.shape}, visual={self.visual.shape}, labels={self.labels.shape}, "
                 + ', '.join(f"{k}={len(v)}" for k, v in self.splits.items()) + ')')
 
-# %% ../nbs/08_features.ipynb 6
+# %% ../nbs/08_features.ipynb 7
+def check_features(fs: FeatureSet, # what was read
+                   where, # the file or folder, for the errors
+                  ) -> FeatureSet:
+    "`fs` when it is a consistent, finite, one-hot labelled feature set with valid splits; else a one-line `AVBTError`."
+    from avbt_tacma.ave import check_order, check_split_overlap, BACKGROUND
+    a, v, y = fs.audio, fs.visual, fs.labels
+    def fail(msg): raise AVBTError(f"{where}: {msg}")
+    if a.ndim != 3: fail(f"audio features must be [clips, segments, width] (3-D), got shape {a.shape}")
+    if v.ndim not in (3, 5):
+        fail(f"visual features must be [clips, segments, width] or [clips, segments, H, W, C], got shape {v.shape}")
+    if y.ndim == 2:
+        fail(f"labels {y.shape} look like class indices; one-hot labels [clips, segments, classes] expected")
+    if y.ndim != 3: fail(f"labels must be one-hot [clips, segments, classes] (3-D), got shape {y.shape}")
+    if not len(a) == len(v) == len(y):
+        fail(f"audio, visual and labels disagree on the number of clips: {len(a)}, {len(v)}, {len(y)}")
+    if len(a) == 0: fail("no clips (0 rows)")
+    if not a.shape[1] == v.shape[1] == y.shape[1]:
+        fail(f"audio, visual and labels disagree on the segments per clip: {a.shape[1]}, {v.shape[1]}, {y.shape[1]}")
+    names = list(fs.class_names)
+    if y.shape[2] != len(names):
+        fail(f"labels have {y.shape[2]} columns but there are {len(names)} class names (is a column missing?)")
+    if str(names[-1]).lower() != BACKGROUND.lower():
+        fail(f"no background column: the last class is {names[-1]!r}, expected {BACKGROUND!r}")
+    for x, what in ((a, 'audio features'), (v, 'visual features'), (y, 'labels')): check_finite(x, f"{where}: {what}")
+    if not np.isin(y, (0, 1)).all(): fail("labels must be one-hot (0 or 1), found other values")
+    per = y.sum(-1)
+    for cond, what in ((per == 0, 'no class, not even background'), (per > 1, 'more than one class')):
+        if cond.any():
+            n, t = np.argwhere(cond)[0]
+            fail(f"{int(cond.sum())} segment(s) have {what} (the first: row {n}, segment {t})")
+    fs.splits = {s: check_order(o, len(a), f"{where}: {s} split") for s, o in fs.splits.items()}
+    check_split_overlap(fs.splits, str(where))
+    return fs
+
+# %% ../nbs/08_features.ipynb 9
 def save_features(path, # the .h5 file to write
                   audio, # audio features [N, T, Da]
                   visual, # visual features [N, T, ...]
@@ -81,19 +116,23 @@ def save_features(path, # the .h5 file to write
                   noisy: dict | None = None, # background-only training clips: audio, visual, video_labels
                  ):
     "Write the project's feature file atomically (float32 features, one-hot labels, split indices, provenance)."
+    names = list(class_names or CLASS_NAMES)
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.dtype.kind in 'iu':                 # class indices -> one-hot
+        if labels.size and not 0 <= labels.min() <= labels.max() < len(names):
+            raise AVBTError(f"{path}: label indices must be in 0..{len(names) - 1}")
+        labels = np.eye(len(names), dtype=np.float32)[labels]
     audio, visual, labels = (np.asarray(x, dtype=np.float32) for x in (audio, visual, labels))
-    if not (len(audio) == len(visual) == len(labels)):
-        raise AVBTError(f"audio, visual and labels disagree on the number of clips: {len(audio)}, {len(visual)}, "
-                        f"{len(labels)}")
+    fs = check_features(FeatureSet(audio, visual, labels, {s: v for s, v in splits.items()}, names), path)
     import h5py
     with atomic_path(path, suffix='.h5') as tmp:
         with h5py.File(tmp, 'w') as f:
             f['audio'], f['visual'], f['labels'] = audio, visual, labels
-            for s in SPLITS: f[f'{s}_order'] = np.asarray(splits.get(s, []), dtype=np.int64)
+            for s in SPLITS: f[f'{s}_order'] = np.asarray(fs.splits.get(s, []), dtype=np.int64)
             if video_ids is not None: f['video_ids'] = np.array([str(v) for v in video_ids], dtype=h5py.string_dtype())
             if video_labels is not None: f['video_labels'] = np.asarray(video_labels, dtype=np.float32)
             for k, x in (noisy or {}).items(): f[f'noisy_{k}'] = np.asarray(x, dtype=np.float32)
-            f.attrs['class_names'] = json.dumps(list(class_names or CLASS_NAMES))
+            f.attrs['class_names'] = json.dumps(names)
             f.attrs['meta'] = json.dumps(meta or {}, default=str)
             f.attrs['format'] = 'avbt_tacma.features/1'
     return Path(path)
@@ -105,6 +144,7 @@ def _read_chunked(ds, pool: bool, chunk: int = 256, mmap: bool = False) -> np.nd
         off = ds.id.get_offset()
         if off is not None: return np.memmap(ds.file.filename, dtype=np.float32, mode='r', offset=off, shape=ds.shape)
     n = ds.shape[0]
+    if n == 0: return np.zeros(ds.shape[:2] + ds.shape[4:] if pool and ds.ndim == 5 else ds.shape, np.float32)
     out = None
     for s in range(0, n, chunk):
         x = np.asarray(ds[s:s + chunk], dtype=np.float32)
@@ -127,6 +167,14 @@ def _check_noisy(noisy: dict, names: dict, audio, visual) -> dict:
                         f"{noisy['video_labels'].shape}")
     return noisy
 
+def _same_rows(where, a, v, y):
+    "The clip counts of the audio, visual and label datasets, checked from their shapes (nothing read yet)."
+    for ds, k in ((a, 'audio'), (v, 'visual'), (y, 'labels')):
+        if ds.ndim == 0: raise AVBTError(f"{where}: {k} is a single number, not an array")
+    if not a.shape[0] == v.shape[0] == y.shape[0]:
+        raise AVBTError(f"{where}: audio, visual and labels disagree on the number of clips: {a.shape[0]}, "
+                        f"{v.shape[0]}, {y.shape[0]}")
+
 def _community(folder: Path, pool: bool, weak: bool = False) -> FeatureSet:
     import h5py
     def h5(name, key='avadataset'):
@@ -136,18 +184,26 @@ def _community(folder: Path, pool: bool, weak: bool = False) -> FeatureSet:
                             "labels.h5 and the *_order.h5 files)")
         try: f = h5py.File(p, 'r')
         except OSError as e: raise AVBTError(f"{p}: not a readable HDF5 file ({e})") from e
-        if key not in f: raise AVBTError(f"{p}: no dataset {key!r} (found {list(f.keys())})")
+        if key not in f or not hasattr(f[key], 'dtype'):
+            f.close()
+            raise AVBTError(f"{p}: no dataset {key!r} (found {list(f.keys())})")
+        dt = f[key].dtype
+        if key != 'order' and (dt.kind not in 'iuf' or dt == bool):     # order files: `check_order` says why
+            f.close()
+            raise AVBTError(f"{p}: {key!r} holds {dt} values, not numbers")
         return f, f[key]
+    splits = {}
+    for s in SPLITS:
+        f, o = h5(f'{s}_order.h5', 'order')
+        with f: splits[s] = o[()]
     fa, a = h5('audio_feature.h5')
     fv, v = h5('visual_feature.h5')
     fl, l = h5('labels.h5')
     with fa, fv, fl:
+        _same_rows(folder, a, v, l)                  # before reading gigabytes
         audio, visual, labels = _read_chunked(a, False), _read_chunked(v, pool, mmap=True), _read_chunked(l, False)
-    splits = {}
-    for s in SPLITS:
-        f, o = h5(f'{s}_order.h5', 'order')
-        with f: splits[s] = np.asarray(o[()], dtype=np.int64).reshape(-1)
-    fs = FeatureSet(audio, visual, labels, splits, meta={'source': 'community AVE features', 'path': str(folder)})
+    fs = check_features(FeatureSet(audio, visual, labels, splits, meta={'source': 'community AVE features',
+                                                                       'path': str(folder)}), folder)
     if not weak: return fs
     if not (folder / 'mil_labels.h5').exists():
         raise AVBTError(f"{folder / 'mil_labels.h5'}: missing; the weak setting trains on these video-level labels "
@@ -184,13 +240,18 @@ def load_features(path, # a feature file or the community's feature folder
     with f:
         missing = [k for k in ('audio', 'visual', 'labels') if k not in f]
         if missing: raise AVBTError(f"{path}: not a feature file (missing {missing})")
+        for k in ('audio', 'visual', 'labels'):
+            if not hasattr(f[k], 'dtype') or f[k].dtype.kind not in 'iuf' or f[k].dtype == bool:
+                raise AVBTError(f"{path}: {k!r} is not an array of numbers")
+        _same_rows(path, f['audio'], f['visual'], f['labels'])
         audio, visual, labels = (_read_chunked(f[k], pool_visual and k == 'visual', mmap=k == 'visual')
                                  for k in ('audio', 'visual', 'labels'))
-        splits = {s: np.asarray(f[f'{s}_order'][()], dtype=np.int64) for s in SPLITS if f'{s}_order' in f}
+        splits = {s: f[f'{s}_order'][()] for s in SPLITS if f'{s}_order' in f}
         vids = [x.decode() if isinstance(x,
                                          bytes) else str(x) for x in f['video_ids'][()]] if 'video_ids' in f else None
-        names = json.loads(f.attrs.get('class_names', json.dumps(CLASS_NAMES)))
-        meta = json.loads(f.attrs.get('meta', '{}'))
+        try: names, meta = (json.loads(f.attrs.get(k, d)) for k, d in (('class_names', json.dumps(CLASS_NAMES)),
+                                                                        ('meta', '{}')))
+        except (TypeError, ValueError) as e: raise AVBTError(f"{path}: unreadable class names or meta ({e})") from None
         vl, noisy = None, None
         if weak:
             vl = _read_chunked(f['video_labels'], False) if 'video_labels' in f else video_level_labels(labels)
@@ -200,13 +261,13 @@ def load_features(path, # a feature file or the community's feature folder
                 missing = [f'noisy_{k}' for k in keys if f'noisy_{k}' not in f]
                 if missing: raise AVBTError(f"{path}: noisy clips need {', '.join(missing)}")
                 noisy = {k: _read_chunked(f[f'noisy_{k}'], pool_visual and k == 'visual') for k in keys}
-    if labels.shape[:2] != audio.shape[:2] or visual.shape[:2] != audio.shape[:2]:
-        raise AVBTError(f"{path}: audio {audio.shape}, visual {visual.shape} and labels {labels.shape} disagree on "
-                        "[N, T]")
+    if not isinstance(names, list) or not names: raise AVBTError(f"{path}: class names must be a non-empty list")
+    if vids is not None and len(vids) != len(audio):
+        raise AVBTError(f"{path}: {len(vids)} video ids for {len(audio)} clips")
     if noisy is not None: noisy = _check_noisy(noisy, {k: f'{path} (noisy_{k})' for k in noisy}, audio, visual)
-    return FeatureSet(audio, visual, labels, splits, names, vids, meta, vl, noisy)
+    return check_features(FeatureSet(audio, visual, labels, splits, names, vids, meta, vl, noisy), path)
 
-# %% ../nbs/08_features.ipynb 10
+# %% ../nbs/08_features.ipynb 13
 def _rows(x: np.ndarray, i: np.ndarray) -> np.ndarray:
     "x[i]: a view when the indices are one ascending run, else a copy of those rows only."
     i = np.asarray(i, dtype=np.int64)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json,
                              save_checkpoint,
-                             load_checkpoint, get_device, one_line)
+                             load_checkpoint, get_device, one_line, run_lock, check_finite_state)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
 from .video import FRAME_SIZE
 from .datasets import IMAGE_SIZE
@@ -18,8 +18,9 @@ from .video import write_video   # re-exported: tests and examples write their v
 
 # %% auto 0
 __all__ = ['MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows',
-           'Localizer', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline', 'write_outputs',
-           'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser', 'localize_main']
+           'Localizer', 'ModelError', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline',
+           'write_outputs', 'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser',
+           'localize_main']
 
 # %% ../nbs/16_localize.ipynb 5
 from .audio import SAMPLE_RATE   # the VGGish front-end's rate; re-exported, defined once in `audio`
@@ -50,11 +51,9 @@ def video_seconds(path, # a video file
     ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
      "times.")
     import av
-    from avbt_tacma.video import ClipError, default_stream
+    from avbt_tacma.video import ClipError, default_stream, check_media_file
     path = Path(path)
-    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not a video file")
-    if not path.exists(): raise ClipError(path, 'missing', 'file not found')
-    if path.stat().st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
+    check_media_file(path)             # missing, folder, FIFO, symbolic-link loop, name too long, empty: one line
     try: c = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise ClipError(path, 'corrupt', f"unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
@@ -192,6 +191,9 @@ class Localizer:
         return (total / torch.bincount(idx.flatten())[:, None])[:n]
 
 # %% ../nbs/16_localize.ipynb 19
+class ModelError(AVBTError):
+    "A fault of the model itself (damaged weights, NaN scores): `localize_files` stops at once, not per video."
+
 def localize_video(video: Video, # a decoded video
                    localizer: Localizer, # the model
                    pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
@@ -199,7 +201,15 @@ def localize_video(video: Video, # a decoded video
                    progress: bool = False, # show a progress bar
                   ) -> list[dict]:
     "A decoded video's per-second predictions: a list of {second, label, confidence}."
-    probs = localizer.predict(*localizer.inputs(video), pad=pad, hop=hop, progress=progress)
+    import torch
+    inputs, where = localizer.inputs(video), localizer.meta.get('checkpoint', 'the model')
+    try: probs = localizer.predict(*inputs, pad=pad, hop=hop, progress=progress)
+    except AVBTError: raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:   # the inputs are checked: the model is at fault
+        raise ModelError(f"{where}: the model fails on its input ({one_line(e)})") from None
+    if not bool(torch.isfinite(probs).all()):
+        raise ModelError(f"{where}: the model gives NaN or Inf scores on finite input; it cannot be used (train it "
+                         "again)")
     conf, idx = probs.max(-1)
     return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
             for s, (c, i) in enumerate(zip(conf, idx))]
@@ -391,6 +401,7 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
                  ) -> Localizer:
     "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
     ck = _load(path, 'avbt_tacma')
+    for k in ('avbt_state', 'head_state'): check_finite_state(ck.get(k), path)   # NaN weights: NaN scores only
     try:
         from avbt_tacma.avbt import AVBTConfig, AVBT
         from avbt_tacma.heads import rebuild_head
@@ -420,7 +431,7 @@ def output_names(paths, # the videos
     mine = load_json(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else {}
     taken, names = set(), []
     for p in paths:
-        src, stem = str(Path(p).resolve()), Path(p).stem or 'video'
+        src, stem = os.path.realpath(p), Path(p).stem or 'video'
         k, name = 1, stem
         while name in taken or (mine.get(name, src) != src) or (name not in mine and any(
                 os.path.lexists(out_dir / (name + s)) for s in OUT_SUFFIXES)):
@@ -434,7 +445,7 @@ def _record_output(out_dir, name: str, src) -> None:
     from avbt_tacma.core import load_json
     out_dir = Path(out_dir)
     m = out_dir / MANIFEST
-    save_json({**(load_json(m) if m.is_file() else {}), name: str(Path(src).resolve())}, m)
+    save_json({**(load_json(m) if m.is_file() else {}), name: os.path.realpath(src)}, m)
 
 def localize_files(paths, # video files
                    checkpoint, # an 'avbt_tacma' checkpoint or a `Localizer`
@@ -460,7 +471,7 @@ def localize_files(paths, # video files
             rec['outputs'] = {k: str(v) for k,
                               v in write_outputs(rec['results'], out_dir, name, video if figure else None,
                                                  loc.class_names).items()}
-        except OutputError: raise                                           # the disk, not this video: stop now
+        except (OutputError, ModelError): raise                             # the disk or the model: stop now
         except AVBTError as e: rec['error'] = str(e)
         except Exception as e: rec['error'] = f"{p}: failed ({one_line(e)})"   # one bad file never stops the others
         if echo:
@@ -492,8 +503,9 @@ def localize_main(args, # the parsed arguments
                  ) -> int:
     window_index(T_SEGMENTS, hop=args.hop)                     # a bad --hop fails before any work
     check_int(args.max_seconds, '--max-seconds', 1)
-    res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure, hop=args.hop,
-                         max_seconds=args.max_seconds)
+    with run_lock(args.out):                                   # one run per --out: no outputs of two runs mixed
+        res = localize_files(args.videos, args.checkpoint, args.out, args.device, figure=not args.no_figure,
+                             hop=args.hop, max_seconds=args.max_seconds)
     bad = sum(r['error'] is not None for r in res)
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)

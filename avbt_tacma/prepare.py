@@ -9,19 +9,22 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 import numpy as np
 from .core import (AVBTError, OutputError, atomic_path, atomic_write_text, save_json, load_json, versions,
-                             check_out_dir, check_int, one_line)
-from .ave import read_annotations, write_annotations, read_order, split_indices, segment_labels, Record
+                             check_out_dir, check_int, one_line, cap_workers, usable_cores)
+from .ave import (read_annotations, write_annotations, read_order, split_indices, segment_labels, Record,
+                            check_split_overlap)
 from .audio import SAMPLE_RATE, CLIP_SECONDS, vggish_log_mel
 from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'CACHE_FORMAT', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest', 'check_clip',
-           'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser', 'prepare_main']
+__all__ = ['log', 'CACHE_FORMAT', 'MAX_ID_BYTES', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest',
+           'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser',
+           'prepare_main']
 
 # %% ../nbs/05_prepare.ipynb 5
 CACHE_FORMAT = 'avbt_tacma.cache/1'
+MAX_ID_BYTES = 200        # a clip file and its temporary (`.<id>.h5.xxxxxxxx.h5`) stay under NAME_MAX (255)
 from .ave import SPLITS       # re-exported: defined once, in `ave`
 
 def encode_jpegs(frames: np.ndarray, # RGB uint8 [N, H, W, 3]
@@ -46,9 +49,12 @@ def decode_jpegs(buffers, # JPEG byte strings
 def clip_file(cache, # the cache folder
               video_id: str, # the video's id
              ) -> Path:
-    "Where the cache keeps a video."
-    if not video_id or '/' in video_id or '\\' in video_id or video_id.startswith('.'):
+    "Where the cache keeps a video (a one-line `AVBTError` for an id that cannot be a file name)."
+    if not video_id or '/' in video_id or '\\' in video_id or video_id.startswith('.') or '\0' in video_id:
         raise AVBTError(f"video id {video_id!r} cannot be used as a file name")
+    if len(os.fsencode(video_id)) > MAX_ID_BYTES:
+        raise AVBTError(f"video id {video_id[:40]!r}... is {len(os.fsencode(video_id))} bytes long, too long for a "
+                        f"file name (at most {MAX_ID_BYTES})")
     return Path(cache) / 'clips' / f'{video_id}.h5'
 
 def prepare_clip(src, # a video file
@@ -115,10 +121,14 @@ def read_splits(root, # an AVE root
     "train / val / test row indices of an AVE root (order files, else split lists, else all rows in train)."
     root = Path(root)
     if all((root / f'{s}_order.h5').exists() for s in SPLITS):
-        return {s: read_order(root / f'{s}_order.h5') for s in SPLITS}
+        out = {s: read_order(root / f'{s}_order.h5', len(records)) for s in SPLITS}
+        check_split_overlap(out, f"{root}: the *_order.h5 files")
+        return out
     if any((root / f'{s}Set.txt').exists() for s in SPLITS):
-        return {s: split_indices(records, read_annotations(root / f'{s}Set.txt')) if (root / f'{s}Set.txt').exists()
-                else np.zeros(0, np.int64) for s in SPLITS}
+        out = {s: split_indices(records, read_annotations(root / f'{s}Set.txt')) if (root / f'{s}Set.txt').exists()
+               else np.zeros(0, np.int64) for s in SPLITS}
+        check_split_overlap(out, f"{root}: the split lists (trainSet.txt, valSet.txt, testSet.txt)")
+        return out
     log.warning(f"{root}: no split files (trainSet.txt ... or *_order.h5): every clip is put in 'train'")
     return {'train': np.arange(len(records)), 'val': np.zeros(0, np.int64), 'test': np.zeros(0, np.int64)}
 
@@ -192,8 +202,10 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
      "line).")
     root, out = Path(ave_root), Path(out)
     if not root.is_dir(): raise AVBTError(f"{root}: AVE root folder not found")
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:   # the source is never written
+        raise AVBTError(f"--out {out}: is inside --ave-root {root}; write the cache to a folder outside the AVE folder")
     check_out_dir(out, 'cache folder')
-    check_int(workers, 'workers', 0)
+    workers = cap_workers(check_int(workers, 'workers', 0))
     check_int(threads, 'threads', 0)
     check_int(limit, 'limit', 1)
     if not (16 <= size <= 1024): raise AVBTError(f"--size must be in 16..1024, got {size}")
@@ -206,10 +218,13 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
     vdir, t0 = video_dir(root), time.time()
     vids = list(dict.fromkeys(records[r].video_id for r in rows))
     threads = threads or (1 if workers > 1 else 0)       # with a process per core, decoder threads only contend
-    todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids]
     failed, done_now, already, remade = {}, 0, 0, {}
+    for v in vids:                                       # an id that cannot be a file name is skipped, not fatal
+        try: clip_file(out, v)
+        except AVBTError as e: failed[v] = ('bad_id', str(e))
+    todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids if v not in failed]
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(vids), desc='prepare', unit='clip', disable=not progress)
+    bar = tqdm(total=len(todo), desc='prepare', unit='clip', disable=not progress)
     def take(res):
         nonlocal done_now, already
         vid, info, err, state = res
@@ -378,13 +393,14 @@ def open_cache(root, # the cache folder
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
-# %% ../nbs/05_prepare.ipynb 25
+# %% ../nbs/05_prepare.ipynb 27
 def prepare_parser(p, # the (sub)command parser to fill
                   ):
     p.add_argument('--ave-root', required=True,
                    help='AVE root: Annotations.txt, split lists or *_order.h5, AVE/<id>.mp4')
     p.add_argument('--out', required=True, help='cache folder (created; a re-run resumes it)')
-    p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (default: all CPUs)')
+    p.add_argument('--workers', type=int, default=usable_cores(),
+                   help='worker processes (default: the usable CPU cores; more are lowered to them)')
     p.add_argument('--size', type=int, default=FRAME_SIZE, help='frame side in pixels (default 256)')
     p.add_argument('--limit', type=int, default=None, help='only the first N annotation rows')
     p.add_argument('--quality', type=int, default=90, help='JPEG quality (default 90)')

@@ -4,17 +4,19 @@
 
 # %% ../nbs/17_report.ipynb 3
 from __future__ import annotations
-import csv, html, base64
+import csv, json, html, base64
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, save_json, load_json, atomic_write_text, atomic_path
+from avbt_tacma.core import (AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint,
+    one_line)
 from .evaluate import mean_std, effect, verdict, VERDICT_RULE
 from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
 from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
 __all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row',
-           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'write_summary']
+           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp',
+           'output_problem', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
 LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
@@ -70,8 +72,19 @@ def judge_claim(claim: dict,   # an entry of CLAIMS
     return res | dict(mean=e['mean'], lo=e['lo'], hi=e['hi'], n=e['n'], paired=paired, verdict=v, note=note,
                       compared=f"{' + '.join(r['row'] for r in a)} vs {' + '.join(r['row'] for r in b)}")
 
+def _sidecars(folder: Path, # tables/ or figures/ of a run folder
+              need=('step',), # keys a sidecar must have
+             ) -> list:
+    "The JSON sidecars of a folder; a damaged one is left out (its step re-runs: `output_problem`)."
+    out = []
+    for p in (sorted(folder.glob('*.json')) if folder.is_dir() else []):
+        try: j = json.loads(p.read_text(encoding='utf-8'))
+        except (OSError, ValueError): continue
+        if isinstance(j, dict) and all(k in j for k in need): out.append(j)
+    return out
+
 def _tables(out) -> dict:
-    return {t['name']: t for t in (load_json(p) for p in sorted((Path(out) / 'tables').glob('*.json'))) if 'rows' in t}
+    return {t['name']: t for t in _sidecars(Path(out) / 'tables', ('name', 'rows', 'step'))}
 
 def claims_table(out,         # the run folder (its tables/*.json)
                  claims=None,  # default: CLAIMS
@@ -279,6 +292,38 @@ CLAIMS = [
 ]
 
 # %% ../nbs/17_report.ipynb 13
+def read_stamp(path, # a step's stamp (stamps/<step>.json)
+              ) -> dict | None:
+    "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
+    try: st = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
+    if not isinstance(st, dict) or not isinstance(st.get('hash'), str): return None
+    s = st.get('seconds')
+    return st if isinstance(s, (int, float)) and not isinstance(s, bool) and s == s and s >= 0 else None
+
+def output_problem(path, # a file a step promised
+                  ) -> str | None:
+    "Why a promised output is unusable ('is missing', 'is empty', 'does not load (...)'), or None when it loads."
+    p = Path(path)
+    if not p.is_file(): return 'is missing'
+    if p.stat().st_size == 0: return 'is empty'
+    try:
+        if p.suffix == '.json': json.loads(p.read_text(encoding='utf-8'))
+        elif p.suffix == '.pt': load_checkpoint(p)
+        elif p.suffix == '.h5':
+            import h5py
+            with h5py.File(p, 'r') as f: list(f.keys())
+        elif p.suffix == '.png':
+            from PIL import Image
+            with Image.open(p) as im: im.load()
+        elif p.suffix == '.csv':
+            with open(p, newline='', encoding='utf-8') as f:
+                if not next(csv.reader(f), None): raise ValueError('no header row')
+        else: p.read_text(encoding='utf-8')
+    except Exception as e: return f"does not load ({one_line(e)})"
+    return None
+
+# %% ../nbs/17_report.ipynb 15
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
@@ -287,9 +332,6 @@ th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666
 img{max-width:100%;border:1px solid #eee}
 figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
 code{background:#f5f5f5;padding:0 .2em}"""
-
-def _sidecars(folder: Path) -> list:
-    return [load_json(p) for p in sorted(folder.glob('*.json'))] if folder.is_dir() else []
 
 def _html_table(columns, cells, cls=None) -> str:
     cls = cls or {}
@@ -302,7 +344,8 @@ def write_summary(out,        # the run folder
                  ) -> tuple:
     "Write the claims table, `summary.md` and `summary.html` for the run folder `out`; returns the two summary paths."
     out = Path(out); info = load_json(out / 'run.json') if (out / 'run.json').exists() else {}
-    tables, figures = _sidecars(out / 'tables'), _sidecars(out / 'figures')
+    tables = _sidecars(out / 'tables')
+    figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
     head = [f"# Reproduction report", '',
             f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
@@ -322,8 +365,10 @@ def write_summary(out,        # the run folder
     claims, claims_md = claims_table(out) if tables else ([], '')
     status = []
     for s in steps:
-        st = out / 'stamps' / f'{s.name}.json'
-        state = f"done ({load_json(st)['seconds']:.0f} s)" if st.exists() else 'not run (or failed)'
+        st = read_stamp(out / 'stamps' / f'{s.name}.json')
+        bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
+        state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
+                 f"done ({st['seconds']:.0f} s)")
         status.append([s.name, s.title, state,
                        f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
     md, body = list(head), []

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import os, ast, json, time, hashlib, functools, contextlib
 from pathlib import Path
-from .core import AVBTError, load_json, atomic_write_text, device_type, default_run_dir, one_line
+from avbt_tacma.core import (AVBTError, load_json, atomic_write_text, device_type, default_run_dir, one_line,
+    inputs_digest)
 from .video import FRAME_SIZE
 from .datasets import IMAGE_SIZE
 from .tacma import THETA
@@ -14,9 +15,9 @@ from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'EXTENSION_SCALES', 'TABLE4_VARIANTS', 'usable_cores', 'cpu_jobs', 'torch_threads', 'loader_workers',
-           'module_closure', 'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir',
-           'split_synthetic', 'ensure_synthetic', 'source_label', 'table5_variant', 'Repro']
+__all__ = ['SCALES', 'EXTENSION_SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure',
+           'code_hash', 'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
+           'ensure_synthetic', 'source_label', 'data_digest', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -57,10 +58,7 @@ SCALES = {
 # the steps beyond the paper (the weak setting, CMBS in Table 3) run at these scales only (time at default)
 EXTENSION_SCALES = ('quick', 'rehearsal', 'paper')
 
-def usable_cores() -> int:
-    "CPU cores this process may run on (its affinity where the OS tells it, else `os.cpu_count()`)."
-    try: return len(os.sched_getaffinity(0))
-    except AttributeError: return os.cpu_count() or 1
+from .core import usable_cores   # re-exported: defined once, in `core`
 
 def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
             ) -> int:
@@ -257,6 +255,26 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
 # %% ../nbs/18_repro.ipynb 14
+_SMALL = ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt', 'train_order.h5', 'val_order.h5',
+          'test_order.h5', 'cache.json', 'splits.json', 'synth_meta.json')
+
+def data_digest(kind: str,            # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
+                path=None,            # its folder or file (None: nothing to hash)
+                cache: dict | None = None,  # the `file_digest` cache (None: every file is read again)
+               ) -> str:
+    "Hash of the content of a run's data: small files whole, videos or clips by name, size and mtime, features whole."
+    if path is None: return ''
+    p = Path(path)
+    if kind == 'features': return inputs_digest([p], cache)
+    h = hashlib.sha256(inputs_digest([p / n for n in _SMALL], cache).encode())
+    media = p / 'clips' if kind == 'cache' else (p / 'AVE' if (p / 'AVE').is_dir() else p)
+    for f in sorted(media.glob('*.h5' if kind == 'cache' else '*.mp4')):
+        try: st = f.stat()
+        except OSError: continue                                      # a dangling link: prepare names it
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/18_repro.ipynb 17
 TABLE4_VARIANTS = {'baseline': {}, 'noshare': dict(shared_projector=False), 'agva': dict(agva=True)}
 
 def table5_variant(aug, # the row's `AugConfig`
@@ -264,11 +282,23 @@ def table5_variant(aug, # the row's `AugConfig`
     "The variant name (run folder prefix) of the AV-BT model trained with the augmentations `aug` (Table 5)."
     return 'aug-' + aug.name.replace('*', 'S').replace('+', '-')
 
-# %% ../nbs/18_repro.ipynb 17
+# %% ../nbs/18_repro.ipynb 20
 def _key(parts, *modules) -> str:
     "Short hash of a model's settings and of the code that trains it (other code: a new model, in its own folder)."
     blob = json.dumps([parts, code_hash(*modules)], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
+
+def _damaged(path: Path, say: bool = False) -> bool:
+    "Whether a checkpoint of the model store does not load (a killed save, a truncated copy); `say`: one line."
+    from avbt_tacma.report import output_problem
+    st = path.stat()
+    if (str(path), st.st_size, st.st_mtime_ns) in _LOADED: return False       # checked once per process
+    why = output_problem(path)
+    if why and say: print(f"{path} {why}: made again")
+    if why is None: _LOADED.add((str(path), st.st_size, st.st_mtime_ns))
+    return why is not None
+
+_LOADED = set()
 
 @contextlib.contextmanager
 def _model_lock(run: Path, what: str = 'train'):
@@ -299,7 +329,7 @@ class Repro:
         self.seeds = list(range(int(seeds or self.S['seeds'])))
         self.source = source_label(data_source, self.data, scale)
         self.real = is_real_ave(data_source, self.data)
-        self._fs = {}
+        self._fs, self._cache = {}, None
         if threads := torch_threads(self.S.get('threads')):
             import torch
             torch.set_num_threads(threads)
@@ -342,13 +372,20 @@ class Repro:
         if self.kind == 'features':
             raise AVBTError("this run reads feature files (--features): there is no clip cache to train AV-BT on")
         from avbt_tacma.prepare import prepare
-        c = self.out / 'cache' / self.data.name
+        if self._cache is not None: return self._cache
+        c = self.out / 'cache' / f"{self.data.name}-{self.data_digest[:8]}"    # edited annotations: a new cache
         size = self.S.get('cache_size') or self.S['size'] or FRAME_SIZE
         if not (c / '.complete').exists():
             r = prepare(self.data, c, workers=os.cpu_count() or 1, size=size, progress=False)
             print(r['line'])
             atomic_write_text(c / '.complete', r['line'] + '\n')
+        self._cache = c
         return c
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        "`data_digest` of this run's data (read once per notebook)."
+        return data_digest('ave' if self.kind == 'synthetic' else self.kind, self.data)
 
     def avbt_config(self, **overrides):
         "The AV-BT configuration of this scale (preset + the scale's epochs, batch, image size) with `overrides`."
@@ -363,7 +400,8 @@ class Repro:
         import dataclasses as dc
         from avbt_tacma.datasets import AugConfig
         cfg, cap = self.avbt_config(**overrides), self.S.get('avbt_max_steps')
-        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap], 'train_avbt')
+        return _key([cfg.to_dict(), dc.asdict(aug or AugConfig()), str(self.cache()), 0, cap, self.data_digest],
+                    'train_avbt')
 
     def avbt_run(self, variant: str = 'baseline', aug=None, **overrides) -> Path:
         "The run folder of AV-BT `variant` in the model store (the finished one of the same key, whatever its name)."
@@ -377,13 +415,15 @@ class Repro:
         from avbt_tacma.train_avbt import train_avbt
         cache, cfg, aug = self.cache(), self.avbt_config(**overrides), aug or AugConfig()
         cap, run = self.S.get('avbt_max_steps'), self.avbt_run(variant, aug, **overrides)
-        if (run / 'avbt.pt').exists(): return run
+        if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt'): return run
         with _model_lock(run):                          # another process (avbt reproduce --gpus) may be training it
-            if (run / 'avbt.pt').exists(): return run
+            if (run / 'avbt.pt').exists() and not _damaged(run / 'avbt.pt', say=True): return run
+            if (run / 'checkpoint.pt').exists() and _damaged(run / 'checkpoint.pt', say=True):
+                (run / 'checkpoint.pt').unlink()                            # no resume from it: a fresh training
             t0, resume = time.time(), (run / 'checkpoint.pt').exists()
             if resume: print(f"AV-BT {variant}: resuming the killed training in {run}")
             train_avbt(cache, run, cfg, aug, seed=0, device=self.device, resume=resume, max_steps=cap,
-                       workers=loader_workers(self.S.get('workers', 0)), progress=False)
+                       workers=loader_workers(self.S.get('workers', 0)), progress=False, force=True)
             print(f"AV-BT {variant} ({aug.name}): trained in {time.time() - t0:.0f} s -> {run}")
         return run
 
@@ -396,9 +436,9 @@ class Repro:
         from avbt_tacma.train_avbt import extract_features
         run = self.avbt(variant, aug, **overrides)
         f = run / ('features_spatial.h5' if spatial else 'features.h5')
-        if f.exists(): return f
+        if f.exists() and not _damaged(f): return f
         with _model_lock(run, f.stem):
-            if f.exists(): return f
+            if f.exists() and not _damaged(f, say=True): return f
             t0 = time.time()
             extract_features(run / 'avbt.pt', self.cache(), f, device=self.device, spatial=spatial, progress=False,
                              batch_size=self.S.get('extract_batch', 16), bf16=self.S.get('cpu_bf16', False))

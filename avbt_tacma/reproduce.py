@@ -7,15 +7,17 @@ from __future__ import annotations
 import os, sys, ast, json, time, hashlib, logging, argparse, datetime
 from dataclasses import dataclass
 from pathlib import Path
-from .core import AVBTError, save_json, repo_root, default_run_dir
-from .report import write_summary
+from .core import (AVBTError, RunError, save_json, load_json, repo_root, default_run_dir, run_lock,
+    die_with_parent)
+from .report import write_summary, read_stamp, output_problem
 from .repro import TABLE4_VARIANTS, table5_variant
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
-                              source_label, cpu_jobs, usable_cores, EXTENSION_SCALES)
+                              source_label, cpu_jobs, usable_cores, data_digest, EXTENSION_SCALES)
 
 # %% auto 0
-__all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'kernel_for_this_python', 'run_notebook', 'run_steps',
-           'paper_notebooks', 'reproduce', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
+__all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'step_state', 'kernel_for_this_python', 'run_notebook',
+           'run_steps', 'paper_notebooks', 'reproduce', 'avbt_trainings', 'train_parallel', 'reproduce_parser',
+           'reproduce_main']
 
 # %% ../nbs/19_reproduce.ipynb 5
 @dataclass(frozen=True)
@@ -27,26 +29,25 @@ class Step:
     title: str = ''
     scales: tuple = ()          # the scales that run it (empty: all); named in --only it runs at any scale
 
+def _table(n): return (f'tables/{n}.csv', f'tables/{n}.md', f'tables/{n}.json')   # what `Repro.table` writes
+def _figure(n): return (f'figures/{n}.png', f'figures/{n}.json')                  # what `Repro.figure` writes
+
 STEPS = (
-    Step('data', '00_data.ipynb', (), ('figures/data_examples.png',), 'The data'),
-    Step('avbt', '01_avbt.ipynb', ('data',), ('figures/avbt_training.png',), 'AV-BT training (baseline)'),
-    Step('table2', 'table2_avbt_probe.ipynb', ('avbt',), ('tables/table2.csv', 'tables/table2.md'),
-         'Table 2: AV-BT probe'),
-    Step('table3', 'table3_tacma.ipynb', ('avbt',), ('tables/table3.csv', 'tables/table3.md'),
-         'Table 3: AV-BT + TACMA and baselines'),
-    Step('weak', 'weak_supervision.ipynb', ('avbt',), ('tables/weak.csv', 'tables/weak.md'),
+    Step('data', '00_data.ipynb', (), _figure('data_examples'), 'The data'),
+    Step('avbt', '01_avbt.ipynb', ('data',), _figure('avbt_training'), 'AV-BT training (baseline)'),
+    Step('table2', 'table2_avbt_probe.ipynb', ('avbt',), _table('table2'), 'Table 2: AV-BT probe'),
+    Step('table3', 'table3_tacma.ipynb', ('avbt',), _table('table3'), 'Table 3: AV-BT + TACMA and baselines'),
+    Step('weak', 'weak_supervision.ipynb', ('avbt',), _table('weak'),
          'Weak supervision: every head from video labels (beyond the paper)', EXTENSION_SCALES),
-    Step('table4', 'table4_architecture.ipynb', ('table2',), ('tables/table4.csv', 'tables/table4.md'),
-         'Table 4: AV-BT architecture'),
-    Step('table5', 'table5_augmentations.ipynb', ('table2',), ('tables/table5.csv', 'tables/table5.md'),
-         'Table 5: augmentations'),
-    Step('fig5', 'fig5_confusion.ipynb', ('table2', 'table3'), ('figures/fig5_confusion.png',),
+    Step('table4', 'table4_architecture.ipynb', ('table2',), _table('table4'), 'Table 4: AV-BT architecture'),
+    Step('table5', 'table5_augmentations.ipynb', ('table2',), _table('table5'), 'Table 5: augmentations'),
+    Step('fig5', 'fig5_confusion.ipynb', ('table2', 'table3'), _figure('fig5_confusion'),
          'Fig. 5: confusion matrices'),
     # fig6 shares TACMA at theta 0.03 and 0 with table3 (a lock: one trains them, the other waits), not its order
-    Step('fig6', 'fig6_theta.ipynb', ('table2',), ('figures/fig6_theta.png', 'tables/fig6.csv'),
+    Step('fig6', 'fig6_theta.ipynb', ('table2',), _figure('fig6_theta') + _table('fig6'),
          'Fig. 6: accuracy against theta'),
-    Step('fig7', 'fig7_tsne.ipynb', ('table3',), ('figures/fig7_tsne.png',), 'Fig. 7: t-SNE of the features'),
-    Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), ('figures/fig8_qualitative.png',),
+    Step('fig7', 'fig7_tsne.ipynb', ('table3',), _figure('fig7_tsne'), 'Fig. 7: t-SNE of the features'),
+    Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), _figure('fig8_qualitative'),
          'Fig. 8: qualitative timelines'),
     Step('model', 'model.ipynb', ('table3',), ('models/avbt_tacma.pt',), 'The final model'),
 )
@@ -102,11 +103,18 @@ def step_hash(notebook,          # the step's notebook
                         sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
-def _up_to_date(stamp: Path, h: str, out: Path, outputs) -> bool:
-    if not stamp.exists(): return False
-    try: ok = json.loads(stamp.read_text()).get('hash') == h
-    except (OSError, json.JSONDecodeError): return False
-    return ok and all((out / o).exists() for o in outputs)
+def step_state(stamp: Path,   # the step's stamp
+               h: str,        # its hash now (`step_hash`)
+               out: Path,     # the run folder
+               outputs,       # the files it promises (relative to `out`)
+              ) -> str | None:
+    "None when a step is up to date, else why not: no or a damaged stamp, inputs changed, or an output that won't load."
+    st = read_stamp(stamp)
+    if st is None: return 'not run' if not stamp.exists() else f"{stamp.relative_to(out)} is damaged"
+    if st['hash'] != h: return 'inputs changed'
+    for o in outputs:
+        if why := output_problem(out / o): return f"{o} {why}"
+    return None
 
 # %% ../nbs/19_reproduce.ipynb 11
 def _papermill():
@@ -124,8 +132,10 @@ def kernel_for_this_python(folder) -> str:
         raise AVBTError("avbt reproduce needs ipykernel (a development dependency): pip install -e '.[dev]'")
     name, folder = 'avbt-tacma-python', Path(folder).absolute()
     # CRITICAL: the kernel's own log (e.g. 'KeyboardInterrupt caught in kernel' when papermill stops it) stays quiet
-    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}',
-                     '--IPKernelApp.log_level=CRITICAL'],
+    # the kernel dies with the run (`die_with_parent`): a kill -9 of avbt reproduce leaves no notebook running
+    start = ("import sys\nif sys.path[0] == '': del sys.path[0]\nfrom avbt_tacma.core import die_with_parent\n"
+             "die_with_parent()\nfrom ipykernel import kernelapp\nkernelapp.launch_new_instance()")
+    spec = {'argv': [sys.executable, '-c', start, '-f', '{connection_file}', '--IPKernelApp.log_level=CRITICAL'],
             'display_name': 'avbt-tacma (this Python)', 'language': 'python'}
     save_json(spec, folder / 'kernels' / name / 'kernel.json')
     paths = os.environ.get('JUPYTER_PATH', '').split(os.pathsep)
@@ -142,7 +152,8 @@ def run_notebook(notebook, executed, params: dict, cwd=None, kernel: str = 'pyth
                             cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as e:
         msg = (str(e.evalue).strip().splitlines() or [''])[-1][:300]
-        raise AVBTError(f"notebook {name or Path(notebook).stem} failed in cell [{e.exec_count}]: {e.ename}: {msg} "
+        err = AVBTError if e.ename in ('AVBTError', 'OutputError') else RunError    # bad input: 2, a failure: 1
+        raise err(f"notebook {name or Path(notebook).stem} failed in cell [{e.exec_count}]: {e.ename}: {msg} "
                         f"(executed copy: {executed})") from None
     return executed
 
@@ -176,17 +187,18 @@ def run_steps(out,            # the run folder
         p = {k: v for k, v in params.items() if k in declared}
         h = hashes[s.name] = step_hash(nb, p, {d: hashes[d] for d in s.deps if d in hashes}, extra)
         stamp, head = out / 'stamps' / f'{s.name}.json', f"[{i}/{len(todo)}] {s.name:<7}"
-        if s.name not in forced and _up_to_date(stamp, h, out, s.outputs):
-            res['skipped'].append(s.name); log(f"{head} up to date ({s.notebook})")
-        else: work[s.name] = (s, nb, p, h, stamp, head)
+        why = 'forced' if s.name in forced else step_state(stamp, h, out, s.outputs)
+        if why is None: res['skipped'].append(s.name); log(f"{head} up to date ({s.notebook})")
+        else:
+            if why not in ('forced', 'not run', 'inputs changed'): log(f"{head} re-running it: {why}")
+            work[s.name] = (s, nb, p, h, stamp, head)
 
     def execute(s, nb, p, h, stamp, head):
         stamp.unlink(missing_ok=True)
         log(f"{head} running {s.notebook} ..."); t0 = time.time()
         executed = run_notebook(nb, out / 'notebooks' / s.notebook, p, cwd=out, kernel=kernel, name=s.name)
-        missing = [o for o in s.outputs if not (out / o).exists()]
-        if missing:
-            raise AVBTError(f"notebook {s.name} ran but did not write {', '.join(missing)} (executed copy: {executed})")
+        bad = [f"{o} ({why})" for o in s.outputs if (why := output_problem(out / o))]
+        if bad: raise RunError(f"notebook {s.name} ran but did not write {', '.join(bad)} (executed copy: {executed})")
         dt = res['seconds'][s.name] = round(time.time() - t0, 1)
         save_json({'hash': h, 'notebook': s.notebook, 'parameters': p, 'seconds': dt,
                    'finished': datetime.datetime.now().isoformat(timespec='seconds')}, stamp)
@@ -227,6 +239,8 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     "Run the reproduction notebooks into the run folder `out` and write its report; returns what ran and was skipped."
     if scale not in SCALES: raise AVBTError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     if isinstance(only, str): only = [s.strip() for s in only.split(',') if s.strip()]
+    if only is not None and not list(only):
+        raise AVBTError(f"--only names no step; choose from {', '.join(s.name for s in STEPS)}")
     plan(STEPS, only)                                                     # unknown names fail before any work
     jobs = cpu_jobs(device) if jobs is None else int(jobs)
     if jobs < 1: raise AVBTError(f"--jobs must be at least 1, got {jobs}")
@@ -237,7 +251,22 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     steps = tuple(s for s in steps if not s.scales or scale in s.scales or s.name in (only or ()))
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
-    out = Path(out or default_run_dir()).absolute(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out or default_run_dir()).absolute()
+    with run_lock(out):                          # one run per folder: a second one says who holds it, and stops
+        return _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebooks, log, gpus, train_only,
+                          jobs)
+
+def _check_scale(out: Path, scale: str):
+    "A run folder holds one scale: its report's header and its tables must never come from two."
+    try: prev = load_json(out / 'run.json').get('scale') if (out / 'run.json').exists() else None
+    except (AVBTError, AttributeError): prev = None                    # a damaged run.json is rewritten
+    if prev and prev != scale:
+        raise AVBTError(f"--out {out}: holds a run at scale {prev}, not {scale}; choose another --out (or delete it) "
+                        "so that its report never mixes scales")
+
+def _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebooks, log, gpus, train_only, jobs):
+    "The body of `reproduce`, run while it holds the run folder."
+    _check_scale(out, scale)
     S = SCALES[scale]
     if kind == 'synthetic': path = ensure_synthetic(out, scale, log)
     n_seeds = int(seeds or S['seeds'])
@@ -260,7 +289,11 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
             f"{jobs} job(s) -> {out}")
         if info['weights_note']: log(f"weights: {info['weights_note']}")
         t0, res = time.time(), None
-        extra = json.dumps([S, __version__], sort_keys=True)
+        # the data's content is an input of every step (--force: every file is read again, no size+mtime shortcut)
+        digests = {} if force else _load_digests(out)
+        extra = json.dumps([S, __version__, data_digest('ave' if kind == 'synthetic' else kind, path, digests)],
+                           sort_keys=True)
+        save_json(digests, out / '.digests.json')
         try: res = run_steps(out, params, steps, notebooks, only, force, extra=extra, log=log, jobs=jobs, before=train)
         finally:
             md, h = write_summary(out, steps)
@@ -268,6 +301,12 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
         return res
     finally:
         if threads0 is None: os.environ.pop('AVBT_THREADS', None)
+
+def _load_digests(out: Path) -> dict:
+    "The run folder's cache of file hashes (`core.file_digest`); a damaged one is started afresh."
+    try: d = json.loads((out / '.digests.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return {}
+    return d if isinstance(d, dict) else {}
 
 def _device_id(device: str) -> str:
     "`train_parallel`'s name of one device: 'cpu', or the CUDA id of cuda / cuda:N / auto with a GPU."
@@ -336,6 +375,8 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     (out / 'logs').mkdir(parents=True, exist_ok=True)
     log(f"AV-BT trainings: {len(todo)} to run on {', '.join(gpus)}, {len(res['reused'])} already there")
     free, running, t0 = list(gpus), {}, time.time()
+    parent = os.getpid()
+    def die(): die_with_parent(parent)                # in the child: killed with this process, even by kill -9
     try:
         while todo or running:
             while todo and free:
@@ -347,7 +388,8 @@ def train_parallel(out,               # the run folder (its model store: out/mod
                 lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
                 cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
                        'sys.exit(_train_job(sys.argv[1]))', spec]
-                pr = subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out))
+                pr = subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out),
+                                      preexec_fn=die if sys.platform.startswith('linux') else None)
                 running[pr] = (run, g, lf)
                 log(f"  {run.name}: started on {g}")
             time.sleep(poll)
@@ -363,7 +405,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     finally:                                          # Ctrl-C or an error here: no training is left orphaned
         for pr, (run, g, lf) in running.items():
             pr.terminate(); pr.wait(); lf.close(); log(f"  {run.name}: stopped (a re-run resumes it)")
-    if res['failed']: raise AVBTError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
+    if res['failed']: raise RunError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
     return res
 
 # %% ../nbs/19_reproduce.ipynb 22
@@ -407,10 +449,7 @@ def reproduce_main(args,  # parsed by `reproduce_parser`
     except KeyboardInterrupt:
         print("avbt reproduce: interrupted; run the same command again to continue "
               "(finished steps and models are kept)", file=sys.stderr)
-        return 130
-    except AVBTError as e:
-        if not args.train_only and not args.gpus: raise
-        print(f"avbt reproduce: {e}", file=sys.stderr); return 1
+        return 130                          # bad input (AVBTError) exits 2, a failed step (RunError) 1: `cli.main`
     if args.train_only:
         print(f"trained {len(res['trained'])} AV-BT model(s), {len(res['reused'])} already there"); return 0
     print(f"ran {len(res['ran'])} notebook(s), {len(res['skipped'])} up to date")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path, save_json, load_json, data_root
+from .core import AVBTError, atomic_path, save_json, load_json, data_root, cap_workers, usable_cores
 from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations
 from .audio import SAMPLE_RATE
 from .video import write_video, FRAME_SIZE
@@ -427,7 +427,7 @@ def _previous(out: Path):
 
 def _render_all(fn, todo: list, workers: int, desc: str, progress: bool):
     "Run `fn` on every job of `todo` in `workers` processes (1: in this one), with a progress bar."
-    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
+    workers = min(cap_workers(workers) if workers else usable_cores(), max(1, len(todo)))
     from tqdm.auto import tqdm
     bar = tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress)
     if workers <= 1:
@@ -662,7 +662,8 @@ def synth_parser(p, # the (sub)command parser to fill
                    help='chance of a distracting object, and of a distracting sound, per clip (default %(default)s)')
     p.add_argument('--noise', type=float, default=d.noise,
                    help='clutter/noise level, 0 = clean, 1 = default, up to 3 (default %(default)s)')
-    p.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
+    p.add_argument('--workers', type=int, default=None,
+                   help='worker processes (default: the usable cores; more are lowered to them)')
     p.add_argument('--force', action='store_true', help='overwrite a folder that holds another set')
     p.add_argument('--like', type=Path, default=None,
                    help='a real Annotations.txt: write its rows (ids, categories, spans, splits) as a synthetic twin '

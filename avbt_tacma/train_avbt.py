@@ -4,13 +4,14 @@
 
 # %% ../nbs/11_train_avbt.ipynb 3
 from __future__ import annotations
-import os, csv, time, random, logging, argparse, dataclasses
+import os, csv, time, random, logging, argparse, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .core import AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint, load_checkpoint, atomic_path
+from .core import (AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint,
+    load_checkpoint, atomic_path, run_lock, check_loss, check_finite_state)
 from .ave import CLASS_NAMES, NUM_CLASSES
 from .avbt import AVBTConfig, AVBT, avbt_loss, make_optimizer, adjust_lr
 from .datasets import AugConfig, AVClipDataset, make_loader, set_loader_epoch
@@ -19,8 +20,9 @@ from .datasets import check_cache, cache_object   # re-exported: defined once, i
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state', 'train_avbt', 'plot_loss',
-           'extract_features', 'train_avbt_parser', 'train_avbt_main', 'extract_parser', 'extract_main']
+__all__ = ['log', 'CHECK_FIRST_STEPS', 'dist_setup', 'GlobalBatchNorm', 'sync_batchnorm', 'rng_state', 'set_rng_state',
+           'train_avbt', 'plot_loss', 'load_avbt_model', 'extract_features', 'train_avbt_parser', 'train_avbt_main',
+           'extract_parser', 'extract_main']
 
 # %% ../nbs/11_train_avbt.ipynb 6
 def dist_setup(device: torch.device  # the device asked for; under torchrun on CUDA, LOCAL_RANK picks the GPU
@@ -136,6 +138,8 @@ def _tensorboard(out: Path):
     return SummaryWriter(out / 'tb')
 
 # %% ../nbs/11_train_avbt.ipynb 17
+CHECK_FIRST_STEPS = 20      # the loss of these first steps is always checked for NaN/Inf (later: each logged step's)
+
 def train_avbt(cache,                          # a prepared cache folder (`avbt prepare`) or a cache object
                out,                            # the run folder
                cfg: AVBTConfig | None = None,  # default: the checkpoint's on resume, else the 'paper' preset
@@ -146,7 +150,8 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
                workers: int = 2,               # DataLoader worker processes
                log_every: int = 1,             # write a log row every this many steps
                max_steps: int | None = None,   # stop after this many steps (tests, benchmarks)
-               progress: bool = True           # show a progress bar
+               progress: bool = True,          # show a progress bar
+               force: bool = False,            # replace a finished run (avbt.pt without checkpoint.pt) in `out`
               ) -> Path:
     "Train AV-BT on the `train` clips of `cache` into the run folder `out`; returns the path of `out/avbt.pt`."
     out, cache = Path(out), check_cache(cache)
@@ -155,6 +160,9 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
     if ck is not None and not resume:
         raise AVBTError(f"{ck_path}: this run folder already holds a checkpoint; "
                         "pass --resume to continue it or choose another --out")
+    if ck is None and (out / 'avbt.pt').exists() and not force:          # its avbt.pt, log.csv, config.json stay
+        raise AVBTError(f"{out}: holds a finished AV-BT run (avbt.pt) and no checkpoint to resume; choose another "
+                        "--out or pass --force to replace it")
     if ck is not None:
         cfg = cfg or AVBTConfig.from_dict(ck['config']['model'])
         aug = aug or AugConfig.from_dict(ck['config']['aug'])
@@ -184,6 +192,7 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
             optimizer.load_state_dict(ck['optimizer'])
             start_epoch, step, seconds0 = ck['epoch'], ck['step'], ck.get('seconds', 0.0)
             set_rng_state(ck['rng'])
+        start_step = step
         config = _run_config(cfg, aug, seed, cache, ds.cache.inputs)
         if rank == 0:
             make_run_dir(out, {**config, 'world_size': world, 'device': str(device)})
@@ -206,6 +215,9 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
                 with torch.autocast('cuda', dtype=torch.bfloat16, enabled=cuda):
                     z_a, z_v = net(logmel, frames)
                 loss = avbt_loss(z_a, z_v, cfg.lambd, cfg.eps, distributed=world > 1)   # in float32
+                if step - start_step < CHECK_FIRST_STEPS or step % log_every == 0:     # a sync: the first steps only
+                    check_loss(loss, f"epoch {epoch + 1}, step {step + 1}", {'log-mel': logmel, 'frames': frames},
+                               batch['row'].tolist())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -248,6 +260,25 @@ def plot_loss(run,       # a run folder of `train_avbt`
     return ax
 
 # %% ../nbs/11_train_avbt.ipynb 26
+def load_avbt_model(ck: dict, # a loaded 'avbt' checkpoint
+                    where, # its file, for the errors
+                   ):
+    ("(config, `AVBT` with the checkpoint's weights); one-line errors for a missing config or `model` entry, weights "
+     "that do not fit the config, and NaN or Inf weights.")
+    try: cfg = AVBTConfig.from_dict((ck.get('config') or {})['model'])
+    except (KeyError, TypeError) as e: raise AVBTError(f"{where}: no AV-BT model config in this checkpoint") from None
+    state = ck.get('model')
+    if not isinstance(state, dict): raise AVBTError(f"{where}: no 'model' weights in this checkpoint")
+    check_finite_state(state, where)
+    try: model = AVBT(cfg)
+    except (TypeError, ValueError) as e:
+        raise AVBTError(f"{where}: its model config cannot build an AV-BT model ({' '.join(str(e).split())[:200]})")
+    try: model.load_state_dict(state)
+    except RuntimeError as e:
+        raise AVBTError(f"{where}: the weights do not fit the checkpoint's model config "
+                        f"({' '.join(str(e).split())[:200]})") from None
+    return cfg, model
+
 @torch.no_grad()
 def extract_features(checkpoint,              # `avbt.pt` of a run
                      cache,                   # the prepared cache (folder or object) to encode
@@ -262,12 +293,10 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
     "Write f_a, f_v (or the visual spatial map) of every available clip of `cache` to the feature file `out_h5`."
     from avbt_tacma.features import save_features
     ck = load_checkpoint(checkpoint, kind='avbt')
-    cfg = AVBTConfig.from_dict(ck['config']['model'])
     if not ck.get('finished', True):
         log.warning(f"{checkpoint}: the run stopped early (step {ck.get('step')}); extracting anyway")
     device = get_device(device)
-    model = AVBT(cfg)
-    model.load_state_dict(ck['model'])
+    cfg, model = load_avbt_model(ck, checkpoint)
     fast = device.type == 'cuda' or bf16                              # bfloat16 + channels_last
     model.to(device, memory_format=torch.channels_last if fast else torch.contiguous_format).eval()
     data = cache_object(cache)
@@ -299,7 +328,7 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
     return save_features(out_h5, torch.cat(audio)[order].numpy(), torch.cat(visual)[order].numpy(), onehot.numpy(),
                          splits, ck.get('class_names') or CLASS_NAMES, [data.video_id(r) for r in rows], meta)
 
-# %% ../nbs/11_train_avbt.ipynb 29
+# %% ../nbs/11_train_avbt.ipynb 31
 def _aug(spec: str | None):
     "`--aug crop,flip,...` switches on exactly those augmentations; `none` switches them all off; absent: the defaults."
     if spec is None: return None
@@ -326,6 +355,7 @@ def train_avbt_parser(p: argparse.ArgumentParser, # the (sub)command parser to f
     p.add_argument('--resume', action='store_true', help='continue the run in --out from its last checkpoint')
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1), help='DataLoader worker processes')
     p.add_argument('--max-steps', type=int, help='stop after this many steps (smoke tests, benchmarks)')
+    p.add_argument('--force', action='store_true', help='replace a finished run (avbt.pt) in --out')
 
 def train_avbt_main(args, # the parsed arguments
                    ) -> int:
@@ -343,8 +373,10 @@ def train_avbt_main(args, # the parsed arguments
             raise AVBTError(f"--{k.replace('_', '-')} must be at least 1, got {v}")
     cfg = dataclasses.replace(cfg, **changes)
     if args.workers < 0: raise AVBTError(f"--workers must be >= 0, got {args.workers}")
-    train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
-               workers=args.workers, max_steps=args.max_steps)
+    # one run per --out (under torchrun: rank 0 holds it for all)
+    with run_lock(args.out) if int(os.environ.get('RANK', '0')) == 0 else contextlib.nullcontext():
+        train_avbt(args.data, args.out, cfg, _aug(args.aug), seed=args.seed, device=args.device, resume=args.resume,
+                   workers=args.workers, max_steps=args.max_steps, force=args.force)
     return 0
 
 def extract_parser(p: argparse.ArgumentParser, # the (sub)command parser to fill

@@ -4,12 +4,13 @@
 
 # %% ../nbs/14_train_heads.ipynb 3
 from __future__ import annotations
-import copy, hashlib, inspect, json, math, sys, time
+import copy, hashlib, inspect, json, math, sys, time, weakref
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from .core import AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir
+from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
+    load_checkpoint, run_lock, check_loss)
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
 from .features import FeatureSet, SPLITS, feature_dataset, load_features, video_level_labels
 from .core import mean_std
@@ -188,9 +189,10 @@ def run_epoch(model, # the head
     for b, idx in enumerate(torch.randperm(len(a), generator=gen).split(rec['batch_size'])[:n_b]):
         for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
         idx = idx.to(a.device)
-        yb = y.index_select(0, idx)
-        loss, logits = (model.weak_loss if weak else model.training_loss)(a.index_select(0, idx),
-                                                                          v.index_select(0, idx), yb)
+        yb, ab, vb = y.index_select(0, idx), a.index_select(0, idx), v.index_select(0, idx)
+        loss, logits = (model.weak_loss if weak else model.training_loss)(ab, vb, yb)
+        check_loss(loss, f"epoch {epoch + 1}, batch {b + 1}", {'audio features': ab, 'visual features': vb},
+                   idx.tolist())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if rec.get('clip'): torch.nn.utils.clip_grad_norm_(model.parameters(), rec['clip'])
@@ -228,13 +230,34 @@ def train_epoch(model, # the head
     rec = dict(batch_size=batch_size, drop_last=False, schedule='epoch_step', lr_decay=1.0, decay_every=1)
     return run_epoch(model, opt, a, v, y, rec, 0, gen, opt.param_groups[0]['lr'])
 
+def _saved_run(stem: Path) -> dict | None:
+    "The result of a saved seed run when its JSON and checkpoint both load, else None (one line when damaged)."
+    js, pt = stem.with_suffix('.json'), stem.with_suffix('.pt')
+    if not js.exists(): return None
+    try:
+        old = load_json(js)
+        load_checkpoint(pt, kind='head')
+        if not isinstance(old, dict): raise AVBTError(f"{js}: not a result object")
+    except AVBTError as e:
+        print(f"{e}: the run is trained again", file=sys.stderr)
+        return None
+    return old
+
+_FINGERPRINTS = {}   # ids of (audio, visual, labels) -> (weak references to them, hash of their values)
+
 def features_fingerprint(fs: FeatureSet, # the features
                         ) -> str:
-    "A short hash of the shapes, splits and a sample of the values, to tell whether a saved run used these features."
-    h = hashlib.sha1()
-    for x in (fs.audio, fs.visual, fs.labels):
-        h.update(str(x.shape).encode())
-        h.update(np.ascontiguousarray(x[:16]).tobytes())
+    "A short hash of the shapes, every value and the splits, to tell whether a saved run used these features."
+    h, arrays = hashlib.sha1(), (fs.audio, fs.visual, fs.labels)
+    key = tuple(map(id, arrays))
+    hit = _FINGERPRINTS.get(key)                    # the same arrays as last time (the seeds of one run): no re-read
+    if hit is None or any(r() is not a for r, a in zip(hit[0], arrays)):
+        c = hashlib.sha1()
+        for x in arrays:
+            c.update(f"{x.dtype}{x.shape}".encode())
+            for i in range(0, len(x), 256): c.update(np.ascontiguousarray(x[i:i + 256]).tobytes())   # memory-mapped
+        hit = _FINGERPRINTS[key] = ([weakref.ref(a) for a in arrays], c.digest())
+    h.update(hit[1])
     for k in sorted(fs.splits):
         h.update(k.encode())
         h.update(np.asarray(fs.splits[k], np.int64).tobytes())
@@ -255,6 +278,7 @@ def train_head(fs: FeatureSet, # the features
                resume: bool = True, # reuse a finished run in `out` with the same settings
                recipe: str = 'tacma', # 'tacma' or 'official'
                setting: str = 'supervised', # 'supervised' (segment labels) or 'weak' (video labels, noisy clips)
+               overwrite: bool = True, # replace a run of other settings or features in `out` (False: refuse)
                **head_kw, # the head's own arguments
               ) -> dict:
     ("Train one head on `fs` with one seed under `recipe` in `setting` (explicit arguments override the recipe); keep "
@@ -289,9 +313,11 @@ def train_head(fs: FeatureSet, # the features
                   features_meta=fs.meta)
     config = json.loads(json.dumps(config, default=str))
     stem = Path(out) / f"{head}{'_weak' if weak else ''}_seed{seed}" if out is not None else None
-    if resume and stem is not None and stem.with_suffix('.json').exists():
-        old = load_json(stem.with_suffix('.json'))
-        if old.get('config') == config and stem.with_suffix('.pt').exists(): return old
+    old = _saved_run(stem) if stem is not None else None     # None when absent or damaged (trained again)
+    if old is not None and resume and old.get('config') == config: return old
+    if old is not None and old.get('config') != config and not overwrite:
+        raise AVBTError(f"{stem.parent}: holds a {head} run (seed {seed}) of other settings or other features; "
+                        "choose another --out or pass --force to replace it")
 
     with seeded(seed):                                  # deterministic kernels for this run only
         dev = get_device(device)
@@ -405,6 +431,7 @@ def train_tacma_parser(p, # the (sub)command parser to fill
     p.add_argument('--threads', type=int, default=0,
                    help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--force', action='store_true', help='replace the runs of other settings or features in --out')
 
 def _head_kw(args) -> dict:
     kw, head = {}, check_head(args.head)
@@ -449,9 +476,10 @@ def train_tacma_main(args, # the parsed arguments
     if recipe is None: recipe = table3_recipe(args.head, features_source(fs))
     if weak and recipe == 'official' and args.head not in RECIPES_WEAK: recipe = 'tacma'
     recipe_for(args.head, recipe, args.setting)               # fail early on a head the recipe does not cover
-    s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe, setting=args.setting,
-                    **kw)
+    with run_lock(args.out):                                  # one run per --out; another run's results: --force
+        s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe,
+                        overwrite=args.force, setting=args.setting, **kw)
     print(format_summary(s))
     print(f"results in {Path(args.out) / summary_name(args.head, args.setting)}")
     return 0

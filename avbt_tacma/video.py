@@ -12,7 +12,7 @@ from .audio import SAMPLE_RATE, CLIP_SECONDS, clip_audio
 
 # %% auto 0
 __all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'frame_times', 'write_video', 'write_test_clip', 'read_frame_number',
-           'ClipError', 'default_stream', 'decode_clip']
+           'ClipError', 'check_media_file', 'default_stream', 'decode_clip']
 
 # %% ../nbs/04_video.ipynb 5
 FRAMES_PER_SEGMENT = 16
@@ -122,14 +122,28 @@ def read_frame_number(frame: np.ndarray, # RGB uint8 [H, W, 3] decoded from a `w
 
 # %% ../nbs/04_video.ipynb 11
 class ClipError(AVBTError):
-    "A clip that cannot be used; `problem` is one of missing, empty, corrupt, no_video, no_audio."
+    "A clip that cannot be used; `problem` names the fault (missing, empty, corrupt, non_finite, ...)."
     def __init__(self,
                  path, # the clip
-                 problem: str, # missing, empty, corrupt, no_video or no_audio
+                 problem: str, # missing, not_file, unreadable, empty, corrupt, no_video, no_audio or non_finite
                  reason: str, # what went wrong, in words
                 ):
         super().__init__(f"{path}: {reason}")
         self.path, self.problem, self.reason = str(path), problem, reason
+
+def check_media_file(path, # a video file
+                    ) -> None:
+    "A `ClipError` unless `path` is a regular, non-empty file (checked without opening it: a FIFO would block)."
+    import errno, stat
+    try: st = os.stat(path)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR): raise ClipError(path, 'missing', 'file not found') from None
+        why = {errno.ELOOP: 'a loop of symbolic links, no file behind it',
+               errno.ENAMETOOLONG: 'file name or path too long for the file system'}.get(e.errno)
+        raise ClipError(path, 'unreadable', why or f"cannot be read ({(e.strerror or str(e)).lower()})") from None
+    if stat.S_ISDIR(st.st_mode): raise ClipError(path, 'not_file', 'is a folder, not a video file')
+    if not stat.S_ISREG(st.st_mode): raise ClipError(path, 'not_file', 'not a regular file (a pipe, socket or device)')
+    if st.st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
 
 def default_stream(streams, # a container's video or audio streams
                   ):
@@ -151,8 +165,7 @@ def decode_clip(path, # a video file
     "(frames uint8 [n_frames, size, size, 3], audio float32 [seconds * 16000] mono 16 kHz, info dict) of a video file."
     import av
     path = Path(path)
-    if not path.exists(): raise ClipError(path, 'missing', 'file not found')
-    if path.stat().st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
+    check_media_file(path)
     try: c = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise ClipError(path, 'corrupt', f"corrupt or not a media file ({e})") from None
@@ -203,6 +216,9 @@ def decode_clip(path, # a video file
         n_pad = int((targets[k:] >= v_end).sum())
         put(np.inf)
         wav = np.concatenate(chunks, 1)
+        if not np.isfinite(wav).all():
+            raise ClipError(path, 'non_finite', f"the audio holds {int((~np.isfinite(wav)).sum())} NaN or Inf "
+                            "sample(s)")
         # align audio to the timeline origin (a late start: silence, at most the clip's length, whatever the time
         # stamps say)
         lead = min(int(round(a_start * sr)), seconds * sr)

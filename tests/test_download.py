@@ -1,5 +1,5 @@
 "Download, verify, resume and safe extraction against a local HTTP server on 127.0.0.1 (no internet needed)."
-import functools, hashlib, http.server, io, socket, stat, threading, zipfile
+import functools, hashlib, http.server, io, socket, stat, threading, time, zipfile
 from pathlib import Path
 import numpy as np, pytest
 from avbt_tacma.core import AVBTError
@@ -165,6 +165,38 @@ def test_cli_without_network_exits_2_with_one_line(tmp_path, capsys):
     rc = main(['data', 'download', '--what', 'features', '--to', str(tmp_path / 'f'), '--mirror', f'http://127.0.0.1:{closed_port()}'])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith('avbt data: error: cannot download')
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    "Promises 10 kB and sends one byte every 0.25 s (a per-read timeout never fires)."
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(200); self.send_header('Content-Length', '10000'); self.end_headers()
+        try:
+            for _ in range(10000): self.wfile.write(b'x'); self.wfile.flush(); time.sleep(0.25)
+        except OSError: pass
+
+
+@pytest.mark.parametrize('limit', ['rate', 'deadline'])
+def test_trickling_server_is_stopped_with_one_line_and_resumable(tmp_path, capsys, monkeypatch, limit):
+    import avbt_tacma.download as D
+    if limit == 'rate': monkeypatch.setattr(D, 'RATE_WINDOW', 1.5)        # 60 s by default: kept short here
+    else: monkeypatch.setattr(D, 'MIN_RATE', 0); monkeypatch.setattr(D, 'DEADLINE', 1.5)
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Trickle)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        rc = main(['data', 'download', '--what', 'videos', '--to', str(tmp_path / 'ave'),
+                   '--mirror', f'http://127.0.0.1:{srv.server_address[1]}'])
+        took = time.monotonic() - t0
+    finally: srv.shutdown(); srv.server_close()
+    err = capsys.readouterr().err.split('\r')[-1].strip()            # after the progress bar's last redraw
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith('avbt data: error: download of AVE_Dataset.zip stopped'), err
+    assert ('below the minimum of 1024 bytes/s' if limit == 'rate' else 'not done within 1.5 s') in err
+    assert took < 10 and 'keep' not in err and 're-run to resume' in err
+    part = tmp_path / 'ave' / 'AVE_Dataset.zip.part'
+    assert 0 < part.stat().st_size < 100 and not (tmp_path / 'ave' / 'AVE_Dataset.zip').exists()
 
 
 def test_features_from_mirror(server, tmp_path, monkeypatch):

@@ -87,8 +87,9 @@ def test_real_noisy_files_load(ave_meta, tmp_path):
     import h5py
     n = 5
     for name, shape in (('audio_feature', (n, 10, 128)), ('visual_feature', (n, 10, 2, 2, 8)),
-                        ('labels', (n, 10, 29)), ('visual_feature_noisy', (178, 10, 2, 2, 8))):
+                        ('visual_feature_noisy', (178, 10, 2, 2, 8))):
         with h5py.File(tmp_path / f'{name}.h5', 'w') as f: f['avadataset'] = np.zeros(shape)
+    with h5py.File(tmp_path / 'labels.h5', 'w') as f: f['avadataset'] = np.eye(29)[np.full((n, 10), 28)]
     for s, o in (('train', [0, 1, 2]), ('val', [3]), ('test', [4])):
         with h5py.File(tmp_path / f'{s}_order.h5', 'w') as f: f['order'] = np.array(o)
     with h5py.File(tmp_path / 'mil_labels.h5', 'w') as f: f['avadataset'] = np.eye(29)[[1, 2, 3, 4, 5]]
