@@ -21,6 +21,8 @@ COMMANDS = {  # command: (module, function prefix, one-line help)
     'train-tacma': ('avbt_tacma.train_heads', 'train_tacma', 'train TACMA, baselines or probes on a feature file'),
     'reproduce': ('avbt_tacma.reproduce', 'reproduce', "regenerate the paper's tables and figures"),
     'localize': ('avbt_tacma.localize', 'localize', 'localize audio-visual events in your own videos'),
+    'pack': ('avbt_tacma.localize', 'pack', 'combine an AV-BT model and a head trained on its features into the model '
+             'file avbt localize reads'),
 }
 
 def _load(cmd):
@@ -79,7 +81,7 @@ ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unb
     'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
     'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'max_seconds': (1, None)}
 # (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)
-OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
+OUT_FILE = {('extract', 'out'), ('pack', 'out')}      # output paths that are files; every other `out`/`to` is a folder
 
 def check_args(args, # the parsed arguments
               ) -> None:

@@ -18,9 +18,9 @@ from .video import write_video   # re-exported: tests and examples write their v
 
 # %% auto 0
 __all__ = ['MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows',
-           'Localizer', 'ModelError', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline',
-           'write_outputs', 'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser',
-           'localize_main']
+           'Localizer', 'ModelError', 'localize_video', 'localize', 'event_spans', 'format_table', 'frame_strip',
+           'plot_timeline', 'write_outputs', 'model_card', 'card_warning', 'save_pipeline', 'load_pipeline',
+           'output_names', 'localize_files', 'localize_parser', 'localize_main', 'pack_parser', 'pack_main']
 
 # %% ../nbs/16_localize.ipynb 5
 from .audio import SAMPLE_RATE   # the VGGish front-end's rate; re-exported, defined once in `audio`
@@ -174,7 +174,7 @@ class Localizer:
         ("Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over "
          "overlapping windows).")
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         n, idx = len(logmel), window_index(len(logmel), hop=hop)
         A, V = to_windows(logmel, pad=pad, hop=hop), to_windows(frames, pad=pad, hop=hop)
         out = []
@@ -266,6 +266,21 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
 # %% ../nbs/16_localize.ipynb 24
+def frame_strip(ax, # matplotlib axes whose x axis is time in seconds
+                frames, # frames [k, H, W, 3], drawn side by side
+                seconds: float | None = None, # the time the strip spans (None: k, one frame a second)
+                max_px: int = 96, # frames are subsampled to at most about this many pixels a side
+               ):
+    ("Draw `frames` side by side over [0, `seconds`] at their true aspect ratio: the axes box takes the strip's "
+     "shape (give its row at least that height, it keeps its width).")
+    frames = np.asarray(frames); k, h, w = frames.shape[:3]
+    seconds = float(k if seconds is None else seconds); step, sub = seconds / k, max(1, max(h, w) // max_px)
+    for j, f in enumerate(frames): ax.imshow(f[::sub, ::sub], extent=(j * step, (j + 1) * step, 0, step * h / w),
+                                             aspect='auto')
+    ax.set_xlim(0, seconds); ax.set_ylim(0, step * h / w); ax.set_box_aspect(h / (w * k)); ax.set_yticks([])
+    return ax
+
+#| export
 def plot_timeline(video: Video, # the decoded video
                   results: list[dict], # its per-second predictions
                   path=None, # PNG to write; None: not saved
@@ -277,16 +292,11 @@ def plot_timeline(video: Video, # the decoded video
      "(PNG) when given.")
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
     n = len(results)
-    fig = Figure(figsize=(min(4 + 0.5 * n, 24), 4.8))
-    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [1.3, 1, 0.9]})
-    k = min(n, max_thumbs)
-    idx = np.linspace(0, n - 1, k).round().astype(int)
-    step = n / k
-    for j, s in enumerate(idx):
-        ax_f.imshow(video.frames[s][::max(1, video.frames.shape[1] // 96), ::max(1, video.frames.shape[2] // 96)],
-                    extent=(j * step, (j + 1) * step, 0, 1), aspect='auto')
-    ax_f.set_ylim(0, 1)
-    ax_f.set_yticks([])
+    k, (h, w) = min(n, max_thumbs), video.frames.shape[1:3]
+    width = min(4 + 0.5 * n, 24); strip = 1.5 * width * h / (w * k) + 0.3   # inches the frames need, and to spare
+    fig = Figure(figsize=(width, strip + 3.8))
+    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [strip, 1.6, 1.4]})
+    frame_strip(ax_f, video.frames[np.linspace(0, n - 1, k).round().astype(int)], n)
     ax_f.set_ylabel('frames')
     x = video.audio[:n * SAMPLE_RATE]
     bins = min(len(x), 4000)
@@ -352,11 +362,50 @@ def _input_settings(avbt_ck: dict, where) -> dict:
         return open_cache(cache).inputs
     return {}
 
+def model_card(avbt_ck: dict, # a loaded AV-BT checkpoint
+               head_ck: dict, # a loaded head checkpoint
+              ) -> dict:
+    ("What a packed model was trained on and how well it did: the data (synthetic or not), the classes it saw, its "
+     "test accuracy, the majority-label floor of that test split and the best one label for all its seconds could "
+     "score (all %); None where unknown.")
+    from avbt_tacma.core import load_json
+    res, pct = head_ck.get('result') or {}, lambda x: round(100 * float(x), 2)
+    card = {'data': None, 'synthetic': None, 'classes': None, 'head': (head_ck.get('config') or {}).get('head'),
+            'test_accuracy': None if res.get('test_acc') is None else pct(res['test_acc']), 'floor': None,
+            'best_constant': None}
+    cache = Path(str((avbt_ck.get('config') or {}).get('cache', '')))
+    if not (cache / 'cache.json').is_file(): return card        # the training cache is gone: the card says less
+    from avbt_tacma.prepare import open_cache
+    from avbt_tacma.evaluate import majority_accuracy
+    c, src = open_cache(cache), Path(str(load_json(cache / 'cache.json').get('source', '')))
+    lab = {s: np.stack([c.labels(r) for r in c.splits[s]]) for s in ('train', 'test') if len(c.splits.get(s, ()))}
+    names = list(head_ck.get('class_names') or CLASS_NAMES)
+    card['synthetic'] = (src / 'synth_meta.json').is_file()
+    card['data'] = f"{src.name}, {len(c.available)} clips"
+    if 'train' in lab:
+        card['classes'] = [names[i] for i in sorted(set(lab['train'].ravel().tolist())) if i != BG_INDEX]
+        if 'test' in lab: card['floor'] = pct(majority_accuracy(lab['train'], lab['test']))
+    if 'test' in lab: card['best_constant'] = pct(np.bincount(lab['test'].ravel()).max() / lab['test'].size)
+    return card
+
+def card_warning(card: dict | None, # a model's card (`model_card`)
+                ) -> str | None:
+    "One line when the model's labels cannot be trusted: it did not learn, or it was trained on synthetic data."
+    from avbt_tacma.evaluate import LEARN_MARGIN
+    card, why = card or {}, []
+    acc = card.get('test_accuracy')
+    floors = [f for f in (card.get('floor'), card.get('best_constant')) if f is not None]
+    if acc is not None and floors and acc < max(floors) + LEARN_MARGIN:
+        why.append(f"it did not learn (test accuracy {acc:.1f}%; one label for every second scores {max(floors):.1f}%)")
+    if card.get('synthetic'): why.append(f"it was trained on synthetic data ({card.get('data')})")
+    return f"warning: this model's labels mean little on your videos: {'; '.join(why)}" if why else None
+
 def save_pipeline(path, # the checkpoint to write
                   avbt_checkpoint, # AV-BT checkpoint (path or dict)
                   head_checkpoint, # head checkpoint (path or dict)
                   frame_size: int | None = None, # frame side the encoder was trained at; None: from the checkpoint
                   framing: str | None = None, # log-mel framing; None: from the checkpoint
+                  card: dict | None = None, # entries that override the model card (`model_card`)
                  ) -> Path:
     ("Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at "
      "`path`.")
@@ -392,9 +441,10 @@ def save_pipeline(path, # the checkpoint to write
                           'head': None if isinstance(head_checkpoint, dict) else str(head_checkpoint)},
               'trained_with': {'avbt': a.get('versions'), 'head': h.get('versions')}}
     state = {'avbt_state': _state(a, wa), 'head_state': _state(h, wh)}
-    return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
+    return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES,
+                           card={**model_card(a, h), **(card or {})})
 
-# %% ../nbs/16_localize.ipynb 27
+# %% ../nbs/16_localize.ipynb 28
 def load_pipeline(path, # an 'avbt_tacma' checkpoint
                   device='auto', # torch device or 'auto'
                   batch_size: int = 8, # windows per batch
@@ -416,9 +466,10 @@ def load_pipeline(path, # an 'avbt_tacma' checkpoint
     return Localizer(avbt, head, ck.get('class_names') or CLASS_NAMES, image_size=cfg.image_size,
                      frame_size=int(prep['frame_size']), framing=prep['framing'],
                      spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
-                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
+                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions'),
+                           'card': ck.get('card')})
 
-# %% ../nbs/16_localize.ipynb 29
+# %% ../nbs/16_localize.ipynb 30
 MANIFEST = '.avbt-localize.json'
 OUT_SUFFIXES = ('.json', '.csv', '.png')
 
@@ -460,6 +511,7 @@ def localize_files(paths, # video files
     ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
      "outputs} per file.")
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
+    if echo and card_warning(loc.meta.get('card')): echo(card_warning(loc.meta.get('card')), file=sys.stderr)
     out = []
     for p, name in zip(paths, output_names(paths, out_dir)):
         rec = {'path': str(p), 'results': None, 'error': None, 'outputs': {}}
@@ -510,3 +562,20 @@ def localize_main(args, # the parsed arguments
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)
     return 1 if bad else 0
+
+def pack_parser(p, # the (sub)command parser to fill
+               ):
+    p.add_argument('--avbt', required=True, metavar='CKPT', help='AV-BT checkpoint (RUN/avbt.pt of `avbt train-avbt`)')
+    p.add_argument('--head', required=True, metavar='CKPT',
+                   help='head checkpoint trained on its features (e.g. OUT/tacma_seed0.pt of `avbt train-tacma`)')
+    p.add_argument('--out', required=True, metavar='FILE', help='the model file `avbt localize --checkpoint` reads')
+
+def pack_main(args, # the parsed arguments
+             ) -> int:
+    path = save_pipeline(args.out, args.avbt, args.head)
+    card = _load(path, 'avbt_tacma').get('card') or {}
+    f = lambda x: '?' if x is None else f"{x:.1f}%"
+    print(f"{path}: {card.get('head')} head, data {card.get('data') or '?'}, test accuracy "
+          f"{f(card.get('test_accuracy'))} (majority label {f(card.get('floor'))})")
+    if card_warning(card): print(card_warning(card), file=sys.stderr)
+    return 0

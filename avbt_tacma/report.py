@@ -9,18 +9,16 @@ from pathlib import Path
 import numpy as np
 from avbt_tacma.core import (AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint,
     one_line)
-from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from .evaluate import mean_std, effect, verdict, VERDICT_RULE, LEARN_MARGIN
 from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
 from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
-__all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row',
-           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp',
-           'output_problem', 'write_summary']
+__all__ = ['NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row', 'majority_row',
+           'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp', 'output_problem',
+           'markdown_html', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
-LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
-
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     "The accuracy of the table's 'majority label' row (key 'majority'), or None when it has none."
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]
@@ -172,8 +170,8 @@ def format_rows(rows: list,            # rows of `result_row`
 def markdown_table(columns,  # header names
                    cells,    # rows of cell strings
                   ) -> str:
-    "A GitHub Markdown table."
-    esc = lambda s: str(s).replace('|', '\\|')
+    "A GitHub Markdown table (`|` and `*` in cells escaped: cells are plain text)."
+    esc = lambda s: str(s).replace('\\', '\\\\').replace('|', '\\|').replace('*', '\\*')
     lines = ['| ' + ' | '.join(map(esc, columns)) + ' |', '|' + '---|' * len(columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(esc, c)) + ' |' for c in cells])
 
@@ -326,19 +324,30 @@ def output_problem(path, # a file a step promised
 # %% ../nbs/17_report.ipynb 15
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666;font-size:.9em}
-img{max-width:100%;border:1px solid #eee}
-figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+img{max-width:100%;height:auto;border:1px solid #eee}
 code{background:#f5f5f5;padding:0 .2em}"""
 
-def _html_table(columns, cells, cls=None) -> str:
-    cls = cls or {}
-    td = lambda c, v: f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>'
-    rows = ''.join('<tr>' + ''.join(td(c, v) for c, v in zip(columns, r)) + '</tr>' for r in cells)
-    return f"<table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in columns)}</tr>{rows}</table>"
+def markdown_html(md: str,         # Markdown text (CommonMark with GitHub tables)
+                  folder=None,     # where relative image paths resolve: those images are embedded (None: linked)
+                  title: str = '', # the page's title
+                 ) -> str:
+    "A self-contained HTML page of `md`, rendered by markdown-it-py; images under `folder` are embedded as data URIs."
+    from markdown_it import MarkdownIt
+    mdi = MarkdownIt('commonmark', {'html': False, 'typographer': False}).enable('table')
+    image = mdi.renderer.rules['image']
+    def embed(self, tokens, idx, options, env):
+        t = tokens[idx]; src = t.attrGet('src') or ''
+        p = Path(folder) / src if folder is not None and '://' not in src and not src.startswith('data:') else None
+        if p is not None and p.is_file():
+            t.attrSet('src', 'data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode())
+        return image(tokens, idx, options, env)
+    mdi.add_render_rule('image', embed)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{mdi.render(md)}</body></html>\n")
 
+# %% ../nbs/17_report.ipynb 17
 def write_summary(out,        # the run folder
                   steps=(),   # the steps of the run (objects with name, title, notebook), in report order
                  ) -> tuple:
@@ -347,21 +356,21 @@ def write_summary(out,        # the run folder
     tables = _sidecars(out / 'tables')
     figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
-    head = [f"# Reproduction report", '',
-            f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
-            "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
-            "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
-            + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
-               "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
-               "can be tested, not its absolute numbers: the claims table comes first."), '']
+    md = [f"# Reproduction report", '',
+          f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
+          "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
+          "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
+          + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
+             "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
+             "can be tested, not its absolute numbers: the claims table comes first."), '']
     versions = info.get('versions', {})
     if info:
-        head += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
-                 f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
-                 f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
-                 f"torch {versions.get('torch', '?')}"]
-        if info.get('weights_note'): head.append(f"- weights: **{info['weights_note']}**")
-        head.append('')
+        md += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
+               f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
+               f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
+               f"torch {versions.get('torch', '?')}"]
+        if info.get('weights_note'): md.append(f"- weights: **{info['weights_note']}**")
+        md.append('')
     claims, claims_md = claims_table(out) if tables else ([], '')
     status = []
     for s in steps:
@@ -369,47 +378,24 @@ def write_summary(out,        # the run folder
         bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
         state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
                  f"done ({st['seconds']:.0f} s)")
-        status.append([s.name, s.title, state,
-                       f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
-    md, body = list(head), []
-    if claims_md: md += ['## Claims', '', claims_md, '']
+        nb = f"notebooks/{s.notebook}"
+        status.append([s.name, s.title, state, f"[{s.notebook}]({nb})" if (out / nb).exists() else '—'])
+    if claims_md: md += ['## Claims', '', claims_md.strip(), '']
     md += ['## Steps', '', markdown_table(['step', 'what', 'state', 'executed notebook'], status), '']
     for s in steps:
         ts = [t for t in tables if t.get('step') == s.name and 'rows' in t]
         fs = [f for f in figures if f['step'] == s.name]
         if not ts and not fs: continue
-        md += [f"## {s.title}", '']; body.append(f"<h2>{html.escape(s.title)}</h2>")
+        md += [f"## {s.title}", '']
         for t in ts:
             md += [f"**{t['title']}** ({tag(t['source'], t['scale'])})", '',
                    markdown_table(t['columns'], t['cells']), '']
             if t.get('note'): md += [t['note'], '']
-            where = html.escape(tag(t['source'], t['scale']))
-            body.append(f"<p><b>{html.escape(t['title'])}</b> <span class=tag>({where})</span></p>"
-                        + _html_table(t['columns'], t['cells'], {'paper': 'paper', 'this run': 'run'})
-                        + (f"<p>{html.escape(t['note'])}</p>" if t.get('note') else ''))
         for f in fs:
-            cap = f"{f['title']}. {f.get('caption', '')} ({tag(f['source'], f['scale'])})"
-            cap = cap.replace('. .', '.').replace(' . ', ' ')
-            md += [f"![{f['title']}]({f['png']})", '', f"*{cap}*", '']
-            png = out / f['png']
-            src = 'data:image/png;base64,' + base64.b64encode(png.read_bytes()).decode() if png.exists() else ''
-            body.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(f['title'])}\">"
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-    atomic_write_text(out / 'summary.md', '\n'.join(md))
-    steps_html = _html_table(['step', 'what', 'state', 'executed notebook'], status)
-    info_html = ''.join(f"<li>{html.escape(l[2:])}</li>" for l in head if l.startswith('- '))
-    claims_html = ''
-    if claims:
-        ccols = ['claim', 'source', "paper's effect", "this run's effect [95% interval]", 'verdict', 'note']
-        f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
-        ccells = [[c['claim'], c['source'], f(c['paper']) if c['paper'] is not None else '— (direction only)',
-                   '—' if c['mean'] is None else f"{c['mean']:+.1f} [{f(c['lo'])}, {f(c['hi'])}]", c['verdict'],
-                   c['note']] for c in claims]
-        last = html.escape(claims_md.strip().splitlines()[-1])
-        claims_html = f"<h2>Claims</h2>{_html_table(ccols, ccells)}<p>{last}</p>"
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>AV-BT + TACMA reproduction report</title>"
-            f"<style>{_CSS}</style></head><body>"
-            f"<h1>Reproduction report</h1><p>{html.escape(head[2])}</p><ul>{info_html}</ul>{claims_html}<h2>Steps</h2>"
-            f"{steps_html}{''.join(body)}</body></html>")
-    atomic_write_text(out / 'summary.html', page)
+            cap = ' '.join(x.strip() for x in (f"{f['title'].rstrip('.')}.", f.get('caption', ''),
+                                               f"({tag(f['source'], f['scale'])})") if x.strip())
+            md += [f"![{f['title']}]({f['png']})", '', cap, '']
+    text = '\n'.join(md)
+    atomic_write_text(out / 'summary.md', text)
+    atomic_write_text(out / 'summary.html', markdown_html(text, out, 'AV-BT + TACMA reproduction report'))
     return out / 'summary.md', out / 'summary.html'

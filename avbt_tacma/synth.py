@@ -428,7 +428,7 @@ def _previous(out: Path):
 def _render_all(fn, todo: list, workers: int, desc: str, progress: bool):
     "Run `fn` on every job of `todo` in `workers` processes (1: in this one), with a progress bar."
     workers = min(cap_workers(workers) if workers else usable_cores(), max(1, len(todo)))
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     bar = tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress)
     if workers <= 1:
         for j in todo:

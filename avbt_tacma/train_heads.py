@@ -328,7 +328,7 @@ def train_head(fs: FeatureSet, # the features
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history, best, best_state, t0 = [], None, None, time.time()
-        from tqdm.auto import trange
+        from tqdm import trange
         bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
         for ep in bar:
             loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr, weak=weak)
@@ -381,7 +381,7 @@ def train_seeds(fs: FeatureSet, # the features
     "Train `head` with several seeds (an int n means 0..n-1); mean ± sample std of the test accuracy, and per seed."
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds: raise AVBTError("need at least one seed")
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     results = [train_head(fs, head, seed=s, out=out, progress=progress, **kw)
                for s in tqdm(seeds, desc=f'{head} seeds', disable=not progress or len(seeds) == 1, leave=False)]
     summary = summarize(results)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from avbt_tacma.core import AVBTError, save_checkpoint
-from avbt_tacma.ave import CLASS_NAMES
+from avbt_tacma.ave import CLASS_NAMES, BG_INDEX
 from avbt_tacma.audio import SAMPLE_RATE
 from avbt_tacma.video import write_test_clip, read_frame_number
 from avbt_tacma.localize import (decode_video, video_seconds, to_windows, write_video, load_pipeline, save_pipeline,
@@ -230,3 +230,25 @@ def test_any_frame_rate_and_audio_layout_give_the_same_answer(trained, tmp_path)
         video, truth = held_out_video(tmp_path / f'v{fps}.mp4', 0, K_CLASSES, SIZE, fps=fps, sample_rate=sr)
         scores += [_span_score(localize(video, loc), truth), _span_score(localize(video, loc, hop=5), truth)]
     assert all(ok >= 0.7 and label == truth[10] for ok, label in scores), scores
+
+def test_pack_writes_a_model_card_and_localize_warns(trained, tmp_path):
+    "`avbt pack` = save_pipeline from the command line; the card it stores is checked against the features file."
+    from avbt_tacma.features import load_features
+    from avbt_tacma.evaluate import majority_accuracy
+    out = tmp_path / 'model.pt'
+    r = avbt('pack', '--avbt', str(trained['avbt']), '--head', str(trained['head']), '--out', str(out))
+    assert r.returncode == 0 and out.exists(), r.stderr
+    card = torch.load(out, weights_only=True)['card']
+    fs = load_features(trained['dir'] / 'features.h5')
+    y = fs.labels.argmax(-1)
+    assert card['synthetic'] is True and card['head'] == 'tacma' and f"{TRAIN_VIDEOS} clips" in card['data']
+    assert card['classes'] == [CLASS_NAMES[c] for c in sorted(set(y[fs.splits['train']].ravel())) if c != BG_INDEX]
+    assert card['test_accuracy'] == round(100 * trained['result']['test_acc'], 2)
+    assert card['floor'] == round(100 * majority_accuracy(y[fs.splits['train']], y[fs.splits['test']]), 2)
+    test = y[fs.splits['test']].ravel()
+    assert card['best_constant'] == round(100 * np.bincount(test).max() / test.size, 2)
+    assert f"test accuracy {card['test_accuracy']:.1f}%" in r.stdout
+    video = write_test_clip(tmp_path / 'clip.mp4', seconds=2, size=(64, 48))
+    r = avbt('localize', str(video), '--checkpoint', str(out), '--out', str(tmp_path / 'loc'), '--device', 'cpu')
+    warn = [l for l in r.stderr.splitlines() if l.startswith('warning:')]
+    assert r.returncode == 0 and len(warn) == 1 and 'trained on synthetic data' in warn[0], r.stderr

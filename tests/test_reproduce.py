@@ -166,8 +166,24 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
+    for nb in (out / 'notebooks').glob('*.ipynb'):                       # executed notebooks: no warnings, no strays
+        outs = [o for c in json.loads(nb.read_text())['cells'] for o in c.get('outputs', [])]
+        assert not [o for o in outs if o.get('name') == 'stderr'], nb.name
+        assert not any('PosixPath' in str(o.get('data', {}).get('text/plain', '')) for o in outs), nb.name
+    from conftest import CHROMIUM, browse
+    if CHROMIUM is not None:                                               # the report as a reader opens it
+        page = browse([(out / 'summary.html').as_uri()])[(out / 'summary.html').as_uri()]
+        assert not page['errors'] and len(page['images']) >= 6 and all(ok for _, ok in page['images']), page
+        assert '**' not in page['text'] and 'Claims' in page['text']
     r2 = _avbt(*args, timeout=600)
     assert 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
+    # a damaged run folder is not 'done': a deleted table JSON and a truncated model re-run exactly their steps
+    (out / 'tables' / 'table3.json').unlink()
+    m = out / 'models' / 'avbt_tacma.pt'; m.write_bytes(m.read_bytes()[:5000])
+    r3 = _avbt(*args, timeout=900)
+    assert 'ran 2 notebook(s), 9 up to date' in r3.stdout, r3.stdout + r3.stderr
+    assert 'tables/table3.json is missing' in r3.stdout and 'models/avbt_tacma.pt does not load' in r3.stdout
+    assert (out / 'tables' / 'table3.json').exists() and m.stat().st_size > 10_000
 
 def test_data_source_prepared_cache_is_a_cache(tmp_path):
     "A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when moved."
