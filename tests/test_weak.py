@@ -101,3 +101,22 @@ def test_real_noisy_files_load(ave_meta, tmp_path):
     with h5py.File(tmp_path / 'visual_feature_noisy.h5', 'w') as f: f['avadataset'] = np.zeros((177, 10, 2, 2, 8))
     with pytest.raises(AVBTError, match=r'visual_feature_noisy\.h5: 177 noisy clips, but .*labels_noisy\.h5 labels 178'):
         load_features(tmp_path, weak=True)
+
+
+def test_weak_downloads_are_the_release_files(ave_meta):
+    "The weak setting's files that `avbt data download --what features --weak` fetches from GitHub: size and sha256."
+    import hashlib
+    from avbt_tacma.download import WEAK_FEATURES
+    for r in WEAK_FEATURES:
+        if r.sha256 is None: continue
+        p = ave_meta / r.name
+        assert p.stat().st_size == r.size and hashlib.sha256(p.read_bytes()).hexdigest() == r.sha256, r.name
+
+
+def test_weak_flag_needs_features(tmp_path):
+    from avbt_tacma.cli import main
+    import contextlib, io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(['data', 'download', '--what', 'videos', '--weak', '--to', str(tmp_path / 'v')]) == 2
+    assert '--weak applies to --what features' in err.getvalue() and err.getvalue().strip().count('\n') == 0
