@@ -4,34 +4,35 @@
 
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
-import os, re, sys, errno, argparse, importlib, logging
+import os, re, sys, errno, argparse, logging
 from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
-    check_out_dir, check_out_file)
+                             check_out_dir, check_out_file)
+from .synth import synth_parser, synth_main
+from .prepare import prepare_parser, prepare_main
+from .download import data_parser, data_main
+from .train_avbt import train_avbt_parser, train_avbt_main, extract_parser, extract_main
+from .train_heads import train_head_parser, train_head_main
+from .reproduce import reproduce_parser, reproduce_main
+from .localize import localize_parser, localize_main, pack_parser, pack_main
 
 # %% auto 0
-__all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error', 'error_line']
+__all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error',
+           'error_line']
 
 # %% ../nbs/90_cli.ipynb 5
-COMMANDS = {  # command: (module, function prefix, one-line help)
-    'synth': ('avbt_tacma.synth', 'synth', 'generate the synthetic AVE-like dataset (real mp4 files, AVE layout)'),
-    'prepare': ('avbt_tacma.prepare', 'prepare', 'decode AVE videos into the training cache (frames + log-mel)'),
-    'data': ('avbt_tacma.download', 'data', 'download and verify the AVE videos or pre-extracted features'),
-    'train-avbt': ('avbt_tacma.train_avbt', 'train_avbt', 'train the AV-BT encoders (self-supervised)'),
-    'extract': ('avbt_tacma.train_avbt', 'extract', 'extract AV-BT features of every clip into an HDF5 file'),
-    'train-tacma': ('avbt_tacma.train_heads', 'train_tacma', 'train TACMA, baselines or probes on a feature file'),
-    'reproduce': ('avbt_tacma.reproduce', 'reproduce', "regenerate the paper's tables and figures"),
-    'localize': ('avbt_tacma.localize', 'localize', 'localize audio-visual events in your own videos'),
-    'pack': ('avbt_tacma.localize', 'pack', 'combine an AV-BT model and a head trained on its features into the model '
+COMMANDS = {  # command: (fills its parser, runs it, one-line help)
+    'synth': (synth_parser, synth_main, 'generate the synthetic AVE-like dataset (real mp4 files, AVE layout)'),
+    'prepare': (prepare_parser, prepare_main, 'decode AVE videos into the training cache (frames + log-mel)'),
+    'data': (data_parser, data_main, 'download and verify the AVE videos or pre-extracted features'),
+    'train-avbt': (train_avbt_parser, train_avbt_main, 'train the AV-BT encoders (self-supervised)'),
+    'extract': (extract_parser, extract_main, 'extract AV-BT features of every clip into an HDF5 file'),
+    'train-head': (train_head_parser, train_head_main, 'train a head (TACMA, a baseline or a probe) on a feature file'),
+    'reproduce': (reproduce_parser, reproduce_main, "regenerate the paper's tables and figures"),
+    'localize': (localize_parser, localize_main, 'localize audio-visual events in your own videos'),
+    'pack': (pack_parser, pack_main, 'combine an AV-BT model and a head trained on its features into the model '
              'file avbt localize reads'),
 }
-
-def _load(cmd):
-    mod, prefix, _ = COMMANDS[cmd]
-    try: m = importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-        if e.name == mod: return None   # command not built yet
-        raise
-    return getattr(m, f'{prefix}_parser'), getattr(m, f'{prefix}_main')
+ALIASES = {'train-tacma': 'train-head'}   # old name: new name
 
 def build_parser() -> argparse.ArgumentParser:
     "The `avbt` argument parser with every available subcommand."
@@ -39,12 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog='avbt', description='AV-BT + TACMA: audio-visual event localization, reproducible.')
     p.add_argument('--version', action='version', version=f'avbt-tacma {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    for cmd, (mod, prefix, help_) in COMMANDS.items():
-        fns = _load(cmd)
-        if fns is None: continue
-        sp = sub.add_parser(cmd, help=help_, description=help_[0].upper() + help_[1:] + '.')
-        fns[0](sp)
-        sp.set_defaults(_main=fns[1], _parser=sp)
+    for cmd, (fill, run, help_) in COMMANDS.items():
+        aliases = [old for old, new in ALIASES.items() if new == cmd]
+        sp = sub.add_parser(cmd, aliases=aliases, help=help_, description=help_[0].upper() + help_[1:] + '.')
+        fill(sp)
+        sp.set_defaults(_main=run, _parser=sp)
     return p
 
 def main(argv=None, # the arguments; None: sys.argv
@@ -55,7 +55,7 @@ def main(argv=None, # the arguments; None: sys.argv
     args = p.parse_args(argv)
     if not getattr(args, '_main', None):
         p.print_help()
-        return 1
+        return 2
     try:
         check_args(args)
         return int(args._main(args) or 0)

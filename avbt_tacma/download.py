@@ -57,7 +57,8 @@ WEAK_FEATURES = [   # the weak setting: video labels and the 178 background-only
     Remote('labels_noisy.h5', url=GITHUB_RAW.format('labels_noisy.h5'), size=22792, h5=('avadataset', (178, 29)),
            sha256='1cc2b29e7104d4da26be06b6ff2260d9392cd1d93a096c77efd938843b4ebde1'),
     Remote('audio_feature_noisy.h5', url=GITHUB_RAW.format('audio_feature_noisy.h5'), size=1824864,
-           h5=('avadataset', (178, 10, 128)), sha256='d29b6efa4c985746a1d5205423c6f01bf02cf475af40c2620e4df9260d84c5f4'),
+           h5=('avadataset', (178, 10, 128)),
+           sha256='d29b6efa4c985746a1d5205423c6f01bf02cf475af40c2620e4df9260d84c5f4'),
     Remote('visual_feature_noisy.h5', drive_id='1I3OtOHJ8G1-v5G2dHIGCfevHQPn-QyLh',
            h5=('avadataset', (178, 10, 7, 7, 512)), note='checksum unverified'),
 ]

@@ -16,9 +16,9 @@ from .heads import rebuild_head
 from .features import FeatureSet
 
 # %% auto 0
-__all__ = ['LEARN_MARGIN', 'VERDICT_RULE', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy', 'predict',
-           'video_predictions', 'predict_run', 'load_run', 'seed_accuracies', 'effect', 'verdict', 'plot_confusion',
-           'results_table']
+__all__ = ['LEARN_MARGIN', 'predict', 'VERDICT_RULE', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy',
+           'classes_and_probs', 'video_predictions', 'predict_run', 'load_run', 'seed_accuracies', 'effect', 'verdict',
+           'plot_confusion', 'results_table']
 
 # %% ../nbs/15_evaluate.ipynb 5
 def confusion_matrix(preds, # predicted classes [N, T]
@@ -50,7 +50,7 @@ def majority_accuracy(train_labels,  # training labels, indices [N, T] or one-ho
 
 # %% ../nbs/15_evaluate.ipynb 12
 @torch.no_grad()
-def predict(model, # a head
+def classes_and_probs(model, # a head
             fs: FeatureSet, # the features
             split: str = 'test', # split to predict
             device='auto', # torch device or 'auto'
@@ -82,6 +82,9 @@ def video_predictions(preds, # predicted classes [N, T] of `split`
     return pd.DataFrame(dict(video_id=ids, truth=list(y), pred=list(np.asarray(preds)),
                              accuracy=(np.asarray(preds) == y).mean(1)))
 
+predict = classes_and_probs   # its first name
+
+
 # %% ../nbs/15_evaluate.ipynb 14
 def predict_run(path, # a head checkpoint or run folder
                 fs: FeatureSet, # the features
@@ -96,7 +99,7 @@ def predict_run(path, # a head checkpoint or run folder
     fused, hook = [], None
     if return_fused and hasattr(model, 'classifier'):
         hook = model.classifier.register_forward_hook(lambda m, i, o: fused.append(i[0].detach().float().cpu()))
-    try: pred, _ = predict(model, fs, split, device)
+    try: pred, _ = classes_and_probs(model, fs, split, device)
     finally:
         if hook is not None: hook.remove()
     labels = label_indices(fs.labels[fs.splits[split]])

@@ -498,15 +498,17 @@ class Repro:
         "Test accuracies in % per seed of a `heads` summary (checkpoint chosen on validation, or on test when asked)."
         return seed_accuracies(summary, 'test_acc_select_on_test' if on_test else 'test_acc')
 
-    def predict(self, summary: dict,         # a `heads` summary
+    def run_predictions(self, summary: dict, # a `heads` summary
                 features,                    # the feature file it was trained on
                 seed: int | None = None,     # None: the best-validation seed
                 split: str = 'test',
                 return_fused: bool = False): # also the fused features
         "Predictions [N, T] and labels of a trained head on `split`: `evaluate.predict_run`."
-        from avbt_tacma.train_heads import head_needs_spatial
+        from avbt_tacma.heads import head_needs_spatial
         fs = self.feature_set(features, pooled=not head_needs_spatial(summary['head']))
         return predict_run(summary['folder'], fs, summary['head'], seed, split, return_fused)
+
+    predict = run_predictions   # its first name
 
     def table(self, name: str, rows: list, title: str, note: str = '') -> str:
         "Write a table of this step (CSV, Markdown, JSON) and return its Markdown."

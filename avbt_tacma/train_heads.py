@@ -19,10 +19,10 @@ from .ave import segment_accuracy
 from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'synthetic_features', 'features_for', 'check_setting', 'recipe_for',
-           'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch',
-           'features_fingerprint', 'train_head', 'summarize', 'summary_name', 'train_seeds', 'format_summary',
-           'train_tacma_parser', 'train_tacma_main']
+__all__ = ['RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'train_tacma_parser', 'train_tacma_main', 'synthetic_features', 'features_for',
+           'check_setting', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on',
+           'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'summary_name', 'train_seeds',
+           'format_summary', 'train_head_parser', 'train_head_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -406,8 +406,8 @@ def format_summary(summary: dict, # a `summarize` output
     return '\n'.join(rows)
 
 # %% ../nbs/14_train_heads.ipynb 24
-def train_tacma_parser(p, # the (sub)command parser to fill
-                      ):
+def train_head_parser(p, # the (sub)command parser to fill
+                     ):
     p.add_argument('--features', required=True,
                    help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
@@ -464,7 +464,7 @@ def _head_kw(args) -> dict:
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
-def train_tacma_main(args, # the parsed arguments
+def train_head_main(args, # the parsed arguments
                     ) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
@@ -483,3 +483,6 @@ def train_tacma_main(args, # the parsed arguments
     print(format_summary(s))
     print(f"results in {Path(args.out) / summary_name(args.head, args.setting)}")
     return 0
+
+train_tacma_parser, train_tacma_main = train_head_parser, train_head_main   # the command's first name
+

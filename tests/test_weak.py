@@ -99,7 +99,8 @@ def test_real_noisy_files_load(ave_meta, tmp_path):
     a, v, yv = fs.pooled().weak_train()
     assert a.shape == (3 + 178, 10, 128) and v.shape == (181, 10, 8) and yv.shape == (181, 29)
     with h5py.File(tmp_path / 'visual_feature_noisy.h5', 'w') as f: f['avadataset'] = np.zeros((177, 10, 2, 2, 8))
-    with pytest.raises(AVBTError, match=r'visual_feature_noisy\.h5: 177 noisy clips, but .*labels_noisy\.h5 labels 178'):
+    msg = r'visual_feature_noisy\.h5: 177 noisy clips, but .*labels_noisy\.h5 labels 178'
+    with pytest.raises(AVBTError, match=msg):
         load_features(tmp_path, weak=True)
 
 
