@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, re, sys, errno, argparse, logging
 from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
                              check_out_dir, check_out_file)
-from .synth import synth_parser, synth_main
+from .known import synth_parser, synth_main     # the video generator's, plus --preset
 from .prepare import prepare_parser, prepare_main
 from .download import data_parser, data_main
 from .train_avbt import train_avbt_parser, train_avbt_main, extract_parser, extract_main
@@ -21,7 +21,8 @@ __all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main
 
 # %% ../nbs/90_cli.ipynb 5
 COMMANDS = {  # command: (fills its parser, runs it, one-line help)
-    'synth': (synth_parser, synth_main, 'generate the synthetic AVE-like dataset (real mp4 files, AVE layout)'),
+    'synth': (synth_parser, synth_main, 'generate the synthetic AVE-like dataset (mp4 files in the AVE layout; '
+              '--preset: a known-answer feature set)'),
     'prepare': (prepare_parser, prepare_main, 'decode AVE videos into the training cache (frames + log-mel)'),
     'data': (data_parser, data_main, 'download and verify the AVE videos or pre-extracted features'),
     'train-avbt': (train_avbt_parser, train_avbt_main, 'train the AV-BT encoders (self-supervised)'),

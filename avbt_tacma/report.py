@@ -14,9 +14,10 @@ from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's
 from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
-__all__ = ['NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row', 'majority_row',
-           'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp', 'output_problem',
-           'markdown_html', 'write_summary']
+__all__ = ['NOT_AVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor', 'is_reference', 'known_ceiling', 'did_not_learn',
+           'judge_claim', 'claims_table', 'result_row', 'majority_row', 'optimum_rows', 'format_rows', 'markdown_table',
+           'tag', 'write_table', 'save_figure', 'control_table', 'judge_controls', 'apply_controls', 'controls_table',
+           'read_stamp', 'output_problem', 'markdown_html', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
@@ -24,19 +25,29 @@ def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]
     return m[0]['values'][0] if m else None
 
+def is_reference(row: dict) -> bool:  # a table row
+    "Whether the row is a reference, not a trained head: the majority-label floor or a known optimum."
+    k = row.get('key') or ''
+    return k == 'majority' or k.startswith('optimum')
+
+def known_ceiling(rows: list):  # a table's rows
+    "The accuracy of the table's 'known optimum' row (key 'optimum'), or None when the data has none."
+    m = [r for r in rows if r.get('key') == 'optimum' and r['values']]
+    return m[0]['values'][0] if m else None
+
 def did_not_learn(row: dict,  # a table row
                   floor,      # the table's majority-label accuracy (`majority_floor`)
                  ) -> bool:
     "Whether a trained row's mean is within `LEARN_MARGIN` points of the majority-label floor."
     m = mean_std(row['values'])[0]
-    trained = row.get('key') != 'majority' and not row['quoted']
+    trained = not is_reference(row) and not row['quoted']
     return floor is not None and m is not None and trained and m < floor + LEARN_MARGIN
 
 def _pick(tables: dict, ref, exclude=()) -> list:
     "The rows of `ref` = (table, key); fig6's in_range/above_range/other_nonzero and table5's best_other pick several."
     t, k = ref
     rows = [r for r in tables.get(t, {}).get('rows', []) if r.get('key') and r['values'] and not r['quoted']
-            and r['key'] != 'majority']
+            and not is_reference(r)]
     theta = {r['key']: float(r['key'][6:]) for r in rows if r['key'].startswith('theta_')}
     lo, hi = PAPER_VALUES['fig6']['good_range']
     best = PAPER_VALUES['fig6']['best_theta']
@@ -89,7 +100,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
                 ) -> tuple:
     "Judge every claim on the tables of the run folder `out`; write `tables/claims.csv` and `.md`; (results, md)."
     tables = _tables(out)
-    res = [judge_claim(c, tables) for c in (CLAIMS if claims is None else claims)]
+    res = apply_controls([judge_claim(c, tables) for c in (CLAIMS if claims is None else claims)], tables)
     f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
     cells = [[r['claim'], r['source'], f(r['paper']) if r['paper'] is not None else '— (direction only)',
               '—' if r['mean'] is None else f"{r['mean']:+.1f} [{f(r['lo'])}, {f(r['hi'])}]",
@@ -98,7 +109,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
     cols = ["claim", "source", "paper's effect (points)", "this run's effect: mean [95% interval]", 'seeds',
             'over seeds', 'verdict', 'note']
     counts = {v: sum(r['verdict'] == v for r in res)
-              for v in ('reproduced', 'not reproduced', 'inconclusive', 'not run')}
+              for v in ('reproduced', 'not reproduced', 'inconclusive', UNTESTABLE, 'not run')}
     md = (f"**Claims of the paper, judged on this run** ({', '.join(f'{n} {v}' for v, n in counts.items() if n)})\n\n"
           f"{markdown_table(cols, cells)}\n\nEffect = accuracy of the first row minus the second, in points; "
           f"interval: 95% t interval over seeds (paired by seed where both rows' heads share their seeds, "
@@ -137,6 +148,24 @@ def majority_row(accuracy: float,  # the floor's accuracy in %
     return result_row('majority label', None, [accuracy], key='majority',
                       note='always the most common training label: the floor a trained row must clear')
 
+def optimum_rows(known: dict | None,  # the `known` entry of a known-answer set's metadata (None: no rows)
+                 heads: str = 'av',   # 'av': the audio-visual optimum; 'a' / 'v': one modality's
+                ) -> list:
+    "The 'known optimum' row (Bayes-optimal accuracy, all 10 s) and the same-second one (w = 0) of a known-answer set."
+    if not known: return []
+    full = {'av': 'audio_visual', 'a': 'audio', 'v': 'visual'}[heads]
+    rows = [result_row(f"known optimum ({full.replace('_', '-')}, all 10 s)", None, [known[full]],
+                       key='optimum' if heads == 'av' else f'optimum_{heads}',
+                       note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling "
+                            "error); "
+                            "no head can beat it beyond that")]
+    same = known.get('windowed', {}).get('0') if heads == 'av' else known.get(full + '_w0')
+    if same is not None:
+        rows.append(result_row(f"known optimum ({full.replace('_', '-')}, same second only)", None, [same],
+                               key=f"optimum_{'' if heads == 'av' else heads + '_'}w0",
+                               note='the bound of a head that sees one second at a time'))
+    return rows
+
 def _fmt(x, nd=1) -> str:
     if x is None or x == '': return '—'
     if isinstance(x, bool): return '✓' if x else '✕'
@@ -149,22 +178,26 @@ def format_rows(rows: list,            # rows of `result_row`
     "(column names, cells as strings) of result rows, for Markdown and HTML."
     keys = lambda k: list(dict.fromkeys(c for r in rows for c in r[k]))
     ck, mk = keys('cols'), keys('more')
-    floor = majority_floor(rows)
+    floor, ceil = majority_floor(rows), known_ceiling(rows)
+    gap = floor is not None and ceil is not None and ceil > floor
     columns = ['row', *ck, 'paper', 'this run', *(['Δ this run − paper'] if real else []), 'seeds',
-               *(['vs majority label'] if floor is not None else []), *mk, 'note']
+               *(['vs majority label'] if floor is not None else []), *(['gap closed'] if gap else []), *mk, 'note']
     cells = []
     for r in rows:
         m, s = mean_std(r['values'])
         label = r['row'] + (' (quoted)' if r['quoted'] else '')
         run = '—' if r['quoted'] or m is None else f"{m:.1f} ± {s:.1f}" if len(r['values']) > 1 else f"{m:.1f}"
-        floor_row = r.get('key') == 'majority'
+        floor_row = is_reference(r)
         delta = f"{m - r['paper']:+.1f}" if m is not None and r['paper'] is not None and not r['quoted'] else '—'
         above = ('—' if floor_row or m is None or r['quoted'] or floor is None else
                  f"{m - floor:+.1f}" + (' did not learn' if did_not_learn(r, floor) else ''))
         note = '; '.join(x for x in ['quoted from the paper, not run here' if r['quoted'] else '', r['note']] if x)
         seeds = str(len(r['values'])) if r['values'] and not r['quoted'] and not floor_row else '—'
+        closed = ('—' if floor_row or m is None or r['quoted'] or not gap else
+                  f"{100 * (m - floor) / (ceil - floor):.0f}%")
         cells.append([label, *(_fmt(r['cols'].get(c)) for c in ck), _fmt(r['paper']), run, *([delta] if real else []),
-                      seeds, *([above] if floor is not None else []), *(_fmt(r['more'].get(c)) for c in mk), note])
+                      seeds, *([above] if floor is not None else []), *([closed] if gap else []),
+                      *(_fmt(r['more'].get(c)) for c in mk), note])
     return columns, cells
 
 def markdown_table(columns,  # header names
@@ -202,6 +235,8 @@ def write_table(out,                   # the run folder
           f"mean ± std over seeds of this code, test accuracy %." + ('' if real else f" {NOT_AVE}") +
           (f" 'vs majority label': this run minus the majority-label floor; within {LEARN_MARGIN:g} points it is "
            "flagged 'did not learn'." if floor is not None else '') +
+          (" 'gap closed': the share of the gap from the majority label to the known optimum that the row closes."
+           if known_ceiling(rows) is not None and floor is not None else '') +
           f"\n\n{markdown_table(columns, cells)}\n" + (f"\n{note}\n" if note else ''))
     atomic_write_text(out / f'{name}.md', md)
     ck = list(dict.fromkeys(c for r in rows for c in r['cols']))
@@ -239,7 +274,7 @@ def save_figure(fig,                      # a matplotlib figure
                    png=f'figures/{name}.png'), out / f'{name}.json')
     return out / f'{name}.png'
 
-# %% ../nbs/17_report.ipynb 10
+# %% ../nbs/17_report.ipynb 11
 def _claim(key, claim, source, a, b, paper, paired, note=''):
     return dict(key=key, claim=claim, source=source, a=a, b=b, paper=paper, paired=paired, note=note)
 
@@ -290,6 +325,80 @@ CLAIMS = [
 ]
 
 # %% ../nbs/17_report.ipynb 13
+CONTROLS = {  # claim key: (positive control preset, negative control preset), presets of `latent.PRESETS`
+    'av_over_a': ('fusion-pos', 'fusion-neg'),
+    'tacma_over_cma': ('temporal-pos', 'temporal-neg'),
+}
+UNTESTABLE = 'untestable here (control failed)'
+
+def control_table(preset: str,  # a control preset name
+                 ) -> str:
+    "The table name of a control preset's heads (their row keys are the claim's row keys)."
+    return 'control_' + preset.replace('-', '_')
+
+def judge_controls(tables: dict,  # table name -> its JSON sidecar
+                   claims=None,   # default: CLAIMS
+                  ) -> dict:
+    "Claim key -> its judgements on the positive and negative control tables and whether the controls passed."
+    out = {}
+    for c in (CLAIMS if claims is None else claims):
+        if c['key'] not in CONTROLS: continue
+        got = {}
+        for role, preset in zip(('positive', 'negative'), CONTROLS[c['key']]):
+            on = lambda refs: [(control_table(preset), k) for _, k in refs]
+            got[role] = judge_claim(c | dict(a=on(c['a']), b=on(c['b'])), tables) | dict(preset=preset)
+        ran = all(g['verdict'] != 'not run' for g in got.values())
+        passed = ran and got['positive']['verdict'] == 'reproduced' and got['negative']['verdict'] != 'reproduced'
+        out[c['key']] = got | dict(ran=ran, passed=passed)
+    return out
+
+def apply_controls(res: list,    # `judge_claim` results
+                   tables: dict,  # table name -> its JSON sidecar
+                  ) -> list:
+    "The results with each controlled claim's verdict replaced by UNTESTABLE where its controls ran and failed."
+    ctl, out = judge_controls(tables), []
+    for r in res:
+        c = ctl.get(r['key'])
+        if c and c['ran'] and r['verdict'] != 'not run':
+            note = 'controls passed' if c['passed'] else (f"positive control {c['positive']['verdict']}, negative "
+                                                          f"{c['negative']['verdict']}; this run's own verdict: "
+                                                          f"{r['verdict']}")
+            r = r | dict(verdict=r['verdict'] if c['passed'] else UNTESTABLE,
+                         note='; '.join(x for x in [note, r['note']] if x))
+        out.append(r)
+    return out
+
+def controls_table(out,  # the run folder (its tables/*.json)
+                  ) -> tuple:
+    "Write `tables/controls.md` and `.csv`: each controlled claim on its positive and negative control; (results, md)."
+    tables = _tables(out)
+    ctl = judge_controls(tables)
+    if not any(c['ran'] for c in ctl.values()): return ctl, ''
+    from avbt_tacma.latent import PRESET_ROLES
+    f = lambda g: '—' if g['mean'] is None else f"{g['mean']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}]"
+    cls = {k: next(c['claim'] for c in CLAIMS if c['key'] == k) for k in ctl}
+    status = lambda c: 'not run' if not c['ran'] else 'testable (controls passed)' if c['passed'] else UNTESTABLE
+    cells = [[cls[k], f"{c['positive']['preset']}: {PRESET_ROLES[c['positive']['preset']][0]}", f(c['positive']),
+              c['positive']['verdict'], f"{c['negative']['preset']}: {PRESET_ROLES[c['negative']['preset']][0]}",
+              f(c['negative']), c['negative']['verdict'], status(c)] for k, c in ctl.items()]
+    cols = ['claim', 'positive control', 'effect [95% interval]', 'verdict', 'negative control',
+            'effect [95% interval]', 'verdict', 'the claim on this run']
+    md = ("**Controls: each head-level claim on known-answer data where its effect is present (positive) or absent "
+          "(negative)**\n\n" + markdown_table(cols, cells) + "\n\nA claim is tested only when its positive control "
+          "reads reproduced and its negative control does not; the heads and seeds are those of the claim, trained on "
+          "rendering (a) of each preset (tables control_*).\n")
+    atomic_write_text(Path(out) / 'tables' / 'controls.md', md)
+    with atomic_path(Path(out) / 'tables' / 'controls.csv') as tmp:
+        with open(tmp, 'w', newline='', encoding='utf-8') as fh:
+            w = csv.writer(fh)
+            w.writerow(['claim', 'control', 'preset', 'effect_mean', 'ci_low', 'ci_high', 'verdict', 'status'])
+            for k, c in ctl.items():
+                for role in ('positive', 'negative'):
+                    g = c[role]
+                    w.writerow([k, role, g['preset'], g['mean'], g['lo'], g['hi'], g['verdict'], status(c)])
+    return ctl, md
+
+# %% ../nbs/17_report.ipynb 17
 def read_stamp(path, # a step's stamp (stamps/<step>.json)
               ) -> dict | None:
     "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
@@ -321,7 +430,7 @@ def output_problem(path, # a file a step promised
     except Exception as e: return f"does not load ({one_line(e)})"
     return None
 
-# %% ../nbs/17_report.ipynb 15
+# %% ../nbs/17_report.ipynb 19
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em;display:block;overflow-x:auto}
@@ -347,7 +456,7 @@ def markdown_html(md: str,         # Markdown text (CommonMark with GitHub table
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n{mdi.render(md)}</body></html>\n")
 
-# %% ../nbs/17_report.ipynb 17
+# %% ../nbs/17_report.ipynb 21
 def write_summary(out,        # the run folder
                   steps=(),   # the steps of the run (objects with name, title, notebook), in report order
                  ) -> tuple:
@@ -372,6 +481,7 @@ def write_summary(out,        # the run folder
         if info.get('weights_note'): md.append(f"- weights: **{info['weights_note']}**")
         md.append('')
     claims, claims_md = claims_table(out) if tables else ([], '')
+    _, controls_md = controls_table(out) if tables else ({}, '')
     status = []
     for s in steps:
         st = read_stamp(out / 'stamps' / f'{s.name}.json')
@@ -381,6 +491,7 @@ def write_summary(out,        # the run folder
         nb = f"notebooks/{s.notebook}"
         status.append([s.name, s.title, state, f"[{s.notebook}]({nb})" if (out / nb).exists() else '—'])
     if claims_md: md += ['## Claims', '', claims_md.strip(), '']
+    if controls_md: md += ['## Controls', '', controls_md.strip(), '']
     md += ['## Steps', '', markdown_table(['step', 'what', 'state', 'executed notebook'], status), '']
     for s in steps:
         ts = [t for t in tables if t.get('step') == s.name and 'rows' in t]

@@ -50,6 +50,9 @@ STEPS = (
     Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), _figure('fig8_qualitative'),
          'Fig. 8: qualitative timelines'),
     Step('model', 'model.ipynb', ('table3',), ('models/avbt_tacma.pt',), 'The final model'),
+    Step('controls', 'controls.ipynb', (), tuple(f'tables/control_{p}.md' for p in ('fusion_pos', 'fusion_neg',
+                                                                             'temporal_pos', 'temporal_neg')),
+         'Controls: the head-level claims on known-answer data'),
 )
 
 def plan(steps=STEPS,  # all steps, in graph order

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
 from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, step_hash
-from avbt_tacma.report import PAPER_VALUES, CLAIMS, write_summary
+from avbt_tacma.report import PAPER_VALUES, CLAIMS, UNTESTABLE, write_summary
 from avbt_tacma.repro import code_hash, module_closure, SCALES
 
 def write_nb(path, params: str, body: str):
@@ -171,9 +171,10 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
     import csv
     claims = list(csv.DictReader(open(out / 'tables' / 'claims.csv', encoding='utf-8')))
-    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= {'reproduced', 'not reproduced', 'inconclusive',
-                                                                             'not run'}
+    verdicts = {'reproduced', 'not reproduced', 'inconclusive', UNTESTABLE, 'not run'}
+    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= verdicts
     assert {c['key'] for c in claims if c['verdict'] == 'not run'} == {'tacma_over_cma_weak'}   # its step: quick, paper
+    assert '## Controls' in text and (out / 'tables' / 'controls.csv').exists()        # the head-level controls ran
     assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
