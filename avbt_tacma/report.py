@@ -13,6 +13,7 @@ from .evaluate import mean_std, LEARN_MARGIN
 from .stats import (judge, holm, adjusted_verdict, clears_floor, best_constant_accuracy,
                                VERDICT_RULE, ALPHA, POWER, N_BOOT, EQUIV_MARGIN)
 from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
+from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
 __all__ = ['METRICS', 'CLAIMS_NOTE', 'NOT_AVE', 'WEIGHT_MOVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor',
@@ -423,6 +424,9 @@ CLAIMS = [  # fixed before any run: primary = the paper's claims (one Holm famil
            'our control', [('table2', 'weight_change')], [('const', WEIGHT_MOVE)], None, primary=False,
            note="||w_end - w_start|| / ||w_start|| in %, median over the weight matrices, per AV-BT seed; "
                 "the LARS bound is in Table 2's note"),
+    _claim('tacma_over_cma_weak', 'weak supervision: TACMA (theta 0.03) > plain cross-modal attention (theta 0)',
+           'our extension', [('weak', 'tacma')], [('weak', 'cma')], None, primary=False,
+           note='not in the paper: both heads trained on video labels only (the weak setting)'),
 ]
 
 # %% ../nbs/17_report.ipynb 15

@@ -15,6 +15,15 @@ def ave_meta():
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: long end-to-end test (deselect with -m "not slow")')
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    "A test that sets torch's thread count does not leak it: bit-exact comparisons (resume vs an uninterrupted run)"
+    " need both runs at the same count, whichever xdist worker built the shared reference."
+    import torch
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
 
 
 # Shared synthetic data for the test files that need a real prepared cache: 12 clips written as mp4 files by
