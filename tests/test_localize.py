@@ -175,7 +175,7 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     for p in [*bad.values(), cut]: assert sum(str(p) in l for l in err) == 1, (p, err)
     # the good files ran and wrote their outputs
     out = tmp_path / 'out'
-    assert sorted(p.name for p in out.iterdir() if p.name != '.avbt-localize.json') == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
     res = json.loads((out / 'held out.json').read_text())
     assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
     assert all(0 < x['confidence'] <= 1 for x in res)
