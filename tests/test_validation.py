@@ -193,3 +193,15 @@ def test_generated_feature_files_load_iff_valid(tmp_path, parts):
     assert oracle(*parts)
     assert np.array_equal(fs.labels, labels.astype(np.float32)) and fs.audio.dtype == np.float32
     assert {s: v.tolist() for s, v in fs.splits.items()} == {s: o.astype(int).tolist() for s, o in orders.items()}
+
+
+def test_fifo_or_link_loop_as_a_feature_file_is_one_line_and_never_blocks(tmp_path):
+    import os
+    os.mkfifo(tmp_path / 'f.h5')
+    (tmp_path / 'loop.h5').symlink_to(tmp_path / 'loop.h5')
+    with pytest.raises(AVBTError, match=r'f.h5: not a regular file'): load_features(tmp_path / 'f.h5')
+    with pytest.raises(AVBTError, match=r'loop.h5: a loop of symbolic links'): load_features(tmp_path / 'loop.h5')
+    d = community(tmp_path / 'c')
+    (d / 'labels.h5').unlink()
+    os.mkfifo(d / 'labels.h5')
+    with pytest.raises(AVBTError, match=r'labels.h5: not a regular file'): load_features(d)
