@@ -13,6 +13,7 @@ lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+repro_requirements = cfg.get('repro_requirements', '').split()  # what the paper notebooks need
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
 readme = Path(__file__).parent / 'README.md'
 
@@ -34,11 +35,15 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
         'Programming Language :: Python :: 3',
     ],
-    packages=setuptools.find_packages(include=['avbt_tacma', 'avbt_tacma.*']),
+    # the reproduction notebooks (nbs/paper) ship inside the package as avbt_tacma/paper, so that `avbt reproduce` runs
+    # after `pip install 'avbt-tacma[repro]'` without a clone
+    packages=setuptools.find_packages(include=['avbt_tacma', 'avbt_tacma.*']) + ['avbt_tacma.paper'],
+    package_dir={'avbt_tacma.paper': 'nbs/paper'},
+    package_data={'avbt_tacma.paper': ['*.ipynb']},
     include_package_data=True,
     python_requires='>=' + min_python,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'repro': repro_requirements},
     entry_points={'console_scripts': scripts, 'nbdev': [f'{cfg["lib_path"]}={cfg["lib_path"]}._modidx:d']},
     zip_safe=False,
 )

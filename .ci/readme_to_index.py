@@ -6,7 +6,8 @@ import json, re
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-readme = (root / 'README.md').read_text().strip('\n')
+# the README's images live under nbs/images; the index sits in nbs/, so its links drop the nbs/ prefix
+readme = (root / 'README.md').read_text().strip('\n').replace('](nbs/', '](')
 parts = [p.strip('\n') for p in re.split(r'\n(?=## )', readme) if p.strip()]
 cells = [dict(cell_type='markdown', metadata={}, source=p.splitlines(keepends=True)) for p in parts]
 nb = dict(cells=cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),

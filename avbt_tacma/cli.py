@@ -4,32 +4,36 @@
 
 # %% ../nbs/90_cli.ipynb 3
 from __future__ import annotations
-import os, re, sys, errno, argparse, importlib, logging
+import os, re, sys, errno, argparse, logging
 from .core import (AVBTError, RunError, OutputError, output_error, os_errno, check_int, check_device,
-    check_out_dir, check_out_file)
+                             check_out_dir, check_out_file)
+from .known import synth_parser, synth_main     # the video generator's, plus --preset
+from .prepare import prepare_parser, prepare_main
+from .download import data_parser, data_main
+from .train_avbt import train_avbt_parser, train_avbt_main, extract_parser, extract_main
+from .train_heads import train_head_parser, train_head_main
+from .reproduce import reproduce_parser, reproduce_main
+from .localize import localize_parser, localize_main, pack_parser, pack_main
 
 # %% auto 0
-__all__ = ['COMMANDS', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error', 'error_line']
+__all__ = ['COMMANDS', 'ALIASES', 'ARG_RULES', 'OUT_FILE', 'build_parser', 'main', 'OneLineParser', 'check_args', 'path_error',
+           'error_line']
 
 # %% ../nbs/90_cli.ipynb 5
-COMMANDS = {  # command: (module, function prefix, one-line help)
-    'synth': ('avbt_tacma.synth', 'synth', 'generate the synthetic AVE-like dataset (real mp4 files, AVE layout)'),
-    'prepare': ('avbt_tacma.prepare', 'prepare', 'decode AVE videos into the training cache (frames + log-mel)'),
-    'data': ('avbt_tacma.download', 'data', 'download and verify the AVE videos or pre-extracted features'),
-    'train-avbt': ('avbt_tacma.train_avbt', 'train_avbt', 'train the AV-BT encoders (self-supervised)'),
-    'extract': ('avbt_tacma.train_avbt', 'extract', 'extract AV-BT features of every clip into an HDF5 file'),
-    'train-tacma': ('avbt_tacma.train_heads', 'train_tacma', 'train TACMA, baselines or probes on a feature file'),
-    'reproduce': ('avbt_tacma.reproduce', 'reproduce', "regenerate the paper's tables and figures"),
-    'localize': ('avbt_tacma.localize', 'localize', 'localize audio-visual events in your own videos'),
+COMMANDS = {  # command: (fills its parser, runs it, one-line help)
+    'synth': (synth_parser, synth_main, 'generate the synthetic AVE-like dataset (mp4 files in the AVE layout; '
+              '--preset: a known-answer feature set)'),
+    'prepare': (prepare_parser, prepare_main, 'decode AVE videos into the training cache (frames + log-mel)'),
+    'data': (data_parser, data_main, 'download and verify the AVE videos or pre-extracted features'),
+    'train-avbt': (train_avbt_parser, train_avbt_main, 'train the AV-BT encoders (self-supervised)'),
+    'extract': (extract_parser, extract_main, 'extract AV-BT features of every clip into an HDF5 file'),
+    'train-head': (train_head_parser, train_head_main, 'train a head (TACMA, a baseline or a probe) on a feature file'),
+    'reproduce': (reproduce_parser, reproduce_main, "regenerate the paper's tables and figures"),
+    'localize': (localize_parser, localize_main, 'localize audio-visual events in your own videos'),
+    'pack': (pack_parser, pack_main, 'combine an AV-BT model and a head trained on its features into the model '
+             'file avbt localize reads'),
 }
-
-def _load(cmd):
-    mod, prefix, _ = COMMANDS[cmd]
-    try: m = importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-        if e.name == mod: return None   # command not built yet
-        raise
-    return getattr(m, f'{prefix}_parser'), getattr(m, f'{prefix}_main')
+ALIASES = {'train-tacma': 'train-head'}   # old name: new name
 
 def build_parser() -> argparse.ArgumentParser:
     "The `avbt` argument parser with every available subcommand."
@@ -37,12 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog='avbt', description='AV-BT + TACMA: audio-visual event localization, reproducible.')
     p.add_argument('--version', action='version', version=f'avbt-tacma {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    for cmd, (mod, prefix, help_) in COMMANDS.items():
-        fns = _load(cmd)
-        if fns is None: continue
-        sp = sub.add_parser(cmd, help=help_, description=help_[0].upper() + help_[1:] + '.')
-        fns[0](sp)
-        sp.set_defaults(_main=fns[1], _parser=sp)
+    for cmd, (fill, run, help_) in COMMANDS.items():
+        aliases = [old for old, new in ALIASES.items() if new == cmd]
+        sp = sub.add_parser(cmd, aliases=aliases, help=help_, description=help_[0].upper() + help_[1:] + '.')
+        fill(sp)
+        sp.set_defaults(_main=run, _parser=sp)
     return p
 
 def main(argv=None, # the arguments; None: sys.argv
@@ -53,7 +56,7 @@ def main(argv=None, # the arguments; None: sys.argv
     args = p.parse_args(argv)
     if not getattr(args, '_main', None):
         p.print_help()
-        return 1
+        return 2
     try:
         check_args(args)
         return int(args._main(args) or 0)
@@ -79,7 +82,7 @@ ARG_RULES = {  # option dest: (lowest, highest) allowed whole number; None = unb
     'seed': (0, 2**32 - 1), 'seeds': (1, 1000), 'epochs': (1, None), 'batch_size': (1, None), 'max_steps': (1, None),
     'workers': (0, 1024), 'threads': (0, 1024), 'limit': (1, None), 'hop': (1, 10), 'max_seconds': (1, None)}
 # (--size, --quality, --videos, --classes ... are checked by the functions they configure, with their own one line)
-OUT_FILE = {('extract', 'out')}        # output paths that are files; every other `out`/`to` is a folder
+OUT_FILE = {('extract', 'out'), ('pack', 'out')}      # output paths that are files; every other `out`/`to` is a folder
 
 def check_args(args, # the parsed arguments
               ) -> None:

@@ -145,7 +145,7 @@ def fetch(url: str, # where from
           deadline: float | None = None, # seconds for the whole transfer; None: DEADLINE
          ) -> Path:
     "Download `url` to `dest` (resuming `dest.part`), check size and digests, then move into place."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     t_start = time.monotonic()
     min_rate = MIN_RATE if min_rate is None else min_rate
     rate_window, deadline = rate_window or RATE_WINDOW, deadline or DEADLINE
@@ -271,7 +271,7 @@ def safe_extract(zip_path, # the archive
                  progress: bool = True, # show a progress bar
                 ) -> list[Path]:
     "Extract `zip_path` into `dest`, refusing archives with members that could land outside `dest`; returns the files."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     zip_path, dest = Path(zip_path), Path(dest)
     try: zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:

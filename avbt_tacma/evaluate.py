@@ -16,8 +16,9 @@ from .heads import rebuild_head
 from .features import FeatureSet
 
 # %% auto 0
-__all__ = ['VERDICT_RULE', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy', 'predict', 'video_predictions',
-           'predict_run', 'load_run', 'seed_accuracies', 'effect', 'verdict', 'plot_confusion', 'results_table']
+__all__ = ['LEARN_MARGIN', 'predict', 'VERDICT_RULE', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy',
+           'classes_and_probs', 'video_predictions', 'predict_run', 'load_run', 'seed_accuracies', 'effect', 'verdict',
+           'plot_confusion', 'results_table']
 
 # %% ../nbs/15_evaluate.ipynb 5
 def confusion_matrix(preds, # predicted classes [N, T]
@@ -37,6 +38,8 @@ def per_class_accuracy(preds, # predicted classes [N, T]
     with np.errstate(invalid='ignore', divide='ignore'): return np.diag(cm) / cm.sum(1)
 
 # %% ../nbs/15_evaluate.ipynb 9
+LEARN_MARGIN = 2.0   # points above the majority label below which a trained model "did not learn"
+
 def majority_accuracy(train_labels,  # training labels, indices [N, T] or one-hot [N, T, C]: they choose the label
                       test_labels,   # the labels scored, same forms
                      ) -> float:
@@ -47,7 +50,7 @@ def majority_accuracy(train_labels,  # training labels, indices [N, T] or one-ho
 
 # %% ../nbs/15_evaluate.ipynb 12
 @torch.no_grad()
-def predict(model, # a head
+def classes_and_probs(model, # a head
             fs: FeatureSet, # the features
             split: str = 'test', # split to predict
             device='auto', # torch device or 'auto'
@@ -79,6 +82,9 @@ def video_predictions(preds, # predicted classes [N, T] of `split`
     return pd.DataFrame(dict(video_id=ids, truth=list(y), pred=list(np.asarray(preds)),
                              accuracy=(np.asarray(preds) == y).mean(1)))
 
+predict = classes_and_probs   # its first name
+
+
 # %% ../nbs/15_evaluate.ipynb 14
 def predict_run(path, # a head checkpoint or run folder
                 fs: FeatureSet, # the features
@@ -93,7 +99,7 @@ def predict_run(path, # a head checkpoint or run folder
     fused, hook = [], None
     if return_fused and hasattr(model, 'classifier'):
         hook = model.classifier.register_forward_hook(lambda m, i, o: fused.append(i[0].detach().float().cpu()))
-    try: pred, _ = predict(model, fs, split, device)
+    try: pred, _ = classes_and_probs(model, fs, split, device)
     finally:
         if hook is not None: hook.remove()
     labels = label_indices(fs.labels[fs.splits[split]])
@@ -164,23 +170,31 @@ def verdict(lo, # lower end of the interval
 
 # %% ../nbs/15_evaluate.ipynb 22
 def plot_confusion(cm, # counts [C, C] (rows = truth)
-                   class_names=None, # axis labels
+                   class_names=None, # axis labels (long names are wrapped at `wrap` characters)
                    ax=None, # matplotlib axes; None: a new figure
                    normalize: bool = True, # rows sum to 1
                    annot: bool = False, # write the values in the cells
                    cmap='Blues', # matplotlib colour map
                    cbar: bool = True, # draw a colour bar
+                   wrap: int = 16, # wrap tick labels longer than this (0: never)
                   ):
-    "Heatmap of a confusion matrix (rows = truth), rows normalised to sum 1 when `normalize`."
-    import matplotlib.pyplot as plt, seaborn as sns
+    "Heatmap of a confusion matrix (rows = truth), rows normalised to sum 1 when `normalize`; square cells."
+    import matplotlib.pyplot as plt, textwrap
     cm = np.asarray(cm, float)
     if normalize:
         with np.errstate(invalid='ignore', divide='ignore'): cm = np.nan_to_num(cm / cm.sum(1, keepdims=True))
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(cm))]
+    names = [textwrap.fill(str(n), wrap) if wrap else str(n) for n in names]
     if ax is None: _, ax = plt.subplots(figsize=(0.3 * len(cm) + 2, 0.3 * len(cm) + 1.5))
-    sns.heatmap(cm, ax=ax, cmap=cmap, vmin=0, vmax=1 if normalize else None, square=True, annot=annot,
-                fmt='.2f' if normalize else 'g', xticklabels=names, yticklabels=names, cbar=cbar,
-                cbar_kws=dict(shrink=0.6) if cbar else None, annot_kws=dict(fontsize=7))
+    vmax = 1.0 if normalize else max(float(cm.max()), 1.0)
+    im = ax.imshow(cm, cmap=cmap, vmin=0, vmax=vmax)
+    ax.set_xticks(range(len(cm)), names, rotation=45, ha='right', rotation_mode='anchor')
+    ax.set_yticks(range(len(cm)), names)
+    if annot:
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{v:.2f}" if normalize else f"{v:g}", ha='center', va='center', fontsize=8,
+                    color='white' if v > 0.6 * vmax else 'black')
+    if cbar: ax.figure.colorbar(im, ax=ax, shrink=0.6)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
     return ax

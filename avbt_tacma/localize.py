@@ -4,241 +4,24 @@
 
 # %% ../nbs/16_localize.ipynb 3
 from __future__ import annotations
-import csv, io, json, os, sys, math
-from dataclasses import dataclass
+import csv, io, json, os, sys
 from pathlib import Path
 import numpy as np
-from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json,
-                             save_checkpoint,
-                             load_checkpoint, get_device, one_line, run_lock, check_finite_state)
+from .core import (AVBTError, OutputError, check_int, atomic_path, atomic_write_text, save_json, one_line,
+                             run_lock, load_checkpoint)
 from .ave import CLASS_NAMES, BG_INDEX, T_SEGMENTS
-from .video import FRAME_SIZE
-from .datasets import IMAGE_SIZE
-from .video import write_video   # re-exported: tests and examples write their videos with it
+from .audio import SAMPLE_RATE
+# the steps, each defined once in its own module and re-exported here: decoding, inference, the model file
+from .video import write_video, Video, video_seconds, decode_video, MAX_SECONDS
+from .inference import (window_index, to_windows, Localizer, ModelError, localize_video, localize,
+                                  event_spans)
+from .pipeline import save_pipeline, load_pipeline, model_card, card_warning
 
 # %% auto 0
-__all__ = ['MAX_SECONDS', 'MANIFEST', 'OUT_SUFFIXES', 'Video', 'video_seconds', 'decode_video', 'window_index', 'to_windows',
-           'Localizer', 'ModelError', 'localize_video', 'localize', 'event_spans', 'format_table', 'plot_timeline',
-           'write_outputs', 'save_pipeline', 'load_pipeline', 'output_names', 'localize_files', 'localize_parser',
-           'localize_main']
+__all__ = ['MANIFEST', 'OUT_SUFFIXES', 'format_table', 'frame_strip', 'plot_timeline', 'write_outputs', 'output_names',
+           'localize_files', 'localize_parser', 'localize_main', 'pack_parser', 'pack_main']
 
-# %% ../nbs/16_localize.ipynb 5
-from .audio import SAMPLE_RATE   # the VGGish front-end's rate; re-exported, defined once in `audio`
-
-@dataclass
-class Video:
-    "A decoded video: the frame nearest the middle of every second and the mono 16-kHz sound, cut to whole seconds."
-    path: str
-    frames: np.ndarray        # [n, H, W, 3] uint8
-    audio: np.ndarray         # [n * SAMPLE_RATE] float32, mono
-    duration: float           # seconds of video in the file
-    fps: float
-    info: dict | None = None  # what decode_clip reports (sample rate, channels, audio streams, padding)
-
-    @property
-    def n_seconds(self) -> int: return len(self.frames)
-
-    def __repr__(self):
-        i = self.info or {}
-        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.5g} fps, "
-                "frames "
-                f"{tuple(self.frames.shape)}, audio {i.get('sample_rate')} Hz x {i.get('channels')} of "
-                f"{i.get('audio_streams')} stream(s))")
-
-# %% ../nbs/16_localize.ipynb 7
-def video_seconds(path, # a video file
-                 ) -> float:
-    ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
-     "times.")
-    import av
-    from avbt_tacma.video import ClipError, default_stream, check_media_file
-    path = Path(path)
-    check_media_file(path)             # missing, folder, FIFO, symbolic-link loop, name too long, empty: one line
-    try: c = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as e:
-        raise ClipError(path, 'corrupt', f"unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
-    with c:
-        vs = default_stream(c.streams.video)
-        if vs is None: raise ClipError(path, 'no_video', 'no video stream')
-        if default_stream(c.streams.audio) is None:
-            raise ClipError(path, 'no_audio', 'no audio track (localization needs both the sound and the pictures)')
-        origin, end = max((c.start_time or 0) / 1e6, 0.0), None
-        period = 1 / float(vs.average_rate or vs.guessed_rate or 25)
-        try:
-            for pkt in c.demux(vs):
-                if pkt.pts is None: continue
-                e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
-                end = e if end is None else max(end, e)
-        except av.FFmpegError as e:
-            raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
-    if end is None: raise ClipError(path, 'corrupt', 'the video stream holds no frame')
-    return end - origin
-
-def _ffmpeg_reason(e) -> str:
-    return (getattr(e, 'strerror', None) or str(e)).strip().rstrip('.').lower()
-
-MAX_SECONDS = 1200   # 20 minutes: about 1 GB of frames and model inputs at the default sizes
-
-def decode_video(path, # a video file
-                 size: int = FRAME_SIZE, # frame side (px)
-                 min_seconds: float = 1.0, # shorter videos are an error
-                 max_seconds: float = MAX_SECONDS, # longer videos are an error
-                ) -> Video:
-    "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
-    from avbt_tacma.video import decode_clip
-    duration = video_seconds(path)
-    if duration < min_seconds - 0.05:
-        raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
-    if duration > max_seconds + 0.5:
-        raise AVBTError(f"{path}: the video runs {duration:.0f} s by its time stamps, more than the {max_seconds:g} s "
-                        "allowed; raise --max-seconds or cut the video")
-    n = max(1, int(math.floor(duration + 0.5)))
-    frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
-    return Video(str(path), frames, audio, duration, info['fps'], info)
-
-# %% ../nbs/16_localize.ipynb 14
-def window_index(n: int, # seconds in the video
-                 T: int = T_SEGMENTS, # seconds per window
-                 hop: int | None = None, # step between windows; None: T
-                ):
-    "Second numbers [W, T] of the windows over n seconds (start 0, step `hop`, default T); numbers >= n are padding."
-    import torch
-    hop = T if hop is None else hop
-    if n < 1: raise AVBTError("nothing to window: 0 seconds")
-    if not 1 <= hop <= T: raise AVBTError(f"hop must be in 1..{T}, got {hop}")
-    L = T + max(0, -(-(n - T) // hop)) * hop
-    return torch.arange(0, L - T + 1, hop)[:, None] + torch.arange(T)
-
-def to_windows(x, # per-second items [n, ...]
-               T: int = T_SEGMENTS, # seconds per window
-               pad: str = 'edge', # 'edge' or 'zeros'
-               hop: int | None = None, # step between windows; None: T
-              ):
-    ("Group per-second items [n, ...] into windows [W, T, ...] (see `window_index`), padding the last one ('edge' or "
-     "'zeros').")
-    import torch
-    idx = window_index(len(x), T, hop)
-    extra = int(idx.max()) + 1 - len(x)
-    if extra > 0:
-        if pad == 'edge': fill = x[-1:].expand(extra, *x.shape[1:])
-        elif pad == 'zeros': fill = x.new_zeros(extra, *x.shape[1:])
-        else: raise AVBTError(f"unknown padding {pad!r} (use 'edge' or 'zeros')")
-        x = torch.cat([x, fill])
-    return x[idx]
-
-# %% ../nbs/16_localize.ipynb 17
-class Localizer:
-    "Trained AV-BT encoders and a head, in eval mode: per-second log-mel and frames in, class probabilities out."
-    def __init__(self,
-                 avbt, # the trained AV-BT model
-                 head, # the trained head
-                 class_names=CLASS_NAMES, # class names of the head
-                 image_size: int = IMAGE_SIZE, # encoder input side (px)
-                 frame_size: int = FRAME_SIZE, # decoded frame side (px)
-                 framing: str = 'segment', # log-mel framing: 'segment' or 'vggish'
-                 spatial: bool = False, # the head takes the visual map (AVEL)
-                 device='cpu', # torch device
-                 batch_size: int = 8, # windows per batch
-                 meta: dict | None = None, # provenance (JSON-able)
-                ):
-        import torch
-        self.device = torch.device(device)
-        self.avbt, self.head = avbt.to(self.device).eval(), head.to(self.device).eval()
-        self.class_names, self.image_size, self.frame_size = list(class_names), image_size, frame_size
-        self.framing, self.spatial, self.batch_size, self.meta = framing, spatial, batch_size, meta or {}
-
-    def __repr__(self):
-        return (f"Localizer({type(self.avbt).__name__} + {type(self.head).__name__}, {len(self.class_names)} classes, "
-                f"frames {self.frame_size} -> {self.image_size} px, log-mel framing {self.framing!r}, {self.device})")
-
-    def frames_tensor(self, frames):
-        "uint8 frames [n, H, W, 3] -> float [n, 3, image_size, image_size], ImageNet-normalised."
-        import torch
-        from avbt_tacma.datasets import frame_transform, normalize_frames
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        return normalize_frames(frame_transform(None, self.image_size)(x))     # the evaluation transform of training
-
-    def logmel(self, audio):
-        "Log-mel [n, 1, 96, 64] of n seconds of 16-kHz audio, computed per 10-s window like the training clips."
-        import torch
-        from avbt_tacma.audio import vggish_log_mel
-        n, w = len(audio) // SAMPLE_RATE, T_SEGMENTS * SAMPLE_RATE
-        x = np.pad(np.asarray(audio, np.float32), (0, -len(audio) % w))
-        return torch.cat([vggish_log_mel(x[i:i + w], SAMPLE_RATE, self.framing) for i in range(0, len(x), w)])[:n, None]
-
-    def inputs(self, video: Video):
-        "(log-mel [n, 1, 96, 64], frames [n, 3, S, S]) of a decoded video, one row per second."
-        return self.logmel(video.audio), self.frames_tensor(video.frames)
-
-    def predict(self, logmel, frames, pad: str = 'edge', hop: int | None = None, progress: bool = False):
-        ("Class probabilities [n, C] for n seconds of log-mel [n, 1, 96, 64] and frames [n, 3, S, S] (averaged over "
-         "overlapping windows).")
-        import torch
-        from tqdm.auto import tqdm
-        n, idx = len(logmel), window_index(len(logmel), hop=hop)
-        A, V = to_windows(logmel, pad=pad, hop=hop), to_windows(frames, pad=pad, hop=hop)
-        out = []
-        with torch.inference_mode():
-            for i in tqdm(range(0, len(A), self.batch_size), desc='windows', unit='batch', leave=False,
-                          disable=not progress or len(A) <= self.batch_size):
-                a, v = A[i:i + self.batch_size].to(self.device), V[i:i + self.batch_size].to(self.device)
-                if self.spatial:
-                    f_a, _, f_v = self.avbt.encode(a, v, return_spatial=True)   # heads on the visual map (AVEL)
-                else: f_a, f_v = self.avbt.encode(a, v)
-                out.append(self.head(f_a, f_v).float().softmax(-1).cpu())
-        P = torch.cat(out)                                                        # [W, T, C]
-        total = torch.zeros(int(idx.max()) + 1, P.shape[-1]).index_add_(0, idx.flatten(), P.flatten(0, 1))
-        return (total / torch.bincount(idx.flatten())[:, None])[:n]
-
-# %% ../nbs/16_localize.ipynb 19
-class ModelError(AVBTError):
-    "A fault of the model itself (damaged weights, NaN scores): `localize_files` stops at once, not per video."
-
-def localize_video(video: Video, # a decoded video
-                   localizer: Localizer, # the model
-                   pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
-                   hop: int | None = None, # step between windows; None: 10
-                   progress: bool = False, # show a progress bar
-                  ) -> list[dict]:
-    "A decoded video's per-second predictions: a list of {second, label, confidence}."
-    import torch
-    inputs, where = localizer.inputs(video), localizer.meta.get('checkpoint', 'the model')
-    try: probs = localizer.predict(*inputs, pad=pad, hop=hop, progress=progress)
-    except AVBTError: raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:   # the inputs are checked: the model is at fault
-        raise ModelError(f"{where}: the model fails on its input ({one_line(e)})") from None
-    if not bool(torch.isfinite(probs).all()):
-        raise ModelError(f"{where}: the model gives NaN or Inf scores on finite input; it cannot be used (train it "
-                         "again)")
-    conf, idx = probs.max(-1)
-    return [{'second': s, 'label': localizer.class_names[int(i)], 'confidence': round(float(c), 4)}
-            for s, (c, i) in enumerate(zip(conf, idx))]
-
-def localize(video_path, # a video file
-             localizer: Localizer, # the model
-             pad: str = 'edge', # padding of the last window: 'edge' or 'zeros'
-             hop: int | None = None, # step between windows; None: 10
-             progress: bool = False, # show a progress bar
-            ) -> list[dict]:
-    "Decode `video_path` and return its per-second predictions: a list of {second, label, confidence}."
-    return localize_video(decode_video(video_path, size=localizer.frame_size), localizer, pad=pad, hop=hop,
-                          progress=progress)
-
-def event_spans(results: list[dict], # per-second predictions
-                background: str = CLASS_NAMES[BG_INDEX], # the label that is no event
-               ) -> list[dict]:
-    "Runs of equal event labels: a list of {start, end (exclusive, seconds), label, confidence (mean)}."
-    spans = []
-    for r in results:
-        if r['label'] == background: continue
-        if spans and spans[-1]['label'] == r['label'] and spans[-1]['end'] == r['second']:
-            spans[-1]['end'] += 1
-            spans[-1]['_c'].append(r['confidence'])
-        else: spans.append({'start': r['second'], 'end': r['second'] + 1, 'label': r['label'], '_c': [r['confidence']]})
-    return [{'start': s['start'], 'end': s['end'], 'label': s['label'],
-             'confidence': round(float(np.mean(s.pop('_c'))), 4)} for s in spans]
-
-# %% ../nbs/16_localize.ipynb 22
+# %% ../nbs/16_localize.ipynb 6
 def format_table(results: list[dict], # per-second predictions
                 ) -> str:
     "The per-second predictions as a plain-text table."
@@ -265,7 +48,22 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     i = names.index(label) if label in names else len(names)
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
-# %% ../nbs/16_localize.ipynb 24
+# %% ../nbs/16_localize.ipynb 8
+def frame_strip(ax, # matplotlib axes whose x axis is time in seconds
+                frames, # frames [k, H, W, 3], drawn side by side
+                seconds: float | None = None, # the time the strip spans (None: k, one frame a second)
+                max_px: int = 96, # frames are subsampled to at most about this many pixels a side
+               ):
+    ("Draw `frames` side by side over [0, `seconds`] at their true aspect ratio: the axes box takes the strip's "
+     "shape (give its row at least that height, it keeps its width).")
+    frames = np.asarray(frames); k, h, w = frames.shape[:3]
+    seconds = float(k if seconds is None else seconds); step, sub = seconds / k, max(1, max(h, w) // max_px)
+    for j, f in enumerate(frames): ax.imshow(f[::sub, ::sub], extent=(j * step, (j + 1) * step, 0, step * h / w),
+                                             aspect='auto')
+    ax.set_xlim(0, seconds); ax.set_ylim(0, step * h / w); ax.set_box_aspect(h / (w * k)); ax.set_yticks([])
+    return ax
+
+#| export
 def plot_timeline(video: Video, # the decoded video
                   results: list[dict], # its per-second predictions
                   path=None, # PNG to write; None: not saved
@@ -277,16 +75,11 @@ def plot_timeline(video: Video, # the decoded video
      "(PNG) when given.")
     from matplotlib.figure import Figure               # no pyplot: no global state, no display needed (Agg)
     n = len(results)
-    fig = Figure(figsize=(min(4 + 0.5 * n, 24), 4.8))
-    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [1.3, 1, 0.9]})
-    k = min(n, max_thumbs)
-    idx = np.linspace(0, n - 1, k).round().astype(int)
-    step = n / k
-    for j, s in enumerate(idx):
-        ax_f.imshow(video.frames[s][::max(1, video.frames.shape[1] // 96), ::max(1, video.frames.shape[2] // 96)],
-                    extent=(j * step, (j + 1) * step, 0, 1), aspect='auto')
-    ax_f.set_ylim(0, 1)
-    ax_f.set_yticks([])
+    k, (h, w) = min(n, max_thumbs), video.frames.shape[1:3]
+    width = min(4 + 0.5 * n, 24); strip = 1.5 * width * h / (w * k) + 0.3   # inches the frames need, and to spare
+    fig = Figure(figsize=(width, strip + 3.8))
+    ax_f, ax_w, ax_e = fig.subplots(3, 1, sharex=True, gridspec_kw={'height_ratios': [strip, 1.6, 1.4]})
+    frame_strip(ax_f, video.frames[np.linspace(0, n - 1, k).round().astype(int)], n)
     ax_f.set_ylabel('frames')
     x = video.audio[:n * SAMPLE_RATE]
     bins = min(len(x), 4000)
@@ -330,95 +123,7 @@ def write_outputs(results: list[dict], # per-second predictions
         paths['png'] = out_dir / f'{name}.png'
     return paths
 
-# %% ../nbs/16_localize.ipynb 26
-def _state(ckpt: dict, where) -> dict:
-    for k in ('model', 'state_dict', 'model_state'):
-        if isinstance(ckpt.get(k), dict): return ckpt[k]
-    raise AVBTError(f"{where}: checkpoint holds no model state")
-
-def _load(path, kind: str) -> dict:
-    try: return load_checkpoint(path, kind)
-    except AVBTError: raise
-    except Exception as e:   # torch's weights-only unpickler raises more than core catches (e.g. KeyError on junk)
-        raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint ({one_line(e)})") from None
-
-def _input_settings(avbt_ck: dict, where) -> dict:
-    "Frame size, log-mel framing and sample rate the AV-BT model was trained on, as its checkpoint records them."
-    cfg = avbt_ck.get('config') or {}
-    if isinstance(cfg.get('inputs'), dict): return dict(cfg['inputs'])
-    cache = Path(str(cfg.get('cache', '')))          # a checkpoint from before the settings were recorded: its cache
-    if (cache / 'cache.json').is_file():
-        from avbt_tacma.prepare import open_cache
-        return open_cache(cache).inputs
-    return {}
-
-def save_pipeline(path, # the checkpoint to write
-                  avbt_checkpoint, # AV-BT checkpoint (path or dict)
-                  head_checkpoint, # head checkpoint (path or dict)
-                  frame_size: int | None = None, # frame side the encoder was trained at; None: from the checkpoint
-                  framing: str | None = None, # log-mel framing; None: from the checkpoint
-                 ) -> Path:
-    ("Combine an AV-BT checkpoint and a head checkpoint (paths or loaded dicts) into one 'avbt_tacma' checkpoint at "
-     "`path`.")
-    a = avbt_checkpoint if isinstance(avbt_checkpoint, dict) else _load(avbt_checkpoint, 'avbt')
-    h = head_checkpoint if isinstance(head_checkpoint, dict) else _load(head_checkpoint, 'head')
-    wa = 'AV-BT checkpoint' if isinstance(avbt_checkpoint, dict) else avbt_checkpoint
-    wh = 'head checkpoint' if isinstance(head_checkpoint, dict) else head_checkpoint
-    mc, hc = (a.get('config') or {}).get('model'), h.get('config') or {}
-    if not isinstance(mc, dict): raise AVBTError(f"{wa}: no AV-BT model config in this checkpoint")
-    if 'head' not in hc: raise AVBTError(f"{wh}: no head config in this checkpoint")
-    fm = hc.get('features_meta') or {}
-    if fm.get('encoder', 'avbt') != 'avbt' or fm.get('source') == 'community AVE features':
-        raise AVBTError(f"{wh}: this head was trained on {fm.get('source') or fm.get('encoder')} features, not on "
-                        "AV-BT "
-                        "features (train it on the output of `avbt extract`)")
-    if isinstance(fm.get('config'), dict) and fm['config'].get('model', mc) != mc:
-        raise AVBTError(f"{wh}: this head was trained on the features of another AV-BT model than {wa}")
-    if hc.get('d_a') != mc.get('d_l') or (not hc.get('spatial') and hc.get('d_v') != mc.get('d_l')):
-        raise AVBTError(f"{wh}: the head's input widths (audio {hc.get('d_a')}, visual {hc.get('d_v')}) do not fit "
-                        f"the AV-BT features (d_l = {mc.get('d_l')})")
-    names_a, names_h = a.get('class_names'), h.get('class_names')
-    if names_a and names_h and list(names_a) != list(names_h):
-        raise AVBTError(f"{wh}: the head's class names differ from {wa}'s")
-    prep = _input_settings(a, wa)
-    prep.update({k: v for k, v in dict(frame_size=frame_size, framing=framing).items() if v is not None})
-    if 'frame_size' not in prep or 'framing' not in prep:
-        raise AVBTError(f"{wa}: the checkpoint does not record the frame size and framing it was trained on, and its "
-                        "cache is gone; pass frame_size= and framing=")
-    if prep.setdefault('sample_rate', SAMPLE_RATE) != SAMPLE_RATE:
-        raise AVBTError(f"{wa}: trained on {prep['sample_rate']} Hz audio; localize feeds {SAMPLE_RATE} Hz")
-    config = {'avbt': mc, 'head': hc, 'prepare': prep, 'avbt_run': a['config'],
-              'sources': {'avbt': None if isinstance(avbt_checkpoint, dict) else str(avbt_checkpoint),
-                          'head': None if isinstance(head_checkpoint, dict) else str(head_checkpoint)},
-              'trained_with': {'avbt': a.get('versions'), 'head': h.get('versions')}}
-    state = {'avbt_state': _state(a, wa), 'head_state': _state(h, wh)}
-    return save_checkpoint(path, 'avbt_tacma', config, state, class_names=names_h or names_a or CLASS_NAMES)
-
-# %% ../nbs/16_localize.ipynb 27
-def load_pipeline(path, # an 'avbt_tacma' checkpoint
-                  device='auto', # torch device or 'auto'
-                  batch_size: int = 8, # windows per batch
-                 ) -> Localizer:
-    "Load an 'avbt_tacma' checkpoint (weights only) into a `Localizer` on `device`."
-    ck = _load(path, 'avbt_tacma')
-    for k in ('avbt_state', 'head_state'): check_finite_state(ck.get(k), path)   # NaN weights: NaN scores only
-    try:
-        from avbt_tacma.avbt import AVBTConfig, AVBT
-        from avbt_tacma.heads import rebuild_head
-        cfg = AVBTConfig.from_dict({**ck['config']['avbt'], 'weights': 'none'})   # every weight is in the checkpoint
-        avbt = AVBT(cfg, download=False)
-        avbt.load_state_dict(ck['avbt_state'])
-        hc, prep = ck['config']['head'], ck['config'].get('prepare') or {}
-        head = rebuild_head(hc, ck['head_state'])
-    except AVBTError as e: raise AVBTError(f"{path}: incompatible checkpoint ({e})") from None
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise AVBTError(f"{path}: incompatible checkpoint ({one_line(e)})") from None
-    return Localizer(avbt, head, ck.get('class_names') or CLASS_NAMES, image_size=cfg.image_size,
-                     frame_size=int(prep['frame_size']), framing=prep['framing'],
-                     spatial=bool(hc.get('spatial')), device=get_device(device), batch_size=batch_size,
-                     meta={'checkpoint': str(path), 'head': hc['head'], 'versions': ck.get('versions')})
-
-# %% ../nbs/16_localize.ipynb 29
+# %% ../nbs/16_localize.ipynb 10
 MANIFEST = '.avbt-localize.json'
 OUT_SUFFIXES = ('.json', '.csv', '.png')
 
@@ -460,6 +165,7 @@ def localize_files(paths, # video files
     ("Localize every video of `paths` with `checkpoint` (a path or a `Localizer`); one {path, results, error, "
      "outputs} per file.")
     loc = checkpoint if isinstance(checkpoint, Localizer) else load_pipeline(checkpoint, device)
+    if echo and card_warning(loc.meta.get('card')): echo(card_warning(loc.meta.get('card')), file=sys.stderr)
     out = []
     for p, name in zip(paths, output_names(paths, out_dir)):
         rec = {'path': str(p), 'results': None, 'error': None, 'outputs': {}}
@@ -510,3 +216,20 @@ def localize_main(args, # the parsed arguments
     print(f"\nlocalized {len(res) - bad} of {len(res)} video(s) into {args.out}" + (f"; {bad} failed" if bad else ''),
           file=sys.stderr if bad else sys.stdout)
     return 1 if bad else 0
+
+def pack_parser(p, # the (sub)command parser to fill
+               ):
+    p.add_argument('--avbt', required=True, metavar='CKPT', help='AV-BT checkpoint (RUN/avbt.pt of `avbt train-avbt`)')
+    p.add_argument('--head', required=True, metavar='CKPT',
+                   help='head checkpoint trained on its features (e.g. OUT/tacma_seed0.pt of `avbt train-tacma`)')
+    p.add_argument('--out', required=True, metavar='FILE', help='the model file `avbt localize --checkpoint` reads')
+
+def pack_main(args, # the parsed arguments
+             ) -> int:
+    path = save_pipeline(args.out, args.avbt, args.head)
+    card = load_checkpoint(path, 'avbt_tacma').get('card') or {}
+    f = lambda x: '?' if x is None else f"{x:.1f}%"
+    print(f"{path}: {card.get('head')} head, data {card.get('data') or '?'}, test accuracy "
+          f"{f(card.get('test_accuracy'))} (majority label {f(card.get('floor'))})")
+    if card_warning(card): print(card_warning(card), file=sys.stderr)
+    return 0

@@ -223,7 +223,7 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
         try: clip_file(out, v)
         except AVBTError as e: failed[v] = ('bad_id', str(e))
     todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids if v not in failed]
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     bar = tqdm(total=len(todo), desc='prepare', unit='clip', disable=not progress)
     def take(res):
         nonlocal done_now, already

@@ -9,20 +9,29 @@ from pathlib import Path
 import numpy as np
 from avbt_tacma.core import (AVBTError, save_json, load_json, atomic_write_text, atomic_path, load_checkpoint,
     one_line)
-from .evaluate import mean_std, effect, verdict, VERDICT_RULE
+from .evaluate import mean_std, effect, verdict, VERDICT_RULE, LEARN_MARGIN
 from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's numbers live in `paper`
 
 # %% auto 0
-__all__ = ['LEARN_MARGIN', 'NOT_AVE', 'CLAIMS', 'majority_floor', 'did_not_learn', 'judge_claim', 'claims_table', 'result_row',
-           'majority_row', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'read_stamp',
-           'output_problem', 'write_summary']
+__all__ = ['NOT_AVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor', 'is_reference', 'known_ceiling', 'did_not_learn',
+           'judge_claim', 'claims_table', 'result_row', 'majority_row', 'optimum_rows', 'format_rows', 'markdown_table',
+           'tag', 'write_table', 'save_figure', 'control_table', 'judge_controls', 'apply_controls', 'controls_table',
+           'read_stamp', 'output_problem', 'markdown_html', 'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
-LEARN_MARGIN = 2.0   # points above the majority label below which a trained row "did not learn"
-
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
     "The accuracy of the table's 'majority label' row (key 'majority'), or None when it has none."
     m = [r for r in rows if r.get('key') == 'majority' and r['values']]
+    return m[0]['values'][0] if m else None
+
+def is_reference(row: dict) -> bool:  # a table row
+    "Whether the row is a reference, not a trained head: the majority-label floor or a known optimum."
+    k = row.get('key') or ''
+    return k == 'majority' or k.startswith('optimum')
+
+def known_ceiling(rows: list):  # a table's rows
+    "The accuracy of the table's 'known optimum' row (key 'optimum'), or None when the data has none."
+    m = [r for r in rows if r.get('key') == 'optimum' and r['values']]
     return m[0]['values'][0] if m else None
 
 def did_not_learn(row: dict,  # a table row
@@ -30,14 +39,14 @@ def did_not_learn(row: dict,  # a table row
                  ) -> bool:
     "Whether a trained row's mean is within `LEARN_MARGIN` points of the majority-label floor."
     m = mean_std(row['values'])[0]
-    trained = row.get('key') != 'majority' and not row['quoted']
+    trained = not is_reference(row) and not row['quoted']
     return floor is not None and m is not None and trained and m < floor + LEARN_MARGIN
 
 def _pick(tables: dict, ref, exclude=()) -> list:
     "The rows of `ref` = (table, key); fig6's in_range/above_range/other_nonzero and table5's best_other pick several."
     t, k = ref
     rows = [r for r in tables.get(t, {}).get('rows', []) if r.get('key') and r['values'] and not r['quoted']
-            and r['key'] != 'majority']
+            and not is_reference(r)]
     theta = {r['key']: float(r['key'][6:]) for r in rows if r['key'].startswith('theta_')}
     lo, hi = PAPER_VALUES['fig6']['good_range']
     best = PAPER_VALUES['fig6']['best_theta']
@@ -90,7 +99,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
                 ) -> tuple:
     "Judge every claim on the tables of the run folder `out`; write `tables/claims.csv` and `.md`; (results, md)."
     tables = _tables(out)
-    res = [judge_claim(c, tables) for c in (CLAIMS if claims is None else claims)]
+    res = apply_controls([judge_claim(c, tables) for c in (CLAIMS if claims is None else claims)], tables)
     f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
     cells = [[r['claim'], r['source'], f(r['paper']) if r['paper'] is not None else '— (direction only)',
               '—' if r['mean'] is None else f"{r['mean']:+.1f} [{f(r['lo'])}, {f(r['hi'])}]",
@@ -99,7 +108,7 @@ def claims_table(out,         # the run folder (its tables/*.json)
     cols = ["claim", "source", "paper's effect (points)", "this run's effect: mean [95% interval]", 'seeds',
             'over seeds', 'verdict', 'note']
     counts = {v: sum(r['verdict'] == v for r in res)
-              for v in ('reproduced', 'not reproduced', 'inconclusive', 'not run')}
+              for v in ('reproduced', 'not reproduced', 'inconclusive', UNTESTABLE, 'not run')}
     md = (f"**Claims of the paper, judged on this run** ({', '.join(f'{n} {v}' for v, n in counts.items() if n)})\n\n"
           f"{markdown_table(cols, cells)}\n\nEffect = accuracy of the first row minus the second, in points; "
           f"interval: 95% t interval over seeds (paired by seed where both rows' heads share their seeds, "
@@ -138,6 +147,24 @@ def majority_row(accuracy: float,  # the floor's accuracy in %
     return result_row('majority label', None, [accuracy], key='majority',
                       note='always the most common training label: the floor a trained row must clear')
 
+def optimum_rows(known: dict | None,  # the `known` entry of a known-answer set's metadata (None: no rows)
+                 heads: str = 'av',   # 'av': the audio-visual optimum; 'a' / 'v': one modality's
+                ) -> list:
+    "The 'known optimum' row (Bayes-optimal accuracy, all 10 s) and the same-second one (w = 0) of a known-answer set."
+    if not known: return []
+    full = {'av': 'audio_visual', 'a': 'audio', 'v': 'visual'}[heads]
+    rows = [result_row(f"known optimum ({full.replace('_', '-')}, all 10 s)", None, [known[full]],
+                       key='optimum' if heads == 'av' else f'optimum_{heads}',
+                       note=f"Bayes-optimal accuracy of the latent model (± {known[full + '_se']:.1f} sampling "
+                            "error); "
+                            "no head can beat it beyond that")]
+    same = known.get('windowed', {}).get('0') if heads == 'av' else known.get(full + '_w0')
+    if same is not None:
+        rows.append(result_row(f"known optimum ({full.replace('_', '-')}, same second only)", None, [same],
+                               key=f"optimum_{'' if heads == 'av' else heads + '_'}w0",
+                               note='the bound of a head that sees one second at a time'))
+    return rows
+
 def _fmt(x, nd=1) -> str:
     if x is None or x == '': return '—'
     if isinstance(x, bool): return '✓' if x else '✕'
@@ -150,29 +177,33 @@ def format_rows(rows: list,            # rows of `result_row`
     "(column names, cells as strings) of result rows, for Markdown and HTML."
     keys = lambda k: list(dict.fromkeys(c for r in rows for c in r[k]))
     ck, mk = keys('cols'), keys('more')
-    floor = majority_floor(rows)
+    floor, ceil = majority_floor(rows), known_ceiling(rows)
+    gap = floor is not None and ceil is not None and ceil > floor
     columns = ['row', *ck, 'paper', 'this run', *(['Δ this run − paper'] if real else []), 'seeds',
-               *(['vs majority label'] if floor is not None else []), *mk, 'note']
+               *(['vs majority label'] if floor is not None else []), *(['gap closed'] if gap else []), *mk, 'note']
     cells = []
     for r in rows:
         m, s = mean_std(r['values'])
         label = r['row'] + (' (quoted)' if r['quoted'] else '')
         run = '—' if r['quoted'] or m is None else f"{m:.1f} ± {s:.1f}" if len(r['values']) > 1 else f"{m:.1f}"
-        floor_row = r.get('key') == 'majority'
+        floor_row = is_reference(r)
         delta = f"{m - r['paper']:+.1f}" if m is not None and r['paper'] is not None and not r['quoted'] else '—'
         above = ('—' if floor_row or m is None or r['quoted'] or floor is None else
                  f"{m - floor:+.1f}" + (' did not learn' if did_not_learn(r, floor) else ''))
         note = '; '.join(x for x in ['quoted from the paper, not run here' if r['quoted'] else '', r['note']] if x)
         seeds = str(len(r['values'])) if r['values'] and not r['quoted'] and not floor_row else '—'
+        closed = ('—' if floor_row or m is None or r['quoted'] or not gap else
+                  f"{100 * (m - floor) / (ceil - floor):.0f}%")
         cells.append([label, *(_fmt(r['cols'].get(c)) for c in ck), _fmt(r['paper']), run, *([delta] if real else []),
-                      seeds, *([above] if floor is not None else []), *(_fmt(r['more'].get(c)) for c in mk), note])
+                      seeds, *([above] if floor is not None else []), *([closed] if gap else []),
+                      *(_fmt(r['more'].get(c)) for c in mk), note])
     return columns, cells
 
 def markdown_table(columns,  # header names
                    cells,    # rows of cell strings
                   ) -> str:
-    "A GitHub Markdown table."
-    esc = lambda s: str(s).replace('|', '\\|')
+    "A GitHub Markdown table (`|` and `*` in cells escaped: cells are plain text)."
+    esc = lambda s: str(s).replace('\\', '\\\\').replace('|', '\\|').replace('*', '\\*')
     lines = ['| ' + ' | '.join(map(esc, columns)) + ' |', '|' + '---|' * len(columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(esc, c)) + ' |' for c in cells])
 
@@ -203,6 +234,8 @@ def write_table(out,                   # the run folder
           f"mean ± std over seeds of this code, test accuracy %." + ('' if real else f" {NOT_AVE}") +
           (f" 'vs majority label': this run minus the majority-label floor; within {LEARN_MARGIN:g} points it is "
            "flagged 'did not learn'." if floor is not None else '') +
+          (" 'gap closed': the share of the gap from the majority label to the known optimum that the row closes."
+           if known_ceiling(rows) is not None and floor is not None else '') +
           f"\n\n{markdown_table(columns, cells)}\n" + (f"\n{note}\n" if note else ''))
     atomic_write_text(out / f'{name}.md', md)
     ck = list(dict.fromkeys(c for r in rows for c in r['cols']))
@@ -240,7 +273,7 @@ def save_figure(fig,                      # a matplotlib figure
                    png=f'figures/{name}.png'), out / f'{name}.json')
     return out / f'{name}.png'
 
-# %% ../nbs/17_report.ipynb 10
+# %% ../nbs/17_report.ipynb 11
 def _claim(key, claim, source, a, b, paper, paired, note=''):
     return dict(key=key, claim=claim, source=source, a=a, b=b, paper=paper, paired=paired, note=note)
 
@@ -288,6 +321,80 @@ CLAIMS = [
 ]
 
 # %% ../nbs/17_report.ipynb 13
+CONTROLS = {  # claim key: (positive control preset, negative control preset), presets of `latent.PRESETS`
+    'av_over_a': ('fusion-pos', 'fusion-neg'),
+    'tacma_over_cma': ('temporal-pos', 'temporal-neg'),
+}
+UNTESTABLE = 'untestable here (control failed)'
+
+def control_table(preset: str,  # a control preset name
+                 ) -> str:
+    "The table name of a control preset's heads (their row keys are the claim's row keys)."
+    return 'control_' + preset.replace('-', '_')
+
+def judge_controls(tables: dict,  # table name -> its JSON sidecar
+                   claims=None,   # default: CLAIMS
+                  ) -> dict:
+    "Claim key -> its judgements on the positive and negative control tables and whether the controls passed."
+    out = {}
+    for c in (CLAIMS if claims is None else claims):
+        if c['key'] not in CONTROLS: continue
+        got = {}
+        for role, preset in zip(('positive', 'negative'), CONTROLS[c['key']]):
+            on = lambda refs: [(control_table(preset), k) for _, k in refs]
+            got[role] = judge_claim(c | dict(a=on(c['a']), b=on(c['b'])), tables) | dict(preset=preset)
+        ran = all(g['verdict'] != 'not run' for g in got.values())
+        passed = ran and got['positive']['verdict'] == 'reproduced' and got['negative']['verdict'] != 'reproduced'
+        out[c['key']] = got | dict(ran=ran, passed=passed)
+    return out
+
+def apply_controls(res: list,    # `judge_claim` results
+                   tables: dict,  # table name -> its JSON sidecar
+                  ) -> list:
+    "The results with each controlled claim's verdict replaced by UNTESTABLE where its controls ran and failed."
+    ctl, out = judge_controls(tables), []
+    for r in res:
+        c = ctl.get(r['key'])
+        if c and c['ran'] and r['verdict'] != 'not run':
+            note = 'controls passed' if c['passed'] else (f"positive control {c['positive']['verdict']}, negative "
+                                                          f"{c['negative']['verdict']}; this run's own verdict: "
+                                                          f"{r['verdict']}")
+            r = r | dict(verdict=r['verdict'] if c['passed'] else UNTESTABLE,
+                         note='; '.join(x for x in [note, r['note']] if x))
+        out.append(r)
+    return out
+
+def controls_table(out,  # the run folder (its tables/*.json)
+                  ) -> tuple:
+    "Write `tables/controls.md` and `.csv`: each controlled claim on its positive and negative control; (results, md)."
+    tables = _tables(out)
+    ctl = judge_controls(tables)
+    if not any(c['ran'] for c in ctl.values()): return ctl, ''
+    from avbt_tacma.latent import PRESET_ROLES
+    f = lambda g: '—' if g['mean'] is None else f"{g['mean']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}]"
+    cls = {k: next(c['claim'] for c in CLAIMS if c['key'] == k) for k in ctl}
+    status = lambda c: 'not run' if not c['ran'] else 'testable (controls passed)' if c['passed'] else UNTESTABLE
+    cells = [[cls[k], f"{c['positive']['preset']}: {PRESET_ROLES[c['positive']['preset']][0]}", f(c['positive']),
+              c['positive']['verdict'], f"{c['negative']['preset']}: {PRESET_ROLES[c['negative']['preset']][0]}",
+              f(c['negative']), c['negative']['verdict'], status(c)] for k, c in ctl.items()]
+    cols = ['claim', 'positive control', 'effect [95% interval]', 'verdict', 'negative control',
+            'effect [95% interval]', 'verdict', 'the claim on this run']
+    md = ("**Controls: each head-level claim on known-answer data where its effect is present (positive) or absent "
+          "(negative)**\n\n" + markdown_table(cols, cells) + "\n\nA claim is tested only when its positive control "
+          "reads reproduced and its negative control does not; the heads and seeds are those of the claim, trained on "
+          "rendering (a) of each preset (tables control_*).\n")
+    atomic_write_text(Path(out) / 'tables' / 'controls.md', md)
+    with atomic_path(Path(out) / 'tables' / 'controls.csv') as tmp:
+        with open(tmp, 'w', newline='', encoding='utf-8') as fh:
+            w = csv.writer(fh)
+            w.writerow(['claim', 'control', 'preset', 'effect_mean', 'ci_low', 'ci_high', 'verdict', 'status'])
+            for k, c in ctl.items():
+                for role in ('positive', 'negative'):
+                    g = c[role]
+                    w.writerow([k, role, g['preset'], g['mean'], g['lo'], g['hi'], g['verdict'], status(c)])
+    return ctl, md
+
+# %% ../nbs/17_report.ipynb 17
 def read_stamp(path, # a step's stamp (stamps/<step>.json)
               ) -> dict | None:
     "The stamp when it is whole (a JSON object with a `hash` string and a number of `seconds`), else None: not done."
@@ -319,22 +426,33 @@ def output_problem(path, # a file a step promised
     except Exception as e: return f"does not load ({one_line(e)})"
     return None
 
-# %% ../nbs/17_report.ipynb 15
+# %% ../nbs/17_report.ipynb 19
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}td.paper{color:#555}td.run{font-weight:600}.tag{color:#666;font-size:.9em}
-img{max-width:100%;border:1px solid #eee}
-figure{margin:1em 0 2em}figcaption{color:#444;font-size:.92em}.fail{color:#b00}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+img{max-width:100%;height:auto;border:1px solid #eee}
 code{background:#f5f5f5;padding:0 .2em}"""
 
-def _html_table(columns, cells, cls=None) -> str:
-    cls = cls or {}
-    td = lambda c, v: f'<td class="{cls.get(c, "")}">{html.escape(str(v))}</td>'
-    rows = ''.join('<tr>' + ''.join(td(c, v) for c, v in zip(columns, r)) + '</tr>' for r in cells)
-    return f"<table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in columns)}</tr>{rows}</table>"
+def markdown_html(md: str,         # Markdown text (CommonMark with GitHub tables)
+                  folder=None,     # where relative image paths resolve: those images are embedded (None: linked)
+                  title: str = '', # the page's title
+                 ) -> str:
+    "A self-contained HTML page of `md`, rendered by markdown-it-py; images under `folder` are embedded as data URIs."
+    from markdown_it import MarkdownIt
+    mdi = MarkdownIt('commonmark', {'html': False, 'typographer': False}).enable('table')
+    image = mdi.renderer.rules['image']
+    def embed(self, tokens, idx, options, env):
+        t = tokens[idx]; src = t.attrGet('src') or ''
+        p = Path(folder) / src if folder is not None and '://' not in src and not src.startswith('data:') else None
+        if p is not None and p.is_file():
+            t.attrSet('src', 'data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode())
+        return image(tokens, idx, options, env)
+    mdi.add_render_rule('image', embed)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{mdi.render(md)}</body></html>\n")
 
+# %% ../nbs/17_report.ipynb 21
 def write_summary(out,        # the run folder
                   steps=(),   # the steps of the run (objects with name, title, notebook), in report order
                  ) -> tuple:
@@ -343,69 +461,48 @@ def write_summary(out,        # the run folder
     tables = _sidecars(out / 'tables')
     figures = _sidecars(out / 'figures', ('step', 'title', 'png', 'source', 'scale'))
     real = bool(info.get('real_ave', False))
-    head = [f"# Reproduction report", '',
-            f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
-            "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
-            "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
-            + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
-               "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
-               "can be tested, not its absolute numbers: the claims table comes first."), '']
+    md = [f"# Reproduction report", '',
+          f"Paper: AV-BT + TACMA, {PAPER}. Every number below sits beside the paper's value: the **paper** column is "
+          "what the paper printed (rows marked *quoted* are the paper's quotes of other publications), the "
+          "**this run** column is what this code produced here (mean ± std over seeds, test segment accuracy %). "
+          + ("The data is the AVE: absolute numbers can be compared (Δ columns)." if real else
+             "The data is not the AVE, so only the paper's claims (the direction and rough size of each effect) "
+             "can be tested, not its absolute numbers: the claims table comes first."), '']
     versions = info.get('versions', {})
     if info:
-        head += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
-                 f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
-                 f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
-                 f"torch {versions.get('torch', '?')}"]
-        if info.get('weights_note'): head.append(f"- weights: **{info['weights_note']}**")
-        head.append('')
+        md += [f"- data: **{info.get('source', '?')}**", f"- scale: **{info.get('scale', '?')}**",
+               f"- device: {info.get('device', '?')}, seeds: {info.get('seeds', '?')}",
+               f"- started: {info.get('started', '?')}; avbt-tacma {versions.get('avbt_tacma', '?')}, "
+               f"torch {versions.get('torch', '?')}"]
+        if info.get('weights_note'): md.append(f"- weights: **{info['weights_note']}**")
+        md.append('')
     claims, claims_md = claims_table(out) if tables else ([], '')
+    _, controls_md = controls_table(out) if tables else ({}, '')
     status = []
     for s in steps:
         st = read_stamp(out / 'stamps' / f'{s.name}.json')
         bad = [f"{o} {why}" for o in getattr(s, 'outputs', ()) if st and (why := output_problem(out / o))]
         state = ('not run (or failed)' if st is None else f"damaged: {bad[0]} (re-run to repair)" if bad else
                  f"done ({st['seconds']:.0f} s)")
-        status.append([s.name, s.title, state,
-                       f"notebooks/{s.notebook}" if (out / 'notebooks' / s.notebook).exists() else '—'])
-    md, body = list(head), []
-    if claims_md: md += ['## Claims', '', claims_md, '']
+        nb = f"notebooks/{s.notebook}"
+        status.append([s.name, s.title, state, f"[{s.notebook}]({nb})" if (out / nb).exists() else '—'])
+    if claims_md: md += ['## Claims', '', claims_md.strip(), '']
+    if controls_md: md += ['## Controls', '', controls_md.strip(), '']
     md += ['## Steps', '', markdown_table(['step', 'what', 'state', 'executed notebook'], status), '']
     for s in steps:
         ts = [t for t in tables if t.get('step') == s.name and 'rows' in t]
         fs = [f for f in figures if f['step'] == s.name]
         if not ts and not fs: continue
-        md += [f"## {s.title}", '']; body.append(f"<h2>{html.escape(s.title)}</h2>")
+        md += [f"## {s.title}", '']
         for t in ts:
             md += [f"**{t['title']}** ({tag(t['source'], t['scale'])})", '',
                    markdown_table(t['columns'], t['cells']), '']
             if t.get('note'): md += [t['note'], '']
-            where = html.escape(tag(t['source'], t['scale']))
-            body.append(f"<p><b>{html.escape(t['title'])}</b> <span class=tag>({where})</span></p>"
-                        + _html_table(t['columns'], t['cells'], {'paper': 'paper', 'this run': 'run'})
-                        + (f"<p>{html.escape(t['note'])}</p>" if t.get('note') else ''))
         for f in fs:
-            cap = f"{f['title']}. {f.get('caption', '')} ({tag(f['source'], f['scale'])})"
-            cap = cap.replace('. .', '.').replace(' . ', ' ')
-            md += [f"![{f['title']}]({f['png']})", '', f"*{cap}*", '']
-            png = out / f['png']
-            src = 'data:image/png;base64,' + base64.b64encode(png.read_bytes()).decode() if png.exists() else ''
-            body.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(f['title'])}\">"
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-    atomic_write_text(out / 'summary.md', '\n'.join(md))
-    steps_html = _html_table(['step', 'what', 'state', 'executed notebook'], status)
-    info_html = ''.join(f"<li>{html.escape(l[2:])}</li>" for l in head if l.startswith('- '))
-    claims_html = ''
-    if claims:
-        ccols = ['claim', 'source', "paper's effect", "this run's effect [95% interval]", 'verdict', 'note']
-        f = lambda x: '—' if x is None or x != x else f"{x:+.1f}"
-        ccells = [[c['claim'], c['source'], f(c['paper']) if c['paper'] is not None else '— (direction only)',
-                   '—' if c['mean'] is None else f"{c['mean']:+.1f} [{f(c['lo'])}, {f(c['hi'])}]", c['verdict'],
-                   c['note']] for c in claims]
-        last = html.escape(claims_md.strip().splitlines()[-1])
-        claims_html = f"<h2>Claims</h2>{_html_table(ccols, ccells)}<p>{last}</p>"
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>AV-BT + TACMA reproduction report</title>"
-            f"<style>{_CSS}</style></head><body>"
-            f"<h1>Reproduction report</h1><p>{html.escape(head[2])}</p><ul>{info_html}</ul>{claims_html}<h2>Steps</h2>"
-            f"{steps_html}{''.join(body)}</body></html>")
-    atomic_write_text(out / 'summary.html', page)
+            cap = ' '.join(x.strip() for x in (f"{f['title'].rstrip('.')}.", f.get('caption', ''),
+                                               f"({tag(f['source'], f['scale'])})") if x.strip())
+            md += [f"![{f['title']}]({f['png']})", '', cap, '']
+    text = '\n'.join(md)
+    atomic_write_text(out / 'summary.md', text)
+    atomic_write_text(out / 'summary.html', markdown_html(text, out, 'AV-BT + TACMA reproduction report'))
     return out / 'summary.md', out / 'summary.html'

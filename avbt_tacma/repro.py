@@ -16,43 +16,47 @@ from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
 __all__ = ['SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
-           'notebook_modules', 'data_source', 'is_real_ave', 'synthetic_dir', 'split_synthetic', 'ensure_synthetic',
-           'source_label', 'data_digest', 'table5_variant', 'Repro']
+           'notebook_modules', 'data_source', 'known_answer', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
+           'ensure_synthetic', 'source_label', 'data_digest', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
 _ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
+# head-level controls (`report.CONTROLS`): clips of each known-answer preset, head epochs and seeds (cheap: features)
+_CONTROLS = dict(clips=800, epochs=30, seeds=3)
 
 SCALES = {
     'smoke': dict(videos=64, classes=4, size=64, fps=8, avbt='synthetic', image_size=32, avbt_epochs=3, avbt_batch=16,
                   avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                   head_epochs=25, head_batch=16, head_lr=3e-3, seeds=2, thetas=(0.0, THETA, 0.1), tsne_clips=24,
-                  qualitative=2),
+                  qualitative=2, controls=dict(clips=200, epochs=3, seeds=2)),
     'default': dict(videos=200, classes=5, size=64, fps=8, avbt='synthetic', image_size=32, split=(0.7, 0.15, 0.15),
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
                     head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, THETA, 0.06, 0.1), tsne_clips=60,
-                    qualitative=3),
+                    qualitative=3, controls=_CONTROLS),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
                   head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
-                  tsne_clips=80, qualitative=4),
+                  tsne_clips=80, qualitative=4, controls=dict(clips=3000, epochs=60, seeds=3)),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
                       image_size=IMAGE_SIZE, avbt_epochs=100,
                       avbt_batch=2, avbt_max_steps=2, avbt_overrides=dict(weights='none'), workers=0, threads=None,
                       cpu_bf16=True, extract_batch=8,
                       head_epochs=2, head_batch=128, head_lr=1e-4, seeds=5,
                       thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=40, qualitative=6,
+                      controls=_CONTROLS,
                       weights_note='random initial weights (no pretrained ResNet-50/VGGish files), 2 AV-BT steps, '
                                    '2 head epochs: a check that the paper path runs; its numbers mean nothing'),
     'paper': dict(videos=None, classes=28, size=None, fps=None, avbt='paper', image_size=IMAGE_SIZE, avbt_epochs=100,
                   avbt_batch=128,
                   avbt_overrides={}, workers='auto', threads=None, head_epochs=200, head_batch=128, head_lr=1e-4,
                   seeds=5,
-                  thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6),
+                  thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6,
+                  controls=_CONTROLS),
 }
 
 from .core import usable_cores   # re-exported: defined once, in `core`
@@ -171,12 +175,19 @@ def data_source(data=None,      # the AVE folder (videos + Annotations.txt) or a
         raise AVBTError(f"{p}: neither an AVE folder (no Annotations.txt) nor a cache written by avbt prepare")
     return 'synthetic', None
 
+def known_answer(path,  # a feature file or its folder
+                ) -> dict | None:
+    "The `known.json` metadata beside a known-answer feature set (`avbt synth --preset`), else None."
+    p = Path(path)
+    p = p if p.is_dir() else p.parent
+    return load_json(p / 'known.json') if (p / 'known.json').exists() else None
+
 def is_real_ave(kind: str,  # 'synthetic', 'ave', 'cache' or 'features' (`data_source`)
                 path=None,  # its folder or file
                ) -> bool:
     "Whether the data is the real AVE (videos, a cache prepared from them, or feature files), not the synthetic set."
     if kind == 'synthetic': return False
-    if kind == 'features': return True
+    if kind == 'features': return known_answer(path) is None      # a known-answer set (`avbt synth --preset`) is not
     p = Path(path)
     if kind == 'cache':
         try: meta = load_json(p / 'cache.json')
@@ -248,6 +259,8 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
     if kind == 'synthetic':
         S = SCALES[scale]; return f"synthetic ({S['videos']} clips, {S['classes']} classes)"
     real = is_real_ave(kind, path)
+    if kind == 'features' and not real:
+        return f"known-answer features, preset {known_answer(path)['preset']} ({Path(path).name})"
     return ({'ave': 'AVE videos', 'cache': 'AVE cache', 'features': 'feature files'}[kind] if real else
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
@@ -480,6 +493,31 @@ class Repro:
         "Seeds of the probes of the Table 4-5 variants (`ablation_seeds` of the scale: fewer where it says so)."
         return self.seeds[:self.S.get('ablation_seeds') or len(self.seeds)]
 
+    def known(self, preset: str,            # a name in `latent.PRESETS`
+             ) -> Path:
+        "The feature file of a known-answer preset (rendering (a), the scale's `controls` clips), made once per run."
+        from avbt_tacma.known import write_known
+        C = self.S['controls']
+        path = self.out / 'known' / f"{preset}-{C['clips']}c-{_key([preset, C['clips']], 'known')}"
+        with _model_lock(path, 'data'): write_known(path, preset, clips=C['clips'], seed=0)
+        return path / 'features.h5'
+
+    def control(self, preset: str,          # a control preset (`report.CONTROLS`)
+                heads,                      # head names (the claim's row keys)
+               ) -> str:
+        "Train `heads` on the known-answer preset and write its table `control_<preset>` (rows, floor, optimum)."
+        from avbt_tacma.latent import PRESET_ROLES
+        from avbt_tacma.report import control_table, optimum_rows, result_row
+        C, path = self.S['controls'], self.known(preset)
+        rows = [result_row(h, None, self.accuracies(self.heads(path, h, seeds=list(range(C['seeds'])),
+                                                                epochs=C['epochs'])), key=h) for h in heads]
+        known = self.feature_set(path).meta['known']
+        rows += [self.majority(path), *optimum_rows(known)]
+        rows += [r for m in ('a', 'v') if f'probe_{m}' in heads for r in optimum_rows(known, m)]
+        src = f"known-answer preset {preset} (features, {C['clips']} clips)"
+        return write_table(self.out, control_table(preset), rows, f"Control {preset}: {PRESET_ROLES[preset][0]}", src,
+                           self.scale, step=self.step)
+
     def majority(self, features) -> dict:
         "The table row of the majority-label floor on the test split of `features`."
         fs = self.feature_set(features)
@@ -489,18 +527,24 @@ class Repro:
         "Test accuracies in % per seed of a `heads` summary (checkpoint chosen on validation, or on test when asked)."
         return seed_accuracies(summary, 'test_acc_select_on_test' if on_test else 'test_acc')
 
-    def predict(self, summary: dict,         # a `heads` summary
+    def run_predictions(self, summary: dict, # a `heads` summary
                 features,                    # the feature file it was trained on
                 seed: int | None = None,     # None: the best-validation seed
                 split: str = 'test',
                 return_fused: bool = False): # also the fused features
         "Predictions [N, T] and labels of a trained head on `split`: `evaluate.predict_run`."
-        from avbt_tacma.train_heads import head_needs_spatial
+        from avbt_tacma.heads import head_needs_spatial
         fs = self.feature_set(features, pooled=not head_needs_spatial(summary['head']))
         return predict_run(summary['folder'], fs, summary['head'], seed, split, return_fused)
 
+    predict = run_predictions   # its first name
+
     def table(self, name: str, rows: list, title: str, note: str = '') -> str:
-        "Write a table of this step (CSV, Markdown, JSON) and return its Markdown."
+        "Write a table of this step (CSV, Markdown, JSON); returns its Markdown. Known-answer data: its optimum too."
+        from avbt_tacma.report import optimum_rows
+        k = known_answer(self.data) if self.kind == 'features' else None
+        if k and not any((r.get('key') or '').startswith('optimum') for r in rows):
+            rows = rows + optimum_rows(k['known'])
         return write_table(self.out, name, rows, title, self.source, self.scale, note, step=self.step, real=self.real)
 
     def figure(self, fig, name: str, title: str, caption: str = '') -> Path:

@@ -15,9 +15,9 @@ from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_av
                               source_label, cpu_jobs, usable_cores, data_digest)
 
 # %% auto 0
-__all__ = ['STEPS', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'step_state', 'kernel_for_this_python', 'run_notebook',
-           'run_steps', 'paper_notebooks', 'reproduce', 'avbt_trainings', 'train_parallel', 'reproduce_parser',
-           'reproduce_main']
+__all__ = ['STEPS', 'REPRO_MODULES', 'REPRO_HINT', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'step_state',
+           'check_repro_tools', 'kernel_for_this_python', 'run_notebook', 'run_steps', 'paper_notebooks', 'reproduce',
+           'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
 
 # %% ../nbs/19_reproduce.ipynb 5
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ STEPS = (
     Step('fig8', 'fig8_qualitative.ipynb', ('table2', 'table3'), _figure('fig8_qualitative'),
          'Fig. 8: qualitative timelines'),
     Step('model', 'model.ipynb', ('table3',), ('models/avbt_tacma.pt',), 'The final model'),
+    Step('controls', 'controls.ipynb', (), tuple(f'tables/control_{p}.md' for p in ('fusion_pos', 'fusion_neg',
+                                                                             'temporal_pos', 'temporal_neg')),
+         'Controls: the head-level claims on known-answer data'),
 )
 
 def plan(steps=STEPS,  # all steps, in graph order
@@ -114,19 +117,24 @@ def step_state(stamp: Path,   # the step's stamp
     return None
 
 # %% ../nbs/19_reproduce.ipynb 11
+# what the reproduction notebooks need beyond the library: module -> package (settings.ini `repro_requirements`)
+REPRO_MODULES = {'papermill': 'papermill', 'ipykernel': 'ipykernel', 'nbformat': 'nbformat', 'sklearn': 'scikit-learn'}
+REPRO_HINT = "pip install 'avbt-tacma[repro]' (in a clone: pip install -e '.[dev]')"
+
+def check_repro_tools():
+    "Raise one AVBTError naming every package of `REPRO_MODULES` that is missing (the `repro` extra)."
+    import importlib.util
+    missing = [pkg for mod, pkg in REPRO_MODULES.items() if importlib.util.find_spec(mod) is None]
+    if missing: raise AVBTError(f"avbt reproduce runs notebooks and needs {', '.join(missing)}: {REPRO_HINT}")
+
 def _papermill():
-    try:
-        import papermill
-        return papermill
-    except ImportError as e:
-        raise AVBTError("avbt reproduce runs notebooks with papermill, a development dependency: "
-                        "pip install -e '.[dev]' (or: pip install papermill ipykernel)") from e
+    check_repro_tools()
+    import papermill
+    return papermill
 
 def kernel_for_this_python(folder) -> str:
     "Write a kernel spec that runs this interpreter into `folder`/kernels and put it on JUPYTER_PATH; return its name."
-    import importlib.util
-    if importlib.util.find_spec('ipykernel') is None:
-        raise AVBTError("avbt reproduce needs ipykernel (a development dependency): pip install -e '.[dev]'")
+    check_repro_tools()
     name, folder = 'avbt-tacma-python', Path(folder).absolute()
     # CRITICAL: the kernel's own log (e.g. 'KeyboardInterrupt caught in kernel' when papermill stops it) stays quiet
     # the kernel dies with the run (`die_with_parent`): a kill -9 of avbt reproduce leaves no notebook running
@@ -178,8 +186,7 @@ def run_steps(out,            # the run folder
     for i, s in enumerate(todo, 1):           # hashes need no outputs (only the upstream hashes): all known up front
         nb = nbdir / s.notebook
         if not nb.exists():
-            raise AVBTError(f"{nb}: reproduction notebook not found (run avbt reproduce from a clone of the "
-                            "repository)")
+            raise AVBTError(f"{nb}: reproduction notebook not found; reinstall: {REPRO_HINT}")
         declared = notebook_parameters(nb)
         p = {k: v for k, v in params.items() if k in declared}
         h = hashes[s.name] = step_hash(nb, p, {d: hashes[d] for d in s.deps if d in hashes}, extra)
@@ -219,13 +226,15 @@ def run_steps(out,            # the run folder
     if error is not None: raise error
     return res
 
-def paper_notebooks() -> Path:
-    "The folder of the reproduction notebooks (`nbs/paper` of the repository)."
-    d = (repo_root() or Path.cwd()) / 'nbs' / 'paper'
-    if not d.is_dir():
-        raise AVBTError(f"{d}: the reproduction notebooks are not here; run avbt reproduce from a clone of the "
-                        "repository")
-    return d
+def paper_notebooks(pkg=None,  # the package folder (default: this installed `avbt_tacma`)
+                   ) -> Path:
+    "The reproduction notebooks: `nbs/paper` of a clone, else the copy a wheel installs as `avbt_tacma/paper`."
+    import avbt_tacma
+    pkg = Path(pkg or Path(avbt_tacma.__file__).resolve().parent)
+    for d in (pkg.parent / 'nbs' / 'paper', pkg / 'paper'):
+        if d.is_dir() and any(d.glob('*.ipynb')): return d
+    raise AVBTError(f"the reproduction notebooks are neither in {pkg.parent / 'nbs' / 'paper'} (a clone) nor in "
+                    f"{pkg / 'paper'} (a wheel): reinstall: {REPRO_HINT}")
 
 # %% ../nbs/19_reproduce.ipynb 16
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out=None,
@@ -247,6 +256,11 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
+    if not train_only:                     # a start that cannot run the notebooks fails before it writes anything
+        check_repro_tools(); nbdir = Path(notebooks) if notebooks else paper_notebooks()
+        lost = [s.notebook for s in plan(steps, only) if not (nbdir / s.notebook).is_file()]
+        if lost: raise AVBTError(f"{nbdir}: reproduction notebooks not found: {', '.join(lost)}; {REPRO_HINT}")
+        notebooks = nbdir
     out = Path(out or default_run_dir()).absolute()
     with run_lock(out):                          # one run per folder: a second one says who holds it, and stops
         return _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebooks, log, gpus, train_only,

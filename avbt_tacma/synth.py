@@ -17,9 +17,9 @@ from .video import write_video, FRAME_SIZE
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'AVE_PARTIAL_LENGTHS',
-           'LIKE_SIZE', 'LIKE_FPS', 'LIKE_SAMPLE_RATE', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction',
-           'plan_video', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
+__all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
+           'LIKE_SAMPLE_RATE', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
+           'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
            'like_splits', 'sample_rows', 'make_synthetic_like', 'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
@@ -67,8 +67,7 @@ def class_specs(k: int = 10, # number of classes
     return out
 
 # %% ../nbs/04a_synth.ipynb 9
-# real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
-AVE_PARTIAL_LENGTHS = {2: 214, 3: 220, 4: 217, 5: 196, 6: 200, 7: 139, 8: 111, 9: 95}
+from .latent import AVE_PARTIAL_LENGTHS   # the AVE's span lengths: defined once, in `latent`
 _MEAN_PARTIAL_BG = 1 - sum(l * n for l,
                            n in AVE_PARTIAL_LENGTHS.items()) / sum(AVE_PARTIAL_LENGTHS.values()) / T_SEGMENTS
 
@@ -428,7 +427,7 @@ def _previous(out: Path):
 def _render_all(fn, todo: list, workers: int, desc: str, progress: bool):
     "Run `fn` on every job of `todo` in `workers` processes (1: in this one), with a progress bar."
     workers = min(cap_workers(workers) if workers else usable_cores(), max(1, len(todo)))
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     bar = tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress)
     if workers <= 1:
         for j in todo:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.distributed as dist
 from torch.utils.data import DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from .core import (AVBTError, set_seed, seeded, get_device, make_run_dir, save_checkpoint,
     load_checkpoint, atomic_path, run_lock, check_loss, check_finite_state)
 from .ave import CLASS_NAMES, NUM_CLASSES

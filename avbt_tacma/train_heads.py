@@ -19,9 +19,10 @@ from .ave import segment_accuracy
 from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['RECIPES', 'synthetic_features', 'features_for', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor',
-           'run_epoch', 'accuracy_on', 'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'train_seeds',
-           'format_summary', 'train_tacma_parser', 'train_tacma_main']
+__all__ = ['RECIPES', 'train_tacma_parser', 'train_tacma_main', 'synthetic_features', 'features_for', 'recipe_for',
+           'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch',
+           'features_fingerprint', 'train_head', 'summarize', 'train_seeds', 'format_summary', 'train_head_parser',
+           'train_head_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -280,7 +281,7 @@ def train_head(fs: FeatureSet, # the features
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         history, best, best_state, t0 = [], None, None, time.time()
-        from tqdm.auto import trange
+        from tqdm import trange
         bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
         for ep in bar:
             loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
@@ -326,7 +327,7 @@ def train_seeds(fs: FeatureSet, # the features
     "Train `head` with several seeds (an int n means 0..n-1); mean ± sample std of the test accuracy, and per seed."
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds: raise AVBTError("need at least one seed")
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     results = [train_head(fs, head, seed=s, out=out, progress=progress, **kw)
                for s in tqdm(seeds, desc=f'{head} seeds', disable=not progress or len(seeds) == 1, leave=False)]
     summary = summarize(results)
@@ -350,8 +351,8 @@ def format_summary(summary: dict, # a `summarize` output
     return '\n'.join(rows)
 
 # %% ../nbs/14_train_heads.ipynb 22
-def train_tacma_parser(p, # the (sub)command parser to fill
-                      ):
+def train_head_parser(p, # the (sub)command parser to fill
+                     ):
     p.add_argument('--features', required=True,
                    help="feature file (avbt extract) or folder of the community's AVE features")
     p.add_argument('--out', required=True, help='run folder: checkpoints, per-seed results, summary')
@@ -404,7 +405,7 @@ def _head_kw(args) -> dict:
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
-def train_tacma_main(args, # the parsed arguments
+def train_head_main(args, # the parsed arguments
                     ) -> int:
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
@@ -419,3 +420,6 @@ def train_tacma_main(args, # the parsed arguments
     print(format_summary(s))
     print(f"results in {Path(args.out) / (args.head + '_summary.json')}")
     return 0
+
+train_tacma_parser, train_tacma_main = train_head_parser, train_head_main   # the command's first name
+

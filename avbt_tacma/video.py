@@ -4,15 +4,17 @@
 
 # %% ../nbs/04_video.ipynb 3
 from __future__ import annotations
-import os
+import os, math
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import AVBTError, file_problem
 from .audio import SAMPLE_RATE, CLIP_SECONDS, clip_audio
 
 # %% auto 0
-__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'frame_times', 'write_video', 'write_test_clip', 'read_frame_number',
-           'ClipError', 'check_media_file', 'default_stream', 'decode_clip']
+__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'MAX_SECONDS', 'frame_times', 'write_video', 'write_test_clip',
+           'read_frame_number', 'ClipError', 'check_media_file', 'default_stream', 'decode_clip', 'Video',
+           'video_seconds', 'decode_video']
 
 # %% ../nbs/04_video.ipynb 5
 FRAMES_PER_SEGMENT = 16
@@ -224,3 +226,73 @@ def decode_clip(path, # a video file
                     video_seconds=round(v_sec, 3), audio_seconds=round(a_sec, 3), padded_frames=n_pad,
                     padded=bool(v_sec < seconds - tolerance or a_sec < seconds - tolerance))
     return frames, audio.numpy(), info
+
+# %% ../nbs/04_video.ipynb 21
+@dataclass
+class Video:
+    "A decoded video: the frame nearest the middle of every second and the mono 16-kHz sound, cut to whole seconds."
+    path: str
+    frames: np.ndarray        # [n, H, W, 3] uint8
+    audio: np.ndarray         # [n * SAMPLE_RATE] float32, mono
+    duration: float           # seconds of video in the file
+    fps: float
+    info: dict | None = None  # what decode_clip reports (sample rate, channels, audio streams, padding)
+
+    @property
+    def n_seconds(self) -> int: return len(self.frames)
+
+    def __repr__(self):
+        i = self.info or {}
+        return (f"Video({Path(self.path).name!r}, {self.n_seconds} s of {self.duration:.2f} s, {self.fps:.5g} fps, "
+                "frames "
+                f"{tuple(self.frames.shape)}, audio {i.get('sample_rate')} Hz x {i.get('channels')} of "
+                f"{i.get('audio_streams')} stream(s))")
+
+# %% ../nbs/04_video.ipynb 23
+def video_seconds(path, # a video file
+                 ) -> float:
+    ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
+     "times.")
+    import av
+    path = Path(path)
+    check_media_file(path)             # missing, folder, FIFO, symbolic-link loop, name too long, empty: one line
+    try: c = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise ClipError(path, 'corrupt', f"unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
+    with c:
+        vs = default_stream(c.streams.video)
+        if vs is None: raise ClipError(path, 'no_video', 'no video stream')
+        if default_stream(c.streams.audio) is None:
+            raise ClipError(path, 'no_audio', 'no audio track (localization needs both the sound and the pictures)')
+        origin, end = max((c.start_time or 0) / 1e6, 0.0), None
+        period = 1 / float(vs.average_rate or vs.guessed_rate or 25)
+        try:
+            for pkt in c.demux(vs):
+                if pkt.pts is None: continue
+                e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
+                end = e if end is None else max(end, e)
+        except av.FFmpegError as e:
+            raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
+    if end is None: raise ClipError(path, 'corrupt', 'the video stream holds no frame')
+    return end - origin
+
+def _ffmpeg_reason(e) -> str:
+    return (getattr(e, 'strerror', None) or str(e)).strip().rstrip('.').lower()
+
+MAX_SECONDS = 1200   # 20 minutes: about 1 GB of frames and model inputs at the default sizes
+
+def decode_video(path, # a video file
+                 size: int = FRAME_SIZE, # frame side (px)
+                 min_seconds: float = 1.0, # shorter videos are an error
+                 max_seconds: float = MAX_SECONDS, # longer videos are an error
+                ) -> Video:
+    "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
+    duration = video_seconds(path)
+    if duration < min_seconds - 0.05:
+        raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
+    if duration > max_seconds + 0.5:
+        raise AVBTError(f"{path}: the video runs {duration:.0f} s by its time stamps, more than the {max_seconds:g} s "
+                        "allowed; raise --max-seconds or cut the video")
+    n = max(1, int(math.floor(duration + 0.5)))
+    frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
+    return Video(str(path), frames, audio, duration, info['fps'], info)

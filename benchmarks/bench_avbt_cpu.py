@@ -44,7 +44,8 @@ def child(name: str, batch: int, steps: int, warmup: int, threads: int) -> dict:
         if i >= warmup: times.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
     med = statistics.median(times)
     return dict(config=name, batch=batch, image=cfg.image_size, params_m=sum(p.numel() for p in net.parameters()) / 1e6,
-                step_s=med, step_min_s=min(times), cpu_s=statistics.median(cpu), clips_s=batch / med, rss_model_mb=rss_model, peak_rss_mb=peak_rss_mb(),
+                step_s=med, step_min_s=min(times), cpu_s=statistics.median(cpu), clips_s=batch / med,
+                rss_model_mb=rss_model, peak_rss_mb=peak_rss_mb(),
                 epoch_h=AVE_TRAIN / (batch / med) / 3600, threads=torch.get_num_threads(), loss=loss.item())
 
 def main():
@@ -64,10 +65,12 @@ def main():
                '--warmup', str(a.warmup), '--threads', str(a.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
-        if out.returncode or not line: print(out.stdout, out.stderr, file=sys.stderr); sys.exit(f'{name}: benchmark failed')
+        if out.returncode or not line: print(out.stdout, out.stderr,
+                                             file=sys.stderr); sys.exit(f'{name}: benchmark failed')
         rows.append(json.loads(line[0][7:]))
     load = os.getloadavg()[0]
-    print(f"AV-BT training step on CPU ({os.cpu_count()} cores, load average {load:.1f}; median of {a.steps} steps after {a.warmup} warm-up)")
+    print(f"AV-BT training step on CPU ({os.cpu_count()} cores, load average {load:.1f}; median of {a.steps} steps "
+          f"after {a.warmup} warm-up)")
     print(f"{'config':10} {'params':>8} {'image':>5} {'batch':>5} {'step s':>7} {'CPU s':>7} {'clips/s':>8} {'model MB':>9} {'peak MB':>8} {'epoch (3339 clips)':>19}")
     for r in rows:
         print(f"{r['config']:10} {r['params_m']:7.1f}M {r['image']:5d} {r['batch']:5d} {r['step_s']:7.2f} {r['cpu_s']:7.2f} {r['clips_s']:8.2f} "

@@ -81,9 +81,11 @@ def official_psp_runner(official_dir, a, v, y, batch_size):
     ds.batch_size, ds.status = batch_size, 'train'
     ds.audio_features, ds.video_features, ds.labels = a, v, np.eye(29, dtype=np.float32)[y]
     ds.lis = list(range(len(a))); ds.list_copy = ds.lis.copy()
-    ds.video_batch = np.zeros([batch_size, 10, 7, 7, 512], np.float32); ds.audio_batch = np.zeros([batch_size, 10, 128], np.float32)
+    ds.video_batch = np.zeros([batch_size, 10, 7, 7, 512],
+                              np.float32); ds.audio_batch = np.zeros([batch_size, 10, 128], np.float32)
     ds.label_batch = np.zeros([batch_size, 10, 29], np.float32)
-    ds.segment_label_batch = np.zeros([batch_size, 10], np.float32); ds.segment_avps_gt_batch = np.zeros([batch_size, 10], np.float32)
+    ds.segment_label_batch = np.zeros([batch_size, 10],
+                                      np.float32); ds.segment_avps_gt_batch = np.zeros([batch_size, 10], np.float32)
 
     def epoch():
         with _cuda_is_cpu():
@@ -92,7 +94,8 @@ def official_psp_runner(official_dir, a, v, y, batch_size):
                 audio, video, labels, seg_label, avps_gt = ds.get_batch(i, shuffle); shuffle = False
                 net.zero_grad()
                 fusion, out, cross_att = net(audio, video, 0.099)
-                loss = torch.nn.CrossEntropyLoss()(out.permute(0, 2, 1), seg_label) + 100 * measure.AVPSLoss(cross_att, avps_gt)
+                loss = torch.nn.CrossEntropyLoss()(out.permute(0, 2, 1),
+                                                   seg_label) + 100 * measure.AVPSLoss(cross_att, avps_gt)
                 loss.cpu().data.numpy(); loss.backward(); opt.step_lr()
     return epoch
 
@@ -145,7 +148,8 @@ def main():
     p.add_argument('--n-eval', type=int, default=402)
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--no-cuda', action='store_true')
-    p.add_argument('--official-psp', default=None, help='checkout of PSP_CVPR_2021: time its training step against ours')
+    p.add_argument('--official-psp', default=None,
+                   help='checkout of PSP_CVPR_2021: time its training step against ours')
     args = p.parse_args()
     if args.official_psp: return compare_official_psp(args)
     print(f"torch {torch.__version__}; {args.n_train} train clips x 10 segments, 512-d, batch {args.batch_size}; "

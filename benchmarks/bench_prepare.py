@@ -106,7 +106,8 @@ def main():
             if k in med: print(f"prepare (1 worker) / {k}: {p1 / med[k]:.2f}x the wall time, "
                                f"{cpu['prepare, 1 worker(s)'] / cpu[k]:.2f}x the CPU time" + (' (target <= 1.5x)' if k.startswith('ffmpeg') else ''))
         for w in a.workers:
-            if w > 1: print(f"speed-up of {w} workers over 1: {p1 / med[f'prepare, {w} worker(s)']:.2f}x (target >= 1.7x for 2); "
+            if w > 1: print(f"speed-up of {w} workers over 1: {p1 / med[f'prepare, {w} worker(s)']:.2f}x (target >= "
+                            f"1.7x for 2); "
                             f"CPU per clip {1e3 * cpu[f'prepare, {w} worker(s)'] / len(files):.0f} ms vs "
                             f"{1e3 * cpu['prepare, 1 worker(s)'] / len(files):.0f} ms at 1 worker")
 

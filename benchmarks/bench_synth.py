@@ -17,7 +17,8 @@ def stages(cfg, n=10):
             t2 = time.perf_counter(); au = render_audio(p, cfg, specs)
             t3 = time.perf_counter(); write_mp4(Path(d) / f'{i}.mp4', fr, au, cfg.fps, cfg.sample_rate)
             t4 = time.perf_counter()
-            for k, a, b in (('plan', t0, t1), ('frames', t1, t2), ('audio', t2, t3), ('encode', t3, t4)): t[k].append(b - a)
+            for k, a, b in (('plan', t0, t1), ('frames', t1, t2), ('audio', t2, t3),
+                            ('encode', t3, t4)): t[k].append(b - a)
     return {k: statistics.median(v) for k, v in t.items()}
 
 def main():
@@ -35,14 +36,18 @@ def main():
     for r in range(a.runs):
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), cpu()
-            make_synthetic(Path(d) / 's', videos=a.videos, seed=r, size=a.size, fps=a.fps, workers=a.workers, progress=False)
+            make_synthetic(Path(d) / 's', videos=a.videos, seed=r, size=a.size, fps=a.fps, workers=a.workers,
+                           progress=False)
             dt, dc = time.perf_counter() - t0, cpu() - c0
             mb = sum(p.stat().st_size for p in (Path(d) / 's' / 'AVE').glob('*.mp4')) / 2**20
         rates.append(a.videos / dt); cpus.append(dc / a.videos)
-        print(f"run {r}: {a.videos} clips in {dt:.1f} s = {rates[-1]:.2f} clips/s, {cpus[-1]:.3f} CPU-s per clip ({mb:.1f} MiB of mp4)")
+        print(f"run {r}: {a.videos} clips in {dt:.1f} s = {rates[-1]:.2f} clips/s, {cpus[-1]:.3f} CPU-s per clip "
+              f"({mb:.1f} MiB of mp4)")
     med, mc = statistics.median(rates), statistics.median(cpus)
-    print(f"median: {med:.2f} clips/s with {a.workers} workers on {os.cpu_count()} cores -> {a.videos / med:.1f} s for {a.videos} clips "
+    print(f"median: {med:.2f} clips/s with {a.workers} workers on {os.cpu_count()} cores -> {a.videos / med:.1f} s "
+          f"for {a.videos} clips "
           f"(load average now {os.getloadavg()[0]:.1f})")
-    print(f"median CPU: {mc:.3f} CPU-s per clip -> {a.videos * mc / a.workers:.1f} s for {a.videos} clips on {a.workers} idle cores")
+    print(f"median CPU: {mc:.3f} CPU-s per clip -> {a.videos * mc / a.workers:.1f} s for {a.videos} clips on "
+          f"{a.workers} idle cores")
 
 if __name__ == '__main__': main()

@@ -139,7 +139,8 @@ def standin_annotations(path, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--dry-run', action='store_true', help='tiny, on the CPU, in a minute or two: checks the script')
-    ap.add_argument('--budget', type=float, default=None, help='seconds for everything (default 540; dry run 420: a check of the script, not a timing)')
+    ap.add_argument('--budget', type=float, default=None,
+                    help='seconds for everything (default 540; dry run 420: a check of the script, not a timing)')
     ap.add_argument('--work', type=Path, default=None, help='scratch folder (default: a temporary one, removed)')
     ap.add_argument('--keep', action='store_true', help='keep the scratch folder')
     a = ap.parse_args()

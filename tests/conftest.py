@@ -59,3 +59,34 @@ def tiny_avbt(synthetic_cache, tmp_path_factory):
     cfg = AVBTConfig.preset('synthetic', **TINY_AVBT)
     def train(out): train_avbt(synthetic_cache, out, cfg, seed=0, device='cpu', workers=0, progress=False)
     return build_once(tmp_path_factory, 'tiny_avbt', train)
+
+
+# Headless Chromium (Debian's `chromium`, driven by playwright without its own browser download) for the pages a
+# reader opens: the docs site and a run's summary.html. Tests that use it skip, saying why, where chromium is absent.
+CHROMIUM = next((p for p in ('/usr/bin/chromium', '/usr/bin/chromium-browser') if os.path.exists(p)), None)
+
+def browse(urls, math: bool = False) -> dict:
+    """Open each of `urls` in headless Chromium; {url: {'images': [(src, loaded)], 'errors': [...], 'math': number
+    of typeset equations, 'text': visible text}}. With `math`, wait for MathJax to finish where a page loads it."""
+    if CHROMIUM is None: pytest.skip('headless Chromium not installed (apt-get install chromium; .ci/run does)')
+    from playwright.sync_api import sync_playwright
+    res = {}
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox'])
+        try:
+            for url in urls:
+                pg, errors = b.new_page(), []
+                pg.on('console', lambda m, e=errors: e.append(m.text) if m.type == 'error' else None)
+                pg.on('pageerror', lambda x, e=errors: e.append(str(x)))
+                pg.on('requestfailed', lambda r, e=errors: e.append(f"failed to load {r.url}"))
+                pg.goto(url); pg.wait_for_load_state('load')
+                if math and pg.evaluate("!!window.MathJax"):
+                    pg.wait_for_function("window.MathJax.startup && window.MathJax.startup.promise", timeout=20000)
+                    pg.evaluate("window.MathJax.startup.promise")
+                res[url] = dict(errors=errors, text=pg.evaluate("document.body.innerText"),
+                                math=pg.evaluate("document.querySelectorAll('mjx-container').length"),
+                                images=pg.evaluate("[...document.images].map(i => [i.getAttribute('src').slice(0, 80),"
+                                                   " i.complete && i.naturalWidth > 0])"))
+                pg.close()
+        finally: b.close()
+    return res

@@ -37,7 +37,8 @@ def test_invariant_to_per_dimension_affine_maps_along_time():
     torch.testing.assert_close(avbt_loss(z_a * s_a + b_a, z_v * s_v + b_v), avbt_loss(z_a, z_v), atol=1e-5, rtol=1e-5)
     # a negative scale flips the sign of that dimension's correlations
     flip = torch.ones(1, 1, 8); flip[..., 2] = -1
-    torch.testing.assert_close(cross_correlation(z_a * flip, z_v)[:, 2], -cross_correlation(z_a, z_v)[:, 2], atol=1e-6, rtol=0)
+    torch.testing.assert_close(cross_correlation(z_a * flip, z_v)[:, 2], -cross_correlation(z_a, z_v)[:, 2],
+                               atol=1e-6, rtol=0)
 
 def test_identical_inputs_give_unit_diagonal_and_bounded_entries():
     torch.manual_seed(1)
@@ -118,7 +119,8 @@ def test_lars_matches_the_official_rule_over_several_steps():
     opt = LARS([{'params': [w]}, {'params': [b]}], lr=lr, weight_decay=wd, momentum=mom, eta=eta)
     for gw, gb in grads:
         w.grad, b.grad = gw.double(), gb.double(); opt.step()
-    rw, rb = reference_lars(w0.tolist(), b0.tolist(), [(gw.tolist(), gb.tolist()) for gw, gb in grads], lr, wd, mom, eta)
+    rw, rb = reference_lars(w0.tolist(), b0.tolist(), [(gw.tolist(), gb.tolist()) for gw, gb in grads], lr, wd, mom,
+                            eta)
     torch.testing.assert_close(w.detach(), torch.tensor(rw, dtype=torch.float64), atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(b.detach(), torch.tensor(rb, dtype=torch.float64), atol=1e-12, rtol=1e-10)
 
@@ -127,7 +129,8 @@ def test_lars_trust_ratio_edge_cases_and_filters():
     w = nn.Parameter(torch.zeros(2, 2)); z = nn.Parameter(torch.ones(2, 2))
     opt = LARS([w, z], lr=0.5, weight_decay=0.0)
     w.grad = torch.ones(2, 2); z.grad = torch.zeros(2, 2); opt.step()
-    torch.testing.assert_close(w.detach(), torch.full((2, 2), -0.5)); torch.testing.assert_close(z.detach(), torch.ones(2, 2))
+    torch.testing.assert_close(w.detach(),
+                               torch.full((2, 2), -0.5)); torch.testing.assert_close(z.detach(), torch.ones(2, 2))
     # with the filters off, a 1-D parameter is decayed and adapted like a matrix
     b = nn.Parameter(torch.tensor([3., 4.]))
     opt = LARS([b], lr=1.0, weight_decay=0.0, eta=0.1, weight_decay_filter=False, lars_adaptation_filter=False)
@@ -142,7 +145,8 @@ def test_lars_trust_ratio_edge_cases_and_filters():
 def test_lars_state_resumes_through_weights_only_load():
     torch.manual_seed(6)
     net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
-    groups = lambda m: [{'params': [p for p in m.parameters() if p.ndim > 1]}, {'params': [p for p in m.parameters() if p.ndim == 1]}]
+    groups = lambda m: [{'params': [p for p in m.parameters() if p.ndim > 1]},
+                        {'params': [p for p in m.parameters() if p.ndim == 1]}]
     x = torch.randn(8, 4)
     def step(m, o): o.zero_grad(); m(x).pow(2).sum().backward(); o.step()
     opt = LARS(groups(net), lr=0.3)

@@ -26,7 +26,8 @@ def port_vggish():
         if v == 'M': layers.append(nn.MaxPool2d(2, 2))
         else: layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]; c = v
     features = nn.Sequential(*layers)
-    embeddings = nn.Sequential(nn.Linear(512 * 4 * 6, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 128), nn.ReLU())
+    embeddings = nn.Sequential(nn.Linear(512 * 4 * 6, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+                               nn.Linear(4096, 128), nn.ReLU())
     class Port(nn.Module):
         def __init__(self):
             super().__init__(); self.features, self.embeddings = features, embeddings
@@ -60,12 +61,14 @@ def test_vggish_file_loads_and_matches_the_port(port, hub, no_network):
         torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-6)
         emb = ref(x)
         pm = vggish_backbone('pretrained', postprocess='pca').eval()
-        P, mu = torch.tensor(pca['pca_eigen_vectors'], dtype=torch.float32), torch.tensor(pca['pca_means'], dtype=torch.float32)
+        P, mu = torch.tensor(pca['pca_eigen_vectors'],
+                             dtype=torch.float32), torch.tensor(pca['pca_means'], dtype=torch.float32)
         expect = torch.mm(P, emb.T - mu).T                  # the port's Postprocessor formula
         torch.testing.assert_close(pm(x), expect, rtol=1e-4, atol=1e-5)
         qm = vggish_backbone('pretrained', postprocess='pca+quantize').eval()
         q = qm(x)
-        torch.testing.assert_close(q, torch.round((expect.clamp(-2, 2) + 2) * 255 / 4), rtol=0, atol=1.0)  # rounding ties
+        torch.testing.assert_close(q, torch.round((expect.clamp(-2, 2) + 2) * 255 / 4), rtol=0,
+                                   atol=1.0)  # rounding ties
         assert q.min() >= 0 and q.max() <= 255 and torch.equal(q, q.round())
     # PCA buffers are saved with the model but never trained
     assert 'pca_matrix' in pm.state_dict() and not any(p is pm.pca_matrix for p in pm.parameters())
@@ -90,10 +93,12 @@ def test_missing_files_name_the_file_and_folder(port, hub, no_network):
     assert 'vggish-10086976.pth is not in ' + str(hub) in str(e.value) and 'download failed' in str(e.value)
     with pytest.raises(AVBTError, match='vggish-10086976.pth is not in'): vggish_backbone('pretrained', download=False)
     with pytest.raises(AVBTError, match='resnet50-0676ba61.pth is not in ' + str(hub)): resnet50_backbone('pretrained')
-    with pytest.raises(AVBTError, match='resnet50-11ad3fa6.pth is not in'): resnet50_backbone('pretrained', 'IMAGENET1K_V2')
+    with pytest.raises(AVBTError,
+                       match='resnet50-11ad3fa6.pth is not in'): resnet50_backbone('pretrained', 'IMAGENET1K_V2')
     with pytest.raises(AVBTError, match='unknown ResNet-50 weights'): resnet50_backbone('pretrained', 'IMAGENET1K_V3')
     hub.mkdir(parents=True, exist_ok=True); (hub / 'vggish-10086976.pth').symlink_to(port[2])
-    with pytest.raises(AVBTError, match='vggish_pca_params-970ea276.pth is not in'): vggish_backbone('pretrained', 'pca')
+    with pytest.raises(AVBTError,
+                       match='vggish_pca_params-970ea276.pth is not in'): vggish_backbone('pretrained', 'pca')
 
 def test_resnet50_loads_torchvision_file_from_hub(hub, no_network):
     import torchvision
@@ -107,7 +112,8 @@ def test_resnet50_loads_torchvision_file_from_hub(hub, no_network):
         torch.testing.assert_close(r(x), ref(x))
         assert r.forward_map(x).shape == (2, 2048, 2, 2)
     (hub / 'resnet50-0676ba61.pth').write_bytes(b'truncated')
-    with pytest.raises(AVBTError, match='resnet50-0676ba61.pth: not a readable weight file'): resnet50_backbone('pretrained')
+    with pytest.raises(AVBTError,
+                       match='resnet50-0676ba61.pth: not a readable weight file'): resnet50_backbone('pretrained')
     torch.save({'conv1.weight': torch.zeros(1)}, hub / 'resnet50-0676ba61.pth')
     with pytest.raises(AVBTError, match="does not fit torchvision's ResNet-50"): resnet50_backbone('pretrained')
 

@@ -28,7 +28,8 @@ def np_bilstm(x, sd, prefix):
     for sfx, order in (('', range(x.shape[1])), ('_reverse', reversed(range(x.shape[1])))):
         Wi, Wh = sd[f'{prefix}.weight_ih_l0{sfx}'], sd[f'{prefix}.weight_hh_l0{sfx}']
         b = sd[f'{prefix}.bias_ih_l0{sfx}'] + sd[f'{prefix}.bias_hh_l0{sfx}']
-        h = np.zeros((x.shape[0], Wh.shape[1])); c = np.zeros_like(h); out = np.zeros((x.shape[0], x.shape[1], h.shape[1]))
+        h = np.zeros((x.shape[0],
+                      Wh.shape[1])); c = np.zeros_like(h); out = np.zeros((x.shape[0], x.shape[1], h.shape[1]))
         for t in order:
             i, f, g, o = np.split(x[:, t] @ Wi.T + h @ Wh.T + b, 4, axis=-1)
             c = sig(f) * c + sig(i) * np.tanh(g); h = sig(o) * np.tanh(c); out[:, t] = h
@@ -62,7 +63,8 @@ def np_norm_rows(x, thr):
 
 
 def psp_state():
-    sd = {'fa.0.weight': W(256, 128), 'fa.1.weight': W(128, 256), 'fv.0.weight': W(256, 512), 'fv.1.weight': W(128, 256),
+    sd = {'fa.0.weight': W(256, 128), 'fa.1.weight': W(128, 256), 'fv.0.weight': W(256, 512),
+          'fv.1.weight': W(128, 256),
           'linear_v.weight': W(128, 512), 'linear_v.bias': np.zeros(128),        # unused by the official forward
           'L1.weight': W(64, 256), 'L2.weight': W(29, 64), 'L3.weight': W(64, 256), 'L3.bias': np.zeros(64),
           'L4.weight': W(2, 64), 'L4.bias': np.zeros(2),
@@ -87,13 +89,16 @@ def np_psp(a, video, sd, thr):
         return (x - mu) / np.sqrt(var + 1e-6) * sd['psp.layer_norm.weight'] + sd['psp.layer_norm.bias']
     v_psp = ln(lin('v_fc', lv + g_va @ a2)); a_psp = ln(lin('a_fc', la + g_av @ v1))
     out = np.maximum(0.5 * (v_psp + a_psp) @ sd['L1.weight'].T, 0) @ sd['L2.weight'].T
-    nv, na = v_psp / np.linalg.norm(v_psp, axis=-1, keepdims=True), a_psp / np.linalg.norm(a_psp, axis=-1, keepdims=True)
+    nv, na = v_psp / np.linalg.norm(v_psp, axis=-1,
+                                    keepdims=True), a_psp / np.linalg.norm(a_psp, axis=-1, keepdims=True)
     return out, (nv * na).sum(-1)
 
 
 def avel_state():
-    sd = {'L1.weight': W(64, 512), 'L1.bias': rng.normal(0, .1, 64), 'L2.weight': 5 * W(29, 64), 'L2.bias': rng.normal(0, .1, 29)}
-    sd.update(att_sd('', 128, 512)); sd.update(lstm_sd('lstm_audio', 128, 128)); sd.update(lstm_sd('lstm_video', 512, 128))
+    sd = {'L1.weight': W(64, 512), 'L1.bias': rng.normal(0, .1, 64), 'L2.weight': 5 * W(29, 64),
+          'L2.bias': rng.normal(0, .1, 29)}
+    sd.update(att_sd('', 128, 512)); sd.update(lstm_sd('lstm_audio', 128,
+                                                       128)); sd.update(lstm_sd('lstm_video', 512, 128))
     return sd
 
 
@@ -145,7 +150,8 @@ def test_from_official_checks_names_and_shapes():
     sd = as_torch(avel_state())
     with pytest.raises(AVBTError, match='unexpected entry'): AVEL.from_official({**sd, 'extra.weight': torch.zeros(1)})
     with pytest.raises(AVBTError, match='has shape'): AVEL.from_official({**sd, 'L1.bias': torch.zeros(63)})
-    with pytest.raises(AVBTError, match='missing'): AVEL.from_official({k: t for k, t in sd.items() if 'lstm_video' not in k})
+    with pytest.raises(AVBTError,
+                       match='missing'): AVEL.from_official({k: t for k, t in sd.items() if 'lstm_video' not in k})
     with pytest.raises(AVBTError, match='not a psp_net'): PSP.from_official(sd)
     with pytest.raises(AVBTError, match='official layout'): PSP.from_official(as_torch(psp_state()), layout='project')
 

@@ -71,14 +71,16 @@ def test_augmented_items_same_with_and_without_workers():
 def test_switches_do_what_they_say():
     c = MemoryCache.synthetic(2, hw=48)
     def item(**kw):
-        return denormalize_frames(AVClipDataset(c, 'train', True, AugConfig(**{'crop': False, 'blur': False, **kw}), 48)[0]['frames'])
+        return denormalize_frames(AVClipDataset(c, 'train', True, AugConfig(**{'crop': False, 'blur': False, **kw}),
+                                                48)[0]['frames'])
     plain = item()
     g = item(grayscale=True, grayscale_p=1.0)
     assert torch.allclose(g[:, 0], g[:, 1], atol=1e-6) and torch.allclose(g[:, 0], g[:, 2], atol=1e-6)
     assert not torch.allclose(plain[:, 0], plain[:, 1], atol=1e-2)
     assert torch.allclose(item(flip=True, flip_p=1.0), plain.flip(-1), atol=1e-6)
     p255 = (plain * 255).round()
-    assert torch.allclose(item(solarize=True, solarize_p=1.0) * 255, torch.where(p255 >= 128, 255 - p255, p255), atol=1e-3)
+    assert torch.allclose(item(solarize=True, solarize_p=1.0) * 255, torch.where(p255 >= 128, 255 - p255, p255),
+                          atol=1e-3)
     sharp = lambda x: ((x[..., 1:] - x[..., :-1]) ** 2).mean()
     assert sharp(item(blur=True, blur_sigma=(2.0, 2.0))) < 0.5 * sharp(plain)
     assert (item(jitter=True, jitter_p=1.0) - plain).abs().mean() > 0.01
@@ -87,14 +89,18 @@ def test_switches_do_what_they_say():
 
 def test_table5_rows_and_config():
     assert [a for _, a in TABLE5_ROWS] == [74.0, 74.5, 74.2, 74.3, 74.4, 75.6, 74.3, 74.7, 74.5, 74.4]
-    pattern = [tuple(int(getattr(c, s)) for s in ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')) for c, _ in TABLE5_ROWS]
-    assert pattern == [(1, 1, 1, 1, 1, 1), (1, 1, 1, 1, 1, 1), (1, 0, 1, 1, 1, 1), (1, 0, 0, 1, 1, 1), (1, 0, 0, 0, 1, 1),
-                       (1, 0, 0, 0, 0, 1), (1, 0, 0, 0, 0, 0), (1, 1, 0, 0, 0, 1), (1, 1, 1, 1, 0, 1), (0, 0, 0, 0, 0, 0)]
+    pattern = [tuple(int(getattr(c, s)) for s in ('crop', 'flip', 'solarize', 'grayscale', 'jitter', 'blur')) for c,
+               _ in TABLE5_ROWS]
+    assert pattern == [(1, 1, 1, 1, 1, 1), (1, 1, 1, 1, 1, 1), (1, 0, 1, 1, 1, 1), (1, 0, 0, 1, 1, 1),
+                       (1, 0, 0, 0, 1, 1),
+                       (1, 0, 0, 0, 0, 1), (1, 0, 0, 0, 0, 0), (1, 1, 0, 0, 0, 1), (1, 1, 1, 1, 0, 1),
+                       (0, 0, 0, 0, 0, 0)]
     assert TABLE5_ROWS[0][0].crop_scale == SMALLER_CROP_SCALE and all(c.crop_scale == BT_CROP_SCALE for c, _ in TABLE5_ROWS[1:])
     assert SMALLER_CROP_SCALE[0] > BT_CROP_SCALE[0]                    # the starred row crops away less
     d = AugConfig()
     assert (d.crop, d.blur, d.flip, d.solarize, d.grayscale, d.jitter) == (True, True, False, False, False, False)
-    assert (d.jitter_strength, d.jitter_p, d.grayscale_p, d.blur_sigma, d.blur_p, d.solarize_p) == ((0.4, 0.4, 0.2, 0.1), 0.8, 0.2, (0.1, 2.0), 1.0, 0.2)
+    assert (d.jitter_strength, d.jitter_p, d.grayscale_p, d.blur_sigma, d.blur_p,
+            d.solarize_p) == ((0.4, 0.4, 0.2, 0.1), 0.8, 0.2, (0.1, 2.0), 1.0, 0.2)
     assert AugConfig.from_dict(asdict(TABLE5_ROWS[0][0])) == TABLE5_ROWS[0][0]
     with pytest.raises(AVBTError, match='crop_scale'): AugConfig(crop_scale=(0, 1))
 
@@ -122,7 +128,8 @@ def test_community_feature_layout_on_real_audio_file(tmp_path):
     (tmp_path / 'audio_feature.h5').symlink_to(META / 'audio_feature_noisy.h5')
     n = 178
     with h5py.File(tmp_path / 'visual_feature.h5', 'w') as f: f['avadataset'] = np.ones((n, 10, 7, 7, 4))
-    with h5py.File(tmp_path / 'labels.h5', 'w') as f: f['avadataset'] = np.eye(29)[np.arange(n * 10).reshape(n, 10) % 29]
+    with h5py.File(tmp_path / 'labels.h5',
+                   'w') as f: f['avadataset'] = np.eye(29)[np.arange(n * 10).reshape(n, 10) % 29]
     for s, o in zip(('train', 'val', 'test'), np.split(np.arange(n), [150, 164])):
         with h5py.File(tmp_path / f'{s}_order.h5', 'w') as f: f['order'] = o
     fs = load_features(tmp_path)

@@ -22,12 +22,14 @@ WORLD, B = 2, 4
 
 def tiny_cfg(**kw):
     "The synthetic preset (small conv backbones with BatchNorm, Bi-LSTMs, BatchNorm projector), made smaller still."
-    return AVBTConfig.preset('synthetic', small_channels=(8, 8, 16, 16), d_l=16, proj_dims=(32, 32, 32), image_size=32, **kw)
+    return AVBTConfig.preset('synthetic', small_channels=(8, 8, 16, 16), d_l=16, proj_dims=(32, 32, 32),
+                             image_size=32, **kw)
 
 def batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     cfg = tiny_cfg()
-    return torch.randn(B, 10, 1, 96, 64, generator=g), torch.randn(B, 10, 3, cfg.image_size, cfg.image_size, generator=g)
+    return torch.randn(B, 10, 1, 96, 64,
+                       generator=g), torch.randn(B, 10, 3, cfg.image_size, cfg.image_size, generator=g)
 
 def grads_of(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -110,6 +112,7 @@ def test_ddp_training_matches_single_process():
                    workers=0, progress=False)
         a, b = (load_checkpoint(d / r / 'avbt.pt', kind='avbt') for r in ('ddp', 'one'))
         assert a['config']['model'] == b['config']['model'] and a['step'] == b['step'] == 2
-        assert rel_diff(a['model'], b['model']) < 1e-5, {k: rel_diff({k: a['model'][k]}, {k: b['model'][k]}) for k in a['model']}
+        assert rel_diff(a['model'],
+                        b['model']) < 1e-5, {k: rel_diff({k: a['model'][k]}, {k: b['model'][k]}) for k in a['model']}
         assert rel_diff(b['model'], load_checkpoint(d / 'one' / 'checkpoint.pt')['model']) == 0
         assert load_checkpoint(d / 'ddp' / 'checkpoint.pt')['world_size'] == WORLD

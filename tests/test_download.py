@@ -76,7 +76,8 @@ def test_download_verify_extract(server, tmp_path):
     assert len(h.seen) == n
 
 
-@pytest.mark.parametrize('bad', ['AVE_Dataset/../../escaped.txt', '../escaped.txt', '/tmp/avbt_escaped_abs.txt', 'a\\..\\..\\escaped.txt'])
+@pytest.mark.parametrize('bad', ['AVE_Dataset/../../escaped.txt', '../escaped.txt', '/tmp/avbt_escaped_abs.txt',
+                                 'a\\..\\..\\escaped.txt'])
 def test_zip_with_escaping_member_is_refused(tmp_path, bad):
     z = make_zip(tmp_path / 'evil.zip', {'AVE_Dataset/Annotations.txt': ANN, bad: 'gotcha'})
     out = tmp_path / 'a' / 'b' / 'out'
@@ -162,7 +163,8 @@ def test_cli_videos_end_to_end(server, tmp_path, capsys):
 
 
 def test_cli_without_network_exits_2_with_one_line(tmp_path, capsys):
-    rc = main(['data', 'download', '--what', 'features', '--to', str(tmp_path / 'f'), '--mirror', f'http://127.0.0.1:{closed_port()}'])
+    rc = main(['data', 'download', '--what', 'features', '--to', str(tmp_path / 'f'), '--mirror',
+               f'http://127.0.0.1:{closed_port()}'])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith('avbt data: error: cannot download')
 
@@ -232,7 +234,8 @@ def test_features_from_mirror(server, tmp_path, monkeypatch):
 
 def test_remote_table():
     names = [r.name for r in FEATURES]
-    assert names == ['audio_feature.h5', 'visual_feature.h5', 'train_order.h5', 'val_order.h5', 'test_order.h5', 'Annotations.txt']
+    assert names == ['audio_feature.h5', 'visual_feature.h5', 'train_order.h5', 'val_order.h5', 'test_order.h5',
+                     'Annotations.txt']
     assert AVE_ZIP.drive_id == '1FjKwe79e0u96vdjIVwfRQ1V6SoDHe7kK'
     assert {r.name: r.h5[1] for r in FEATURES if r.h5}['visual_feature.h5'] == (4143, 10, 7, 7, 512)
 

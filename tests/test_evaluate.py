@@ -1,4 +1,5 @@
-"evaluate: the majority floor, effects with t intervals against hand-computed values, verdicts, and predict_run vs training."
+("evaluate: the majority floor, effects with t intervals against hand-computed values, verdicts, and predict_run vs "
+ "training.")
 import numpy as np, pytest, torch
 from avbt_tacma.core import AVBTError
 from avbt_tacma.evaluate import (majority_accuracy, mean_std, effect, verdict, segment_accuracy, confusion_matrix,
@@ -21,10 +22,12 @@ def test_effect_intervals_match_hand_computation():
     u = effect([10, 11, 12], [5, 7, 9], paired=False)
     df = (5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2)
     assert u['mean'] == pytest.approx(4.0) and u['hi'] - 4 == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(5 / 3), abs=1e-6)
-    assert e['lo'] < 0 < e['hi'] and verdict(e['lo'], e['hi']) == 'inconclusive'      # 3 - 3.44 < 0: the interval holds 0
+    assert e['lo'] < 0 < e['hi'] and verdict(e['lo'],
+                                             e['hi']) == 'inconclusive'      # 3 - 3.44 < 0: the interval holds 0
     assert verdict(u['lo'], u['hi']) == 'inconclusive'
     c = effect([72, 73, 74, 73], [70, 70, 70, 70])                                     # differences 2, 3, 4, 3
-    assert c['lo'] == pytest.approx(3 - 3.182446 * np.sqrt(2 / 3) / 2, abs=1e-5) and verdict(c['lo'], c['hi']) == 'reproduced'
+    assert c['lo'] == pytest.approx(3 - 3.182446 * np.sqrt(2 / 3) / 2,
+                                    abs=1e-5) and verdict(c['lo'], c['hi']) == 'reproduced'
     assert verdict(-3, -1) == 'not reproduced' and verdict(float('nan'), 1) == 'inconclusive'
     assert np.isnan(effect([1.0], [0.0])['lo'])              # one seed: no interval
 
@@ -33,11 +36,13 @@ def test_mean_std_and_seed_accuracies():
     assert seed_accuracies({'per_seed': [{'test_acc': 0.5, 'val_acc': 0.75}]}, 'val_acc') == [75.0]
 
 def test_predict_run_agrees_with_training(tmp_path):
-    "The accuracy predict_run recomputes from the saved checkpoint is the one training recorded, and the confusion matrix sums up."
+    ("The accuracy predict_run recomputes from the saved checkpoint is the one training recorded, and the confusion "
+     "matrix sums up.")
     torch.set_num_threads(1)
     from avbt_tacma.train_heads import synthetic_features, train_head
     fs = synthetic_features(120, seed=1)
-    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False, mlp=(32, 16))
+    res = train_head(fs, 'probe_av', seed=0, epochs=4, batch_size=32, lr=3e-3, out=tmp_path, progress=False,
+                     mlp=(32, 16))
     r = predict_run(tmp_path, fs)
     assert r['accuracy'] == pytest.approx(res['test_acc']) and r['pred'].shape == (len(fs.splits['test']), 10)
     cm = confusion_matrix(r['pred'], r['labels'])

@@ -65,14 +65,16 @@ def test_official_recipe(fs, tmp_path):
     from avbt_tacma.train_heads import recipe_for, table3_recipe, build_head
     r = train_head(fs, 'avel', epochs=2, progress=False, recipe='official', out=tmp_path, **SMALL['avel'])
     c = r['config']
-    assert (c['recipe'], c['batch_size'], c['lr'], c['drop_last'], c['head_kw']['loss']) == ('official', 64, 1e-3, True, 'official')
+    assert (c['recipe'], c['batch_size'], c['lr'], c['drop_last'],
+            c['head_kw']['loss']) == ('official', 64, 1e-3, True, 'official')
     assert [h['lr'] for h in r['history']] == [1e-3, 1e-3]
     n_train = len(fs.splits['train'])
     assert n_train % 64 and r['config']['schedule'] == 'step_iter'          # the last partial batch is dropped
     p = train_head(fs, 'psp_avps', epochs=1, progress=False, recipe='official', **SMALL['psp'])['config']
     assert (p['epochs'], p['batch_size'], p['head_kw']['tau'], p['head_kw']['avps_weight']) == (1, 128, 0.099, 100.0)
     assert recipe_for('psp', 'official')['epochs'] == 300 and table3_recipe('avel', 'community') == 'official'
-    with pytest.raises(AVBTError, match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False, recipe='official')
+    with pytest.raises(AVBTError,
+                       match='exists for'): train_head(fs, 'tacma', epochs=1, progress=False, recipe='official')
     f = train_head(fs, 'psp', epochs=3, progress=False, lr=2e-3, batch_size=32, fast=True, **SMALL['psp'])   # bf16 maps
     assert f['config']['head_kw']['fast'] is True and f['test_acc'] > _majority(fs) - 0.05
     m = build_head('avel', 32, 32, **c['head_kw'])                            # the checkpoint rebuilds from its config
@@ -145,8 +147,10 @@ def test_cli_trains_and_prints_table(feature_file, tmp_path, capsys):
     (['--seeds', '0'], '--seeds must be'),
     (['--device', 'tpu9'], 'unknown device')])
 def test_cli_bad_input_exits_2_with_one_line(feature_file, tmp_path, capsys, args, msg):
-    base = {'--features': str(feature_file) if 'MISSING' not in args else str(tmp_path / 'missing.h5'), '--out': str(tmp_path / 'r')}
-    argv = ['train-tacma', '--features', base['--features'], '--out', base['--out'], '--epochs', '1', '--seeds', '1', '--no-progress']
+    base = {'--features': str(feature_file) if 'MISSING' not in args else str(tmp_path / 'missing.h5'),
+            '--out': str(tmp_path / 'r')}
+    argv = ['train-tacma', '--features', base['--features'], '--out', base['--out'], '--epochs', '1', '--seeds', '1',
+            '--no-progress']
     argv += [a for a in args if a not in ('--features', 'MISSING')]
     assert avbt(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -155,6 +159,8 @@ def test_cli_bad_input_exits_2_with_one_line(feature_file, tmp_path, capsys, arg
 
 
 def test_cli_exit_status_in_a_real_process(tmp_path):
-    p = subprocess.run([sys.executable, '-c', 'import sys; from avbt_tacma.cli import main; sys.exit(main())', 'train-tacma',
-                        '--features', str(tmp_path / 'none.h5'), '--out', str(tmp_path / 'r')], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, '-c', 'import sys; from avbt_tacma.cli import main; sys.exit(main())',
+                        'train-tacma',
+                        '--features', str(tmp_path / 'none.h5'), '--out', str(tmp_path / 'r')], capture_output=True,
+                       text=True)
     assert p.returncode == 2 and p.stderr.strip().count('\n') == 0 and 'feature file not found' in p.stderr

@@ -167,8 +167,10 @@ def test_bad_arguments_are_one_line(capsys, tmp_path, monkeypatch, argv, needle)
 def test_output_paths_checked_up_front(capsys, tmp_path):
     (tmp_path / 'file').write_text('keep')
     one_line_error(run_main(capsys, 'reproduce', '--out', tmp_path / 'file'), 'reproduce', 'exists and is not a folder')
-    one_line_error(run_main(capsys, 'train-avbt', '--data', tmp_path, '--out', tmp_path / 'file' / 'r'), 'train-avbt', 'is a file')
-    one_line_error(run_main(capsys, 'extract', '--checkpoint', 'a', '--data', tmp_path, '--out', tmp_path), 'extract', 'is a folder')
+    one_line_error(run_main(capsys, 'train-avbt', '--data', tmp_path, '--out', tmp_path / 'file' / 'r'), 'train-avbt',
+                   'is a file')
+    one_line_error(run_main(capsys, 'extract', '--checkpoint', 'a', '--data', tmp_path, '--out', tmp_path), 'extract',
+                   'is a folder')
     one_line_error(run_main(capsys, 'data', 'download', '--to', tmp_path / 'file' / 'x'), 'data', 'is a file')
     with small_fs(tmp_path / 'ro', '1m', ro=True) as ro:
         one_line_error(run_main(capsys, 'data', 'download', '--to', ro / 'x'), 'data', 'read-only file system')
@@ -190,7 +192,8 @@ def test_junk_checkpoint_is_one_line(capsys, tmp_path, junk):
 from hypothesis import given, settings, strategies as st, HealthCheck
 from avbt_tacma.ave import CATEGORIES, parse_annotation_line, read_annotations
 
-ids = st.text(st.characters(whitelist_categories=('Lu', 'Ll', 'Nd'), whitelist_characters='-_'), min_size=1, max_size=20)
+ids = st.text(st.characters(whitelist_categories=('Lu', 'Ll', 'Nd'), whitelist_characters='-_'), min_size=1,
+              max_size=20)
 
 
 @st.composite
@@ -284,7 +287,8 @@ def test_huge_claimed_duration_is_refused_fast(tmp_path, hours):
     p = sparse_video(tmp_path / 'sparse.mp4', times=[0, 1, hours * 1800, hours * 3600])
     assert p.stat().st_size < 100_000
     rss0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
-    with pytest.raises(AVBTError, match=rf"runs {hours * 3600} s by its time stamps, more than the {MAX_SECONDS} s allowed"):
+    with pytest.raises(AVBTError,
+                       match=rf"runs {hours * 3600} s by its time stamps, more than the {MAX_SECONDS} s allowed"):
         decode_video(p)
     assert time.time() - t0 < 5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200_000          # kB: no big allocation
@@ -339,7 +343,8 @@ def test_prepare_refuses_unknown_category_and_empty_annotations(capsys, root, tm
     one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare',
                    "Annotations.txt:8: unknown category 'Unicorn'")
     (r / 'Annotations.txt').write_text('')
-    one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare', 'no annotation rows')
+    one_line_error(run_main(capsys, 'prepare', '--ave-root', r, '--out', tmp_path / 'c'), 'prepare',
+                   'no annotation rows')
     assert not (tmp_path / 'c').exists()
 
 
@@ -355,7 +360,8 @@ def test_one_id_with_two_labels_is_kept_as_in_the_release(root, tmp_path):
 
 # --- downloads --------------------------------------------------------------------------------------------------------
 
-HTML = b'<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>Too many users</body></html>'
+HTML = (b'<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>Too many '
+        b'users</body></html>')
 
 
 def test_html_partial_file_is_deleted_and_refetched(tmp_path, caplog):

@@ -95,3 +95,17 @@ def test_pipeline_takes_the_input_settings_from_the_checkpoint(tmp_path):
     with pytest.raises(AVBTError, match='44100 Hz'):
         other = dict(avbt, config=dict(avbt['config'], inputs=dict(inputs, sample_rate=44100)))
         save_pipeline(tmp_path / 'd.pt', other, head)
+
+def test_modules_import_only_earlier_notebooks():
+    "The import map: every module imports (also inside functions) only modules of smaller-numbered notebooks."
+    home, imports = {}, {}
+    for p in (ROOT / 'avbt_tacma').glob('*.py'):
+        m = re.search(r'File to edit: \.\./nbs/([\w.]+)\.ipynb', p.read_text())
+        if m: home[p.stem] = m.group(1)
+    for mod in home:
+        code = (ROOT / 'avbt_tacma' / f'{mod}.py').read_text()
+        found = re.findall(r'from (?:avbt_tacma)?\.(\w+) import|import avbt_tacma\.(\w+)', code)
+        imports[mod] = {a or b for a, b in found} & set(home) - {mod}
+    upward = [(home[m], home[t]) for m, ts in imports.items() for t in ts if home[t] > home[m]]
+    assert not upward, upward                     # sorted names order the notebooks: '09a_x' sits between 09_ and 10_
+    assert len(home) >= 20 and imports['localize'] and imports['train_heads']

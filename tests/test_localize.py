@@ -1,4 +1,5 @@
-"`avbt localize`: decoding any video per second, the combined checkpoint, bad inputs, and a trained model on a held-out synthetic video."
+("`avbt localize`: decoding any video per second, the combined checkpoint, bad inputs, and a trained model on a "
+ "held-out synthetic video.")
 import json, subprocess, sys
 from fractions import Fraction
 from pathlib import Path
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from avbt_tacma.core import AVBTError, save_checkpoint
-from avbt_tacma.ave import CLASS_NAMES
+from avbt_tacma.ave import CLASS_NAMES, BG_INDEX
 from avbt_tacma.audio import SAMPLE_RATE
 from avbt_tacma.video import write_test_clip, read_frame_number
 from avbt_tacma.localize import (decode_video, video_seconds, to_windows, write_video, load_pipeline, save_pipeline,
@@ -55,7 +56,8 @@ BAD = {  # name: (how to make it in folder d, what the one-line error says)
     'missing.mp4': (lambda d: d / 'missing.mp4', 'file not found'),
     'empty.mp4': (lambda d: _write(d / 'empty.mp4', b''), 'empty file'),
     'notes.mp4': (lambda d: _write(d / 'notes.mp4', b'not a video\n' * 50), 'unsupported format or corrupt'),
-    'silent.mp4': (lambda d: write_test_clip(d / 'silent.mp4', seconds=2, audio=False, size=(64, 48)), 'no audio track'),
+    'silent.mp4': (lambda d: write_test_clip(d / 'silent.mp4', seconds=2, audio=False, size=(64, 48)),
+                   'no audio track'),
     'short.mp4': (lambda d: write_test_clip(d / 'short.mp4', seconds=0.6, size=(64, 48)), 'at least 1 s'),
 }
 
@@ -78,7 +80,8 @@ def test_windows_pad_the_last_and_keep_order():
     assert w.shape == (3, 10) and w.flatten()[:25].tolist() == x.tolist() and (w[2, 5:] == 24).all()
     assert (to_windows(x, pad='zeros')[2, 5:] == 0).all()
     with pytest.raises(AVBTError): to_windows(x, pad='mirror')
-    w = to_windows(x, hop=4)                                   # overlapping: starts 0, 4, ..., 16; 25 seconds all covered
+    w = to_windows(x,
+                   hop=4)                                   # overlapping: starts 0, 4, ..., 16; 25 seconds all covered
     assert w[:, 0].tolist() == [0, 4, 8, 12, 16] and w[-1].tolist() == [16, 17, 18, 19, 20, 21, 22, 23, 24, 24]
     assert to_windows(torch.arange(7.), hop=3).shape == (1, 10)
     with pytest.raises(AVBTError): to_windows(x, hop=11)
@@ -141,12 +144,15 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp('trained')
     threads = torch.get_num_threads(); torch.set_num_threads(1)      # tiny models: threads only contend on a shared CPU
     try:
-        make_synthetic(d / 'synth', videos=TRAIN_VIDEOS, classes=K_CLASSES, size=SIZE, seed=0, workers=2, progress=False)
+        make_synthetic(d / 'synth', videos=TRAIN_VIDEOS, classes=K_CLASSES, size=SIZE, seed=0, workers=2,
+                       progress=False)
         prepare(d / 'synth', d / 'cache', workers=2, size=SIZE, progress=False)
-        cfg = AVBTConfig.preset('synthetic', epochs=AVBT_EPOCHS, warmup_epochs=1, batch_size=16, image_size=SIZE, **AVBT_KW)
+        cfg = AVBTConfig.preset('synthetic', epochs=AVBT_EPOCHS, warmup_epochs=1, batch_size=16, image_size=SIZE,
+                                **AVBT_KW)
         ck = train_avbt(d / 'cache', d / 'run', cfg, seed=0, device='cpu', workers=0, progress=False)
         extract_features(ck, d / 'cache', d / 'features.h5', device='cpu', progress=False)
-        r = train_head(load_features(d / 'features.h5'), 'tacma', epochs=HEAD_EPOCHS, batch_size=16, lr=1e-3, device='cpu',
+        r = train_head(load_features(d / 'features.h5'), 'tacma', epochs=HEAD_EPOCHS, batch_size=16, lr=1e-3,
+                       device='cpu',
                        out=d / 'heads', progress=False)
         model = save_pipeline(d / 'models' / 'avbt_tacma.pt', ck, d / 'heads' / 'tacma_seed0.pt')
     finally: torch.set_num_threads(threads)
@@ -160,14 +166,16 @@ def _span_score(results, truth):
     return ok, max(set(events), key=events.count) if events else None
 
 def test_localize_held_out_video_and_bad_files(trained, tmp_path):
-    "The issue's done-when: a 25-s held-out synthetic video (29.97 fps, stereo 44.1 kHz, two audio tracks) through `avbt localize`."
+    ("The issue's done-when: a 25-s held-out synthetic video (29.97 fps, stereo 44.1 kHz, two audio tracks) through "
+     "`avbt localize`.")
     cls = 2
     video, truth = held_out_video(tmp_path / 'held out.mp4', cls, K_CLASSES, SIZE)
     bad = {name: BAD[name][0](tmp_path) for name in BAD if name != 'short.mp4'}
     good = write_test_clip(tmp_path / 'other.mp4', seconds=3, size=(64, 48))
     cut = tmp_path / 'cut.mp4'; cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
     files = [video, *bad.values(), cut, good]
-    r = avbt('localize', *map(str, files), '--checkpoint', str(trained['model']), '--out', str(tmp_path / 'out'), '--device', 'cpu')
+    r = avbt('localize', *map(str, files), '--checkpoint', str(trained['model']), '--out', str(tmp_path / 'out'),
+             '--device', 'cpu')
     assert r.returncode == 1, r.stderr                                    # some files failed
     assert 'Traceback' not in r.stderr, r.stderr
     err = [l for l in r.stderr.splitlines() if l.startswith('error:')]
@@ -175,7 +183,7 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     for p in [*bad.values(), cut]: assert sum(str(p) in l for l in err) == 1, (p, err)
     # the good files ran and wrote their outputs
     out = tmp_path / 'out'
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
+    assert sorted(p.name for p in out.iterdir() if p.name not in ('.avbt-localize.json', '.avbt.lock')) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
     res = json.loads((out / 'held out.json').read_text())
     assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
     assert all(0 < x['confidence'] <= 1 for x in res)
@@ -189,7 +197,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     assert ok >= 0.7 and label == truth[10], (ok, label, [x['label'] for x in res])
 
 def test_localizer_sees_what_training_saw(trained):
-    "A training clip through localize's decoding gives the features `avbt extract` wrote (audio exactly; frames up to JPEG)."
+    ("A training clip through localize's decoding gives the features `avbt extract` wrote (audio exactly; frames up "
+     "to JPEG).")
     from avbt_tacma.features import load_features
     loc, fs = load_pipeline(trained['model'], 'cpu'), load_features(trained['dir'] / 'features.h5')
     assert (loc.frame_size, loc.image_size, loc.framing) == (SIZE, SIZE, 'segment')   # from the cache's cache.json
@@ -211,7 +220,8 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     fails('not on AV-BT features', features_meta={'source': 'community AVE features', 'path': '/x'})
     fails('another AV-BT model', features_meta={**h['config']['features_meta'],
                                                 'config': {'model': {**a['config']['model'], 'd_l': 999}}})
-    with pytest.raises(AVBTError, match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'], trained['avbt'])
+    with pytest.raises(AVBTError,
+                       match="expected 'head'"): save_pipeline(tmp_path / 'x.pt', trained['avbt'], trained['avbt'])
     assert not (tmp_path / 'x.pt').exists()
     # a combined file whose weights do not fit its config
     ck = load_checkpoint(trained['model'], 'avbt_tacma')
@@ -223,10 +233,33 @@ def test_pipeline_refuses_incompatible_pieces(trained, tmp_path):
     assert r.returncode == 2 and "expected 'avbt_tacma'" in r.stderr and 'Traceback' not in r.stderr
 
 def test_any_frame_rate_and_audio_layout_give_the_same_answer(trained, tmp_path):
-    "Held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz, windows apart or overlapping: all get the span right."
+    ("Held-out content at 16 fps mono 16 kHz (as in training) and at 25 fps stereo 48 kHz, windows apart or "
+     "overlapping: all get the span right.")
     loc = load_pipeline(trained['model'], 'cpu')
     scores = []
     for fps, sr in ((16, 16000), (25, 48000)):
         video, truth = held_out_video(tmp_path / f'v{fps}.mp4', 0, K_CLASSES, SIZE, fps=fps, sample_rate=sr)
         scores += [_span_score(localize(video, loc), truth), _span_score(localize(video, loc, hop=5), truth)]
     assert all(ok >= 0.7 and label == truth[10] for ok, label in scores), scores
+
+def test_pack_writes_a_model_card_and_localize_warns(trained, tmp_path):
+    "`avbt pack` = save_pipeline from the command line; the card it stores is checked against the features file."
+    from avbt_tacma.features import load_features
+    from avbt_tacma.evaluate import majority_accuracy
+    out = tmp_path / 'model.pt'
+    r = avbt('pack', '--avbt', str(trained['avbt']), '--head', str(trained['head']), '--out', str(out))
+    assert r.returncode == 0 and out.exists(), r.stderr
+    card = torch.load(out, weights_only=True)['card']
+    fs = load_features(trained['dir'] / 'features.h5')
+    y = fs.labels.argmax(-1)
+    assert card['synthetic'] is True and card['head'] == 'tacma' and f"{TRAIN_VIDEOS} clips" in card['data']
+    assert card['classes'] == [CLASS_NAMES[c] for c in sorted(set(y[fs.splits['train']].ravel())) if c != BG_INDEX]
+    assert card['test_accuracy'] == round(100 * trained['result']['test_acc'], 2)
+    assert card['floor'] == round(100 * majority_accuracy(y[fs.splits['train']], y[fs.splits['test']]), 2)
+    test = y[fs.splits['test']].ravel()
+    assert card['best_constant'] == round(100 * np.bincount(test).max() / test.size, 2)
+    assert f"test accuracy {card['test_accuracy']:.1f}%" in r.stdout
+    video = write_test_clip(tmp_path / 'clip.mp4', seconds=2, size=(64, 48))
+    r = avbt('localize', str(video), '--checkpoint', str(out), '--out', str(tmp_path / 'loc'), '--device', 'cpu')
+    warn = [l for l in r.stderr.splitlines() if l.startswith('warning:')]
+    assert r.returncode == 0 and len(warn) == 1 and 'trained on synthetic data' in warn[0], r.stderr

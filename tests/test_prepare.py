@@ -15,7 +15,8 @@ PROBLEM = {'empty': 'empty', 'trunc': 'corrupt', 'mute': 'no_audio', 'short': 's
 
 @pytest.fixture(scope='module')
 def root(tmp_path_factory):
-    "An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing file."
+    ("An AVE root: 12 good 10-s clips, a zero-byte file, a truncated mp4, a clip without audio, a 4-s clip, a missing "
+     "file.")
     r = tmp_path_factory.mktemp('ave')
     good = [f'good{i:02d}' for i in range(N_GOOD)]
     for i, v in enumerate(good):
@@ -29,7 +30,8 @@ def root(tmp_path_factory):
     recs = [Record('Bark' if i % 2 else 'Church bell', v, 'good', i % 5, 5 + i % 6) for i, v in enumerate(good)]
     recs.insert(3, Record('Bark', 'empty', 'good', 0, 10))
     recs.insert(6, Record('Bark', 'trunc', 'good', 0, 10))
-    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4), Record('Bark', 'gone', 'good', 0, 10),
+    recs += [Record('Bark', 'mute', 'good', 0, 10), Record('Bark', 'short', 'good', 1, 4),
+             Record('Bark', 'gone', 'good', 0, 10),
              Record('Clock', 'good05', 'good', 2, 3)]                      # a video annotated twice (as in AVE)
     write_annotations(recs, r / 'Annotations.txt')
     write_annotations(recs[:12], r / 'trainSet.txt'); write_annotations(recs[12:15], r / 'valSet.txt')

@@ -1,14 +1,16 @@
-"The reproduction driver: dependency resolution, up-to-date skipping, failure handling (tiny notebooks), and one end-to-end run."
+("The reproduction driver: dependency resolution, up-to-date skipping, failure handling (tiny notebooks), and one "
+ "end-to-end run.")
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
 from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, step_hash
-from avbt_tacma.report import PAPER_VALUES, CLAIMS, write_summary
+from avbt_tacma.report import PAPER_VALUES, CLAIMS, UNTESTABLE, write_summary
 from avbt_tacma.repro import code_hash, module_closure, SCALES
 
 def write_nb(path, params: str, body: str):
-    cell = lambda src, tags: {'cell_type': 'code', 'metadata': {'tags': tags}, 'source': src, 'outputs': [], 'execution_count': None}
+    cell = lambda src, tags: {'cell_type': 'code', 'metadata': {'tags': tags}, 'source': src, 'outputs': [],
+                              'execution_count': None}
     nb = {'cells': [cell(params, ['parameters']), cell(body, [])], 'nbformat': 4, 'nbformat_minor': 4,
           'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}}
     Path(path).write_text(json.dumps(nb))
@@ -19,9 +21,12 @@ LOG = "from pathlib import Path\nopen(Path(out, 'runs.log'), 'a').write({name!r}
 @pytest.fixture
 def graph(tmp_path):
     nbs = tmp_path / 'nbs'; nbs.mkdir()
-    write_nb(nbs / 'a.ipynb', "out = ''\nscale = 'smoke'", LOG.format(name='a') + "Path(out, 'a.txt').write_text(scale)")
-    write_nb(nbs / 'b.ipynb', "out = ''\nseeds = 1", LOG.format(name='b') + "Path(out, 'b.txt').write_text(Path(out, 'a.txt').read_text() + str(seeds))")
-    write_nb(nbs / 'c.ipynb', "out = ''", LOG.format(name='c') + "Path(out, 'c.txt').write_text(Path(out, 'b.txt').read_text() + 'c')")
+    write_nb(nbs / 'a.ipynb', "out = ''\nscale = 'smoke'",
+             LOG.format(name='a') + "Path(out, 'a.txt').write_text(scale)")
+    write_nb(nbs / 'b.ipynb', "out = ''\nseeds = 1",
+             LOG.format(name='b') + "Path(out, 'b.txt').write_text(Path(out, 'a.txt').read_text() + str(seeds))")
+    write_nb(nbs / 'c.ipynb', "out = ''",
+             LOG.format(name='c') + "Path(out, 'c.txt').write_text(Path(out, 'b.txt').read_text() + 'c')")
     write_nb(nbs / 'd.ipynb', "out = ''", LOG.format(name='d') + "Path(out, 'd.txt').write_text('d')")
     steps = (Step('a', 'a.ipynb', (), ('a.txt',)), Step('b', 'b.ipynb', ('a',), ('b.txt',)),
              Step('c', 'c.ipynb', ('b',), ('c.txt',)), Step('d', 'd.ipynb', (), ('d.txt',)))
@@ -54,7 +59,8 @@ def test_only_then_up_to_date_then_changes(graph):
     assert run({'seeds': 2, 'scale': 'quick'}) == ['c']                  # a missing output re-runs its step only
     nb = json.loads((nbs / 'b.ipynb').read_text()); nb['cells'][1]['source'] += "\n# edited"
     (nbs / 'b.ipynb').write_text(json.dumps(nb))
-    assert run({'seeds': 2, 'scale': 'quick'}) == ['b', 'c']             # an edited notebook re-runs with its dependants
+    assert run({'seeds': 2, 'scale': 'quick'}) == ['b',
+                                                   'c']             # an edited notebook re-runs with its dependants
     assert run({'seeds': 2, 'scale': 'quick'}, only=['b'], force=True) == ['b']   # --force: the named step only
     assert (out / 'notebooks' / 'b.ipynb').exists() and json.loads((out / 'stamps' / 'b.json').read_text())['parameters'] == {'out': str(out), 'seeds': 2}
 
@@ -70,7 +76,8 @@ def test_failure_stops_with_path_and_keeps_outputs(graph):
     assert '\n' not in msg and executed.exists() and 'boom' in executed.read_text()
     assert (out / 'a.txt').exists() and (out / 'stamps' / 'a.json').exists()    # what was produced stays
     assert not (out / 'stamps' / 'bad.json').exists() and not (out / 'd.txt').exists()
-    write_nb(nbs / 'bad.ipynb', "out = ''", LOG.format(name='bad'))         # fixed: the next run starts at the failed step
+    write_nb(nbs / 'bad.ipynb', "out = ''",
+             LOG.format(name='bad'))         # fixed: the next run starts at the failed step
     (out / 'runs.log').unlink()
     res = run_steps(out, dict(out=str(out), scale='smoke'), steps2, notebooks=nbs, log=lambda *a: None)
     assert res['ran'] == ['bad', 'after'] and res['skipped'] == ['a']
@@ -87,7 +94,8 @@ def test_jobs_run_independent_steps_at_once(graph):
     "With jobs=2 two steps with no dependency between them overlap; a step waits for all its dependencies either way."
     nbs, out, _, _ = graph
     for n in 'pqr': write_nb(nbs / f'{n}.ipynb', "out = ''", TIMED.format(name=n, sleep=1.5, fail=''))
-    steps = (Step('p', 'p.ipynb', (), ('p.txt',)), Step('q', 'q.ipynb', (), ('q.txt',)), Step('r', 'r.ipynb', ('p', 'q'), ('r.txt',)))
+    steps = (Step('p', 'p.ipynb', (), ('p.txt',)), Step('q', 'q.ipynb', (), ('q.txt',)),
+             Step('r', 'r.ipynb', ('p', 'q'), ('r.txt',)))
     for jobs, overlap in ((2, True), (1, False)):
         (out / 'times.jsonl').unlink(missing_ok=True)
         res = run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=jobs, force=True)
@@ -99,7 +107,8 @@ def test_jobs_run_independent_steps_at_once(graph):
         run_steps(out, {'out': str(out)}, steps, notebooks=nbs, log=lambda *a: None, jobs=0)
 
 def test_jobs_failure_lets_the_running_step_finish(graph):
-    "A failing step with jobs=2: the step running beside it finishes and keeps its stamp; nothing after the failure starts."
+    ("A failing step with jobs=2: the step running beside it finishes and keeps its stamp; nothing after the failure "
+     "starts.")
     nbs, out, _, _ = graph
     write_nb(nbs / 'slow.ipynb', "out = ''", TIMED.format(name='slow', sleep=3, fail=''))
     write_nb(nbs / 'bad.ipynb', "out = ''", TIMED.format(name='bad', sleep=0, fail="raise ValueError('boom')\n"))
@@ -114,13 +123,15 @@ def test_jobs_failure_lets_the_running_step_finish(graph):
 def test_missing_output_is_an_error(graph):
     nbs, out, steps, run = graph
     with pytest.raises(AVBTError, match=r"did not write nothing\.txt"):
-        run_steps(out, dict(out=str(out)), (Step('d', 'd.ipynb', (), ('nothing.txt',)),), notebooks=nbs, log=lambda *a: None)
+        run_steps(out, dict(out=str(out)), (Step('d', 'd.ipynb', (), ('nothing.txt',)),), notebooks=nbs,
+                  log=lambda *a: None)
     assert not (out / 'stamps' / 'd.json').exists()
 
 def test_paper_values_complete():
     "Every number of Tables 2-5 (paper-notes section 5) is in PAPER_VALUES, with the quoted rows marked."
     v = {t: {r['key']: r['paper'] for r in PAPER_VALUES[t]} for t in ('table2', 'table3', 'table4', 'table5')}
-    assert v['table2'] == {'avel_a': 59.5, 'avel_v': 55.3, 'avel_av': 71.3, 'probe_a': 63.5, 'probe_v': 61.0, 'probe_av': 75.6}
+    assert v['table2'] == {'avel_a': 59.5, 'avel_v': 55.3, 'avel_av': 71.3, 'probe_a': 63.5, 'probe_v': 61.0,
+                           'probe_av': 75.6}
     assert sorted(v['table3'].values()) == [73.3, 74.8, 75.2, 75.2, 76.2, 76.6, 76.8, 77.2]
     assert [r['key'] for r in PAPER_VALUES['table3'] if not r['quoted']] == ['avbt_tacma']
     assert v['table4'] == {'baseline_av': 75.6, 'baseline_a': 63.5, 'baseline_v': 61.0, 'agva_av': 71.5,
@@ -160,15 +171,34 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
     import csv
     claims = list(csv.DictReader(open(out / 'tables' / 'claims.csv', encoding='utf-8')))
-    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= {'reproduced', 'not reproduced', 'inconclusive'}
+    verdicts = {'reproduced', 'not reproduced', 'inconclusive', UNTESTABLE}
+    assert len(claims) == len(CLAIMS) and {c['verdict'] for c in claims} <= verdicts
+    assert '## Controls' in text and (out / 'tables' / 'controls.csv').exists()        # the head-level controls ran
     assert 'IPKernelApp' not in r.stdout + r.stderr and 'Traceback' not in r.stdout + r.stderr
     assert (out / 'models' / 'avbt_tacma.pt').stat().st_size > 10_000
     assert (out / 'summary.html').stat().st_size > 10_000
+    for nb in (out / 'notebooks').glob('*.ipynb'):                       # executed notebooks: no warnings, no strays
+        outs = [o for c in json.loads(nb.read_text())['cells'] for o in c.get('outputs', [])]
+        assert not [o for o in outs if o.get('name') == 'stderr'], nb.name
+        assert not any('PosixPath' in str(o.get('data', {}).get('text/plain', '')) for o in outs), nb.name
+    from conftest import CHROMIUM, browse
+    if CHROMIUM is not None:                                               # the report as a reader opens it
+        page = browse([(out / 'summary.html').as_uri()])[(out / 'summary.html').as_uri()]
+        assert not page['errors'] and len(page['images']) >= 6 and all(ok for _, ok in page['images']), page
+        assert '**' not in page['text'] and 'Claims' in page['text']
     r2 = _avbt(*args, timeout=600)
     assert 'ran 0 notebook(s)' in r2.stdout, r2.stdout + r2.stderr
+    # a damaged run folder is not 'done': a deleted table JSON and a truncated model re-run exactly their steps
+    (out / 'tables' / 'table3.json').unlink()
+    m = out / 'models' / 'avbt_tacma.pt'; m.write_bytes(m.read_bytes()[:5000])
+    r3 = _avbt(*args, timeout=900)
+    assert 'ran 2 notebook(s), 9 up to date' in r3.stdout, r3.stdout + r3.stderr
+    assert 'tables/table3.json is missing' in r3.stdout and 'models/avbt_tacma.pt does not load' in r3.stdout
+    assert (out / 'tables' / 'table3.json').exists() and m.stat().st_size > 10_000
 
 def test_data_source_prepared_cache_is_a_cache(tmp_path):
-    "A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when moved."
+    ("A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when "
+     "moved.")
     from avbt_tacma.repro import data_source, is_real_ave, source_label
     from avbt_tacma.prepare import CACHE_FORMAT
     from avbt_tacma.core import AVBTError, save_json
@@ -186,7 +216,8 @@ def test_data_source_prepared_cache_is_a_cache(tmp_path):
     assert data_source(c)[0] == 'ave'                                     # no cache.json: an AVE folder
 
 def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch):
-    "A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do not count."
+    ("A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do "
+     "not count.")
     assert 'report' not in module_closure('train_avbt') and 'train_heads' not in module_closure('train_avbt')
     import avbt_tacma, shutil, avbt_tacma.repro as rp
     lib = tmp_path / 'avbt_tacma'; shutil.copytree(Path(avbt_tacma.__file__).parent, lib)
@@ -200,7 +231,8 @@ def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch)
     rp._module_code.cache_clear()
 
 def test_default_scale_is_the_cli_default():
-    "`avbt reproduce` without flags runs the `default` scale; smoke stays the smallest; rehearsal keeps the paper's models."
+    ("`avbt reproduce` without flags runs the `default` scale; smoke stays the smallest; rehearsal keeps the paper's "
+     "models.")
     from avbt_tacma.reproduce import reproduce_parser
     import argparse
     assert reproduce_parser(argparse.ArgumentParser()).parse_args([]).scale == 'default'
@@ -212,7 +244,8 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
     "Ctrl-C in the middle of an AV-BT training: one line, no traceback; the same command then resumes that training."
     import signal
     out = tmp_path / 'run'
-    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out', str(out), '--device', 'cpu',
+    cmd = [sys.executable, '-m', 'avbt_tacma.cli', 'reproduce', '--scale', 'smoke', '--only', 'avbt', '--out',
+           str(out), '--device', 'cpu',
            '--jobs', '1']                                                   # the training runs inside the notebook
     # a test run started in the background (`cmd &`) inherits an ignored SIGINT: give the child the default back
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

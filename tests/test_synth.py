@@ -12,7 +12,8 @@ N, SEED, SIZE = 12, 3, 64
 
 @pytest.fixture(scope='module')
 def ds(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp('synth') / 'a', videos=N, seed=SEED, size=SIZE, workers=2, progress=False)
+    return make_synthetic(tmp_path_factory.mktemp('synth') / 'a', videos=N, seed=SEED, size=SIZE, workers=2,
+                          progress=False)
 
 @pytest.fixture(scope='module')
 def meta(ds): return load_json(ds / 'synth_meta.json')
@@ -80,7 +81,8 @@ def test_background_fraction_and_balance():
     assert 0.6 < (ev.sum(1) == 10).mean() < 0.72            # two thirds of the clips are all event, as in AVE
 
 def test_sound_matches_labels(meta, clips):
-    "The spectrum peaks at the class's pitch exactly where the class is audible (segments with a distracting sound aside)."
+    ("The spectrum peaks at the class's pitch exactly where the class is audible (segments with a distracting sound "
+     "aside).")
     for v in meta['videos']:
         _, audio, sr, _ = clips[v['video_id']]
         S = np.abs(np.fft.rfft(audio[:T_SEGMENTS * sr].reshape(T_SEGMENTS, sr), axis=1)) ** 2   # 1-Hz bins per segment
@@ -88,7 +90,8 @@ def test_sound_matches_labels(meta, clips):
         bw = 0.1 if meta['classes'][v['cls']]['audio']['timbre'] == 'noise' else 0.05
         peak = S[:, d < bw].mean(1) / S[:, (d > 0.15) & (d < 0.3)].mean(1)     # power at the pitch / power beside it
         aud = np.array(v['audible'], bool)
-        clean = ~np.isin(np.arange(T_SEGMENTS), [t for d in v['distractors'] if d['modality'] == 'audio' for t in d['segments']])
+        clean = ~np.isin(np.arange(T_SEGMENTS),
+                         [t for d in v['distractors'] if d['modality'] == 'audio' for t in d['segments']])
         if (aud & clean).any(): assert peak[aud & clean].min() > 10, (v['video_id'], peak.round(1))
         if (~aud & clean).any(): assert peak[~aud & clean].max() < 3, (v['video_id'], peak.round(1))
 
@@ -97,7 +100,8 @@ def test_object_matches_labels(meta, clips):
     for v in meta['videos']:
         frames = clips[v['video_id']][0].astype(np.float32)
         spec = meta['classes'][v['cls']]['visual']
-        px = (np.linalg.norm(frames - np.float32(COLOURS[spec['colour']]), axis=-1) < 60).reshape(T_SEGMENTS, 16, -1).sum(-1)
+        px = (np.linalg.norm(frames - np.float32(COLOURS[spec['colour']]),
+                             axis=-1) < 60).reshape(T_SEGMENTS, 16, -1).sum(-1)
         px = px[:, [4, 8, 12]].mean(1)
         vis = np.array(v['visible'], bool)
         same = [d for d in v['distractors'] if d['modality'] == 'visual' and meta['classes'][d['cls']]['visual']['colour'] == spec['colour']]
@@ -114,7 +118,8 @@ def test_resume_and_refusal(tmp_path):
     make_synthetic(d, videos=2, seed=1, size=32, workers=1, force=True, progress=False)
     assert len(list((d / 'AVE').glob('*.mp4'))) == 2 and len(read_annotations(d / 'Annotations.txt')) == 2
     (d / 'AVE' / 'realvideo01.mp4').write_bytes(b'not ours')        # a file we did not write is never touched
-    with pytest.raises(AVBTError, match='did not write'): make_synthetic(d, videos=3, seed=0, size=32, force=True, progress=False)
+    with pytest.raises(AVBTError,
+                       match='did not write'): make_synthetic(d, videos=3, seed=0, size=32, force=True, progress=False)
     assert (d / 'AVE' / 'realvideo01.mp4').read_bytes() == b'not ours'
 
 def run(*args):
@@ -124,12 +129,15 @@ def test_cli(tmp_path, capsys):
     r = run('synth', '--help')                        # the real entry point, in a fresh process
     assert r.returncode == 0 and '--videos' in r.stdout and '--seed' in r.stdout
     from avbt_tacma.cli import main                   # the rest in-process: importing every command is slow
-    for bad, msg in ((['--videos', '0'], 'videos must be at least 1'), (['--classes', '99'], 'classes must be between 2 and 28'),
-                     (['--size', '33'], 'size must be'), (['--noise', '-1'], 'noise must be'), (['--workers', '0'], 'workers must be')):
+    for bad, msg in ((['--videos', '0'], 'videos must be at least 1'),
+                     (['--classes', '99'], 'classes must be between 2 and 28'),
+                     (['--size', '33'], 'size must be'), (['--noise', '-1'], 'noise must be'),
+                     (['--workers', '0'], 'workers must be')):
         assert main(['synth', '--out', str(tmp_path / 'x'), *bad]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.startswith('avbt synth: error:') and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / 'x').exists()             # nothing written for bad settings
-    assert main(['synth', '--out', str(tmp_path / 'y'), '--videos', '2', '--size', '32', '--workers', '1', '--classes', '3']) == 0
+    assert main(['synth', '--out', str(tmp_path / 'y'), '--videos', '2', '--size', '32', '--workers', '1',
+                 '--classes', '3']) == 0
     assert 'wrote 2 clips' in capsys.readouterr().out
     assert {x.category for x in read_annotations(tmp_path / 'y' / 'Annotations.txt')} <= set(CATEGORIES[:3])

@@ -42,7 +42,8 @@ def test_temporal_weights_theta0_and_eps_guard():
     (W * Z).sum().backward()
     assert torch.isfinite(Z.grad).all()
     # clamped at eps: exp(-theta / eps) for a neighbour
-    assert torch.allclose(temporal_weights(torch.full((2, 2), 1e-9), 1e-6, eps=1e-6)[0, 1], torch.tensor(math.exp(-1.0)))
+    assert torch.allclose(temporal_weights(torch.full((2, 2), 1e-9), 1e-6, eps=1e-6)[0, 1],
+                          torch.tensor(math.exp(-1.0)))
 
 
 # ---- theta = 0 is plain attention, exactly ----
@@ -181,11 +182,13 @@ def test_avps_loss_by_hand():
 def test_psp_avps_switch_adds_the_weighted_loss():
     torch.manual_seed(0)
     a, v, y = torch.randn(3, 10, 12), torch.randn(3, 10, 12), torch.randint(0, 29, (3, 10))
-    m0 = PSP(12, 12, d_hidden=8, d_psp=16).eval(); m1 = PSP(12, 12, d_hidden=8, d_psp=16, avps=True, avps_weight=7).eval()
+    m0 = PSP(12, 12, d_hidden=8, d_psp=16).eval(); m1 = PSP(12, 12, d_hidden=8, d_psp=16, avps=True,
+                                                            avps_weight=7).eval()
     m1.load_state_dict(m0.state_dict())
     with torch.no_grad():
         sim = m0(a, v, return_extra=True)[1]['sim']
-        assert torch.allclose(m1.training_loss(a, v, y)[0] - m0.training_loss(a, v, y)[0], 7 * avps_loss(sim, y), atol=1e-5)
+        assert torch.allclose(m1.training_loss(a, v, y)[0] - m0.training_loss(a, v, y)[0], 7 * avps_loss(sim, y),
+                              atol=1e-5)
 
 
 def test_probe_sum_and_mismatched_widths():

@@ -12,7 +12,8 @@ from avbt_tacma.train_avbt import train_avbt, extract_features
 TINY = dict(small_channels=(8, 8, 16, 16), d_l=16, proj_dims=(32, 32, 32), image_size=32)
 EPOCHS, BATCH = 3, 2
 
-def cfg(**kw): return AVBTConfig.preset('synthetic', **{**TINY, 'epochs': EPOCHS, 'batch_size': BATCH, 'warmup_epochs': 1, **kw})
+def cfg(**kw): return AVBTConfig.preset('synthetic',
+                                        **{**TINY, 'epochs': EPOCHS, 'batch_size': BATCH, 'warmup_epochs': 1, **kw})
 
 @pytest.fixture(scope='module')
 def cache(synthetic_cache): return synthetic_cache          # 12 synthetic mp4 clips decoded by `prepare` (conftest.py)
@@ -31,7 +32,8 @@ def assert_same_weights(a, b):
     assert not bad, f"weights differ in {bad}"
 
 def losses(run):
-    with open(Path(run) / 'log.csv', newline='') as f: return [(int(r['step']), float(r['loss'])) for r in csv.DictReader(f)]
+    with open(Path(run) / 'log.csv',
+              newline='') as f: return [(int(r['step']), float(r['loss'])) for r in csv.DictReader(f)]
 
 def steps_per_epoch(cache):
     from avbt_tacma.prepare import open_cache
@@ -65,10 +67,12 @@ KILLABLE = textwrap.dedent('''
 ''')
 
 def test_kill9_mid_epoch_then_resume(reference, cache, tmp_path):
-    "kill -9 during epoch 2 leaves the epoch-1 checkpoint loadable; `avbt train-avbt --resume` ends on the reference weights."
+    ("kill -9 during epoch 2 leaves the epoch-1 checkpoint loadable; `avbt train-avbt --resume` ends on the reference "
+     "weights.")
     run = tmp_path / 'run'
     code = KILLABLE.format(tiny=TINY, epochs=EPOCHS, batch=BATCH)
-    p = subprocess.Popen([sys.executable, '-c', code, str(cache), str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen([sys.executable, '-c', code, str(cache), str(run)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
     n, deadline = steps_per_epoch(cache), time.time() + 240
     try:
         while time.time() < deadline and p.poll() is None:                # wait for a step of epoch 2 in the log
@@ -76,7 +80,8 @@ def test_kill9_mid_epoch_then_resume(reference, cache, tmp_path):
                 if (run / 'checkpoint.pt').exists() and any(s > n for s, _ in losses(run)): break
             except (OSError, ValueError, KeyError): pass                   # log.csv absent or a row half-written
             time.sleep(0.02)
-        assert p.poll() is None, f"the training process ended before it could be killed: {p.stderr.read().decode()[-2000:]}"
+        assert p.poll() is None, (f"the training process ended before it could be killed: "
+                                  f"{p.stderr.read().decode()[-2000:]}")
         os.kill(p.pid, signal.SIGKILL)
     finally:
         if p.poll() is None: p.kill()
@@ -84,7 +89,8 @@ def test_kill9_mid_epoch_then_resume(reference, cache, tmp_path):
     assert p.returncode == -signal.SIGKILL and not (run / 'avbt.pt').exists()
     ck = load_checkpoint(run / 'checkpoint.pt', kind='avbt')              # the last complete checkpoint loads
     assert ck['epoch'] >= 1 and ck['step'] == ck['epoch'] * n
-    assert main(['train-avbt', '--data', str(cache), '--out', str(run), '--resume', '--device', 'cpu', '--workers', '1']) == 0
+    assert main(['train-avbt', '--data', str(cache), '--out', str(run), '--resume', '--device', 'cpu', '--workers',
+                 '1']) == 0
     assert_same_weights(weights(run), weights(reference))
     assert losses(run) == losses(reference)                               # rows after the checkpoint were rewritten
     assert not list(run.glob('.checkpoint.pt.*'))
@@ -111,22 +117,26 @@ def test_cli_bad_parameters(cache, tmp_path, capsys):
         rc, e = err(*args)
         assert rc == 2 and msg in e and len(e.splitlines()) == 1, (args, e)
     assert not (tmp_path / 'r' / 'checkpoint.pt').exists()
-    r = subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', 'train-avbt', '--data', str(cache), *out, '--config', 'nope'],
+    r = subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', 'train-avbt', '--data', str(cache), *out, '--config',
+                        'nope'],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and 'nope' in r.stderr
-    assert main(['extract', '--checkpoint', str(tmp_path / 'none.pt'), '--data', str(cache), '--out', str(tmp_path / 'f.h5')]) == 2
+    assert main(['extract', '--checkpoint', str(tmp_path / 'none.pt'), '--data', str(cache), '--out',
+                 str(tmp_path / 'f.h5')]) == 2
     assert 'checkpoint not found' in capsys.readouterr().err
 
 def test_extract(reference, cache, tmp_path):
     from avbt_tacma.prepare import open_cache
     c = open_cache(cache)
-    assert main(['extract', '--checkpoint', str(reference / 'avbt.pt'), '--data', str(cache), '--out', str(tmp_path / 'f.h5'),
+    assert main(['extract', '--checkpoint', str(reference / 'avbt.pt'), '--data', str(cache), '--out',
+                 str(tmp_path / 'f.h5'),
                  '--device', 'cpu', '--workers', '0', '--batch-size', '5']) == 0
     fs = load_features(tmp_path / 'f.h5')
     n = int(np.sum(c.available)) if np.asarray(c.available).dtype == bool else len(c.available)
     assert fs.audio.shape == fs.visual.shape == (n, 10, 16) and fs.labels.shape == (n, 10, 29)
     assert fs.video_ids == [c.video_id(r) for r in range(n)]
-    for s in ('train', 'val', 'test'): assert list(fs.splits[s]) == list(c.splits[s])   # all clips decoded: rows = cache rows
+    for s in ('train', 'val',
+              'test'): assert list(fs.splits[s]) == list(c.splits[s])   # all clips decoded: rows = cache rows
     assert np.array_equal(fs.labels.argmax(-1), np.stack([c.labels(r) for r in range(n)]))
     assert fs.meta['encoder'] == 'avbt' and fs.meta['config']['model']['d_l'] == 16
     # the stored features are the encoders' output on the evaluation input (middle frame, no augmentation)
@@ -136,6 +146,7 @@ def test_extract(reference, cache, tmp_path):
     with torch.no_grad(): f_a, f_v = model.encode(item['logmel'][None], item['frames'][None])
     np.testing.assert_allclose(fs.audio[item['row']], f_a[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(fs.visual[item['row']], f_v[0].numpy(), atol=1e-5)
-    sp = load_features(extract_features(reference / 'avbt.pt', cache, tmp_path / 's.h5', device='cpu', spatial=True, progress=False))
+    sp = load_features(extract_features(reference / 'avbt.pt', cache, tmp_path / 's.h5', device='cpu', spatial=True,
+                                        progress=False))
     assert sp.spatial and sp.visual.shape[:2] == (n, 10) and sp.visual.shape[-1] == 16 and sp.meta['spatial']
     np.testing.assert_allclose(sp.audio, fs.audio, atol=1e-6)

@@ -87,13 +87,13 @@ def test_community_fault_is_one_line(tmp_path, name):
 
 
 @pytest.mark.parametrize('name', ['labels as indices', 'test order equals train', '4-D visual', 'NaN audio'])
-def test_cli_train_tacma_refuses_with_one_line(tmp_path, name):
+def test_cli_train_head_refuses_with_one_line(tmp_path, name):
     kw, msg = FAULTS[name]
-    r = subprocess.run([sys.executable, '-c', CLI, 'train-tacma', '--features', str(community(tmp_path / 'f', **kw)),
+    r = subprocess.run([sys.executable, '-c', CLI, 'train-head', '--features', str(community(tmp_path / 'f', **kw)),
                         '--out', str(tmp_path / 'r'), '--epochs', '1', '--seeds', '1', '--no-progress'],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
-    assert r.stderr.startswith('avbt train-tacma: error: ') and msg in r.stderr
+    assert r.stderr.startswith('avbt train-head: error: ') and msg in r.stderr
     assert not list((tmp_path / 'r').glob('*.pt')) if (tmp_path / 'r').exists() else True
 
 

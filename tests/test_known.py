@@ -1,0 +1,106 @@
+"Known-answer data: knob validation (Hypothesis), the closed-form optimum against simulation, `avbt synth --preset`."
+import json, subprocess, sys
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from avbt_tacma.core import AVBTError
+from avbt_tacma.latent import (LatentConfig, PRESETS, preset, sample_latents, render_features, bayes_accuracy,
+                               posterior, mc_posterior)
+
+KNOBS_01 = ('q_a', 'q_v', 'rho_a', 'rho_v', 'distractors', 'second_event')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(KNOBS_01 + ('mu_a', 'mu_v')), st.floats(-5, 25, allow_nan=False))
+def test_knob_out_of_range_is_one_line_naming_it(knob, value):
+    cfg = LatentConfig(**{knob: value, **({'q_v': 0.0} if knob == 'q_a' else {'q_a': 0.0} if knob == 'q_v' else {})})
+    hi = 20 if knob.startswith('mu') else 1
+    if 0 <= value <= hi: cfg.check(); return
+    with pytest.raises(AVBTError) as e: cfg.check()
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith(f'{knob} = ') and 'allowed' in msg
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_presence_sum_over_one_is_refused(qa, qv):
+    cfg = LatentConfig(q_a=qa, q_v=qv)
+    if qa + qv <= 1: cfg.check(); return
+    with pytest.raises(AVBTError, match=r'q_a \+ q_v <= 1'): cfg.check()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 8), st.floats(0, 0.5), st.floats(0, 0.5), st.floats(0, 1), st.floats(0, 1), st.integers(0, 99))
+def test_latents_keep_their_invariants(k, qa, qv, dis, two, seed):
+    "In a span both modalities show the label's class; off a span a modality shows no class, its part's, or another."
+    lat = sample_latents(LatentConfig(classes=k, q_a=qa, q_v=qv, distractors=dis, second_event=two, seed=seed), 200)
+    y = lat['labels']
+    ev = y < k
+    for m in ('a', 'v'):
+        s = lat[f'shown_{m}']
+        assert (s[ev] == y[ev]).all() and ((s >= -1) & (s < k)).all()
+    assert ev.any(1).all() or two > 0                   # a one-event clip always has its event
+    assert (lat['cut'][~lat['two_events']] == 0).all()
+
+
+def test_posterior_sums_to_one_and_matches_simulation():
+    cfg = LatentConfig(classes=3, d_a=4, d_v=3, mu_a=1.2, mu_v=0.8, q_a=0.2, q_v=0.4, rho_v=0.7, distractors=0.4,
+                       second_event=0.3, seed=2)
+    lat = sample_latents(cfg, 3, seed=9)
+    a, v, _ = render_features(cfg, lat, seed=9)
+    for which in ('av', 'v'):
+        P = posterior(cfg, a, v, which)
+        np.testing.assert_allclose(P.sum(-1), 1, atol=1e-9)
+        for i in range(3): np.testing.assert_allclose(mc_posterior(cfg, a[i], v[i], which=which), P[i], atol=0.03)
+
+
+def test_optimum_is_an_upper_bound_of_the_true_labels_and_floors():
+    "The Bayes rule scored on the drawn labels agrees with its expected accuracy; both sit above every constant."
+    cfg = preset('temporal-pos')
+    lat = sample_latents(cfg, 1500, seed=4)
+    a, v, _ = render_features(cfg, lat, seed=4)
+    exp, se = bayes_accuracy(cfg, a, v, 'av')
+    got, se2 = bayes_accuracy(cfg, a, v, 'av', labels=lat['labels'])
+    assert abs(exp - got) < 3 * se2
+    best_constant = 100 * np.bincount(lat['labels'].ravel()).max() / lat['labels'].size
+    windowed = [bayes_accuracy(cfg, a, v, 'av', w)[0] for w in (0, 2)]
+    assert best_constant < windowed[0] < windowed[1] <= exp + 1e-9
+
+
+def test_ave_balance_hits_table2_on_fresh_clips():
+    cfg = preset('ave-balance', seed=5)
+    lat = sample_latents(cfg, 2000)
+    a, v, _ = render_features(cfg, lat)
+    acc = {w: bayes_accuracy(cfg, a, v, w)[0] for w in ('a', 'v', 'av')}
+    assert abs(acc['a'] - 63.5) < 1.5 and abs(acc['v'] - 61.0) < 1.5 and acc['av'] > max(acc['a'], acc['v']) + 10
+
+
+def run(*args):
+    return subprocess.run([sys.executable, '-m', 'avbt_tacma.cli', *args], capture_output=True, text=True, timeout=300)
+
+
+def test_synth_preset_cli(tmp_path):
+    r = run('synth', '--preset', 'no-such', '--out', str(tmp_path / 'x'))
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and 'does not exist' in r.stderr
+    assert not (tmp_path / 'x').exists()
+    r = run('synth', '--preset', 'fusion-neg', '--out', str(tmp_path / 'k'), '--videos', '300')
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / 'k' / 'known.json').read_text())
+    assert meta['config']['mu_v'] == 0 and meta['clips'] == 300 and sum(meta['split_sizes'].values()) == 300
+    k = meta['known']
+    assert abs(k['audio'] - k['audio_visual']) < 1e-9 and k['visual'] < k['audio']    # vision adds nothing
+    from avbt_tacma.features import load_features
+    fs = load_features(tmp_path / 'k')
+    assert fs.audio.shape == (300, 10, PRESETS['fusion-neg']['d_a']) and fs.meta['known'] == k
+
+
+def test_known_answer_features_are_not_the_ave(tmp_path):
+    "A run on a preset's features (`avbt reproduce --features`) is labelled as known-answer data, not as the AVE."
+    from avbt_tacma.known import write_known
+    from avbt_tacma.repro import is_real_ave, source_label, known_answer
+    write_known(tmp_path / 'k', 'fusion-pos', clips=100, windows=(0,))
+    f = tmp_path / 'k' / 'features.h5'
+    assert not is_real_ave('features', f) and known_answer(f)['preset'] == 'fusion-pos'
+    assert source_label('features', f, 'default') == 'known-answer features, preset fusion-pos (features.h5)'
+    (tmp_path / 'other').mkdir()
+    assert is_real_ave('features', tmp_path / 'other') and known_answer(tmp_path / 'other') is None
