@@ -12,9 +12,10 @@ from .core import AVBTError, atomic_path, data_root, save_json, load_json, check
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'HDF5_SIGNATURE', 'MIN_RATE', 'RATE_WINDOW',
-           'DEADLINE', 'AVE_ROWS', 'Remote', 'looks_like_html', 'content_problem', 'file_hashes', 'verify', 'fetch',
-           'fetch_remote', 'safe_extract', 'download_videos', 'download_features', 'data_parser', 'data_main']
+__all__ = ['log', 'DRIVE_VIEW', 'DRIVE_DIRECT', 'GITHUB_RAW', 'AVE_ZIP', 'FEATURES', 'WEAK_FEATURES', 'HDF5_SIGNATURE',
+           'MIN_RATE', 'RATE_WINDOW', 'DEADLINE', 'AVE_ROWS', 'Remote', 'looks_like_html', 'content_problem',
+           'file_hashes', 'verify', 'fetch', 'fetch_remote', 'safe_extract', 'download_videos', 'download_features',
+           'data_parser', 'data_main']
 
 # %% ../nbs/06_download.ipynb 5
 DRIVE_VIEW = 'https://drive.google.com/file/d/{}/view'
@@ -50,8 +51,19 @@ FEATURES = [
            sha256='f9bb79defc1f784ca5dda9cdd3ee52af6d24ccb399a1cfab6bf0d373f5681076'),
     Remote('Annotations.txt', url=GITHUB_RAW.format('Annotations.txt'), note='parsed after download'),
 ]
+WEAK_FEATURES = [   # the weak setting: video labels and the 178 background-only clips (AVE release; CMBS's Drive)
+    Remote('mil_labels.h5', url=GITHUB_RAW.format('mil_labels.h5'), size=482732, h5=('avadataset', (4143, 29)),
+           sha256='63c1886c78289bcf7e748fa0fe5c18d568dac75a1f015ac41860a78f598c2bd5'),
+    Remote('labels_noisy.h5', url=GITHUB_RAW.format('labels_noisy.h5'), size=22792, h5=('avadataset', (178, 29)),
+           sha256='1cc2b29e7104d4da26be06b6ff2260d9392cd1d93a096c77efd938843b4ebde1'),
+    Remote('audio_feature_noisy.h5', url=GITHUB_RAW.format('audio_feature_noisy.h5'), size=1824864,
+           h5=('avadataset', (178, 10, 128)),
+           sha256='d29b6efa4c985746a1d5205423c6f01bf02cf475af40c2620e4df9260d84c5f4'),
+    Remote('visual_feature_noisy.h5', drive_id='1I3OtOHJ8G1-v5G2dHIGCfevHQPn-QyLh',
+           h5=('avadataset', (178, 10, 7, 7, 512)), note='checksum unverified'),
+]
 
-# %% ../nbs/06_download.ipynb 7
+# %% ../nbs/06_download.ipynb 8
 HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 
 def looks_like_html(path, # a downloaded file
@@ -76,7 +88,7 @@ def content_problem(path, # a downloaded file
     return None
 
 
-# %% ../nbs/06_download.ipynb 9
+# %% ../nbs/06_download.ipynb 10
 def file_hashes(path, # a file
                 algos=('sha256',), # hashlib algorithm names
                 chunk: int = 1 << 20, # bytes per read
@@ -107,7 +119,7 @@ def verify(path, # a downloaded file
             if got[a] != v:
                 raise AVBTError(f"{name}: {a} {got[a]} does not match the expected {v} (corrupt or different file)")
 
-# %% ../nbs/06_download.ipynb 12
+# %% ../nbs/06_download.ipynb 13
 def _reason(e: BaseException) -> str:
     "A short, one-line reason for a network failure (urllib, requests and gdown phrase them differently)."
     text = ' '.join(str(getattr(e, 'reason', None) or e).split()) or type(e).__name__
@@ -226,7 +238,7 @@ def fetch(url: str, # where from
     os.replace(part, dest)
     return dest
 
-# %% ../nbs/06_download.ipynb 19
+# %% ../nbs/06_download.ipynb 20
 def _have_gdown() -> bool:
     try: import gdown  # noqa: F401
     except ImportError: return False
@@ -258,7 +270,7 @@ def fetch_remote(r: Remote, # the file to fetch
         raise AVBTError(f"{e}; deleted {dest.name}: re-run, or fetch {r.page()} by hand into {dest}") from None
     return dest
 
-# %% ../nbs/06_download.ipynb 21
+# %% ../nbs/06_download.ipynb 22
 def _unsafe(info: zipfile.ZipInfo) -> str | None:
     name = info.filename.replace('\\', '/')
     if stat.S_ISLNK(info.external_attr >> 16): return 'is a symbolic link'
@@ -303,7 +315,7 @@ def safe_extract(zip_path, # the archive
                 out.append(target)
     return out
 
-# %% ../nbs/06_download.ipynb 24
+# %% ../nbs/06_download.ipynb 25
 AVE_ROWS = 4143
 
 def _check_h5(path: Path, key: str, shape: tuple):
@@ -348,13 +360,14 @@ def download_features(to, # the folder to fill
                       mirror: str | None = None, # base URL of a mirror; None: their homes
                       use_gdown: bool | None = None, # Google Drive through gdown; None: when installed
                       progress: bool = True, # show a progress bar
+                      weak: bool = False, # also the weak setting's files (`WEAK_FEATURES`)
                      ) -> Path:
     "Fetch the community's AVE features and splits into `to` and write labels.h5; returns `to`."
     import h5py, numpy as np
     from avbt_tacma.ave import read_annotations, label_matrix
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
-    for r in sorted(FEATURES, key=lambda r: r.drive_id is not None):        # small GitHub files first, fail early
+    for r in sorted(FEATURES + (WEAK_FEATURES if weak else []), key=lambda r: r.drive_id is not None):  # GitHub first
         p = fetch_remote(r, to, mirror, use_gdown, progress)
         if r.h5: _check_h5(p, *r.h5)
     recs = read_annotations(to / 'Annotations.txt')
@@ -366,7 +379,7 @@ def download_features(to, # the folder to fill
     log.info(f"AVE features ready in {to} (read them with avbt_tacma.features.load_features)")
     return to
 
-# %% ../nbs/06_download.ipynb 27
+# %% ../nbs/06_download.ipynb 28
 def data_parser(p, # the (sub)command parser to fill
                ):
     sub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
@@ -380,16 +393,19 @@ def data_parser(p, # the (sub)command parser to fill
                    help='base URL serving the same file names, used instead of Google Drive/GitHub')
     d.add_argument('--keep-zip', action='store_true', help='keep AVE_Dataset.zip after unpacking it')
     d.add_argument('--no-gdown', action='store_true', help='do not use gdown even when installed (plain HTTP)')
+    d.add_argument('--weak', action='store_true',
+                   help="with --what features: also the weak setting's video labels and noisy background clips")
 
 def data_main(args, # the parsed arguments
              ) -> int:
     if args.data_command != 'download': raise AVBTError(f"unknown action {args.data_command!r}")
     use_gdown = False if args.no_gdown else None
+    if getattr(args, 'weak', False) and args.what != 'features': raise AVBTError("--weak applies to --what features")
     check_out_dir(args.to or data_root() / ('ave' if args.what == 'videos' else 'ave-features'), '--to')
     if args.what == 'videos':
         root = download_videos(args.to or data_root() / 'ave', args.mirror, args.keep_zip, use_gdown)
         print(f"AVE videos ready: {root}  (next: avbt prepare --ave-root {root} --out CACHE)")
     else:
-        to = download_features(args.to or data_root() / 'ave-features', args.mirror, use_gdown)
+        to = download_features(args.to or data_root() / 'ave-features', args.mirror, use_gdown, weak=args.weak)
         print(f"AVE features ready: {to}")
     return 0

@@ -12,10 +12,16 @@ from .core import AVBTError, atomic_path, check_finite, file_problem
 from .ave import CLASS_NAMES
 
 # %% auto 0
-__all__ = ['FeatureSet', 'check_features', 'save_features', 'load_features', 'feature_dataset']
+__all__ = ['video_level_labels', 'FeatureSet', 'check_features', 'save_features', 'load_features', 'feature_dataset']
 
 # %% ../nbs/08_features.ipynb 5
 from .ave import SPLITS       # re-exported: defined once, in `ave`
+
+def video_level_labels(labels: np.ndarray, # segment labels [N, T, C] one-hot, background last
+                      ) -> np.ndarray:
+    "Video labels [N, C]: the event classes present in a clip's segments, or background when there is none."
+    ev = labels[..., :-1].max(1)
+    return np.concatenate([ev, (ev.sum(-1, keepdims=True) == 0)], -1).astype(np.float32)
 
 @dataclass
 class FeatureSet:
@@ -27,6 +33,8 @@ class FeatureSet:
     class_names: list = field(default_factory=lambda: list(CLASS_NAMES))
     video_ids: list | None = None
     meta: dict = field(default_factory=dict)
+    video_labels: np.ndarray | None = None  # [N, C] video-level labels (weak setting)
+    noisy: dict | None = None          # background-only training clips (weak setting): audio, visual, video_labels
 
     @property
     def spatial(self) -> bool: return self.visual.ndim == 5
@@ -34,14 +42,27 @@ class FeatureSet:
     def pooled(self) -> 'FeatureSet':
         "The same set with the spatial visual map averaged to vectors (a no-op for vector features)."
         if not self.spatial: return self
+        noisy = None if self.noisy is None else {**self.noisy, 'visual': self.noisy['visual'].mean((2, 3))}
         return FeatureSet(self.audio, self.visual.mean((2, 3)), self.labels, self.splits, self.class_names,
-                          self.video_ids, self.meta)
+                          self.video_ids, self.meta, self.video_labels, noisy)
 
     def subset(self, split: str):
         "(audio, visual, labels) of one split."
         if split not in self.splits: raise AVBTError(f"no split {split!r}; this feature set has {sorted(self.splits)}")
         i = self.splits[split]
         return self.audio[i], self.visual[i], self.labels[i]
+
+    def weak_train(self):
+        ("(audio, visual, video labels [n, C]) of the weak setting's training set: the train split, then the noisy "
+         "background-only clips.")
+        if self.video_labels is None:
+            raise AVBTError("these features carry no video-level labels (load them with weak=True)")
+        a, v, _ = self.subset('train')
+        yv = self.video_labels[self.splits['train']]
+        if self.noisy is None: return a, v, yv
+        n = self.noisy
+        return (np.concatenate([a, n['audio']]), np.concatenate([v, n['visual']]),
+                np.concatenate([yv, n['video_labels']]))
 
     def __repr__(self):
         return (f"FeatureSet(audio={self.audio.shape}, visual={self.visual.shape}, labels={self.labels.shape}, "
@@ -91,6 +112,8 @@ def save_features(path, # the .h5 file to write
                   class_names=None, # class names; None: AVE
                   video_ids=None, # one id per row
                   meta: dict | None = None, # provenance (JSON-able)
+                  video_labels=None, # video-level labels [N, C] (weak setting); None: read off `labels`
+                  noisy: dict | None = None, # background-only training clips: audio, visual, video_labels
                  ):
     "Write the project's feature file atomically (float32 features, one-hot labels, split indices, provenance)."
     names = list(class_names or CLASS_NAMES)
@@ -107,6 +130,8 @@ def save_features(path, # the .h5 file to write
             f['audio'], f['visual'], f['labels'] = audio, visual, labels
             for s in SPLITS: f[f'{s}_order'] = np.asarray(fs.splits.get(s, []), dtype=np.int64)
             if video_ids is not None: f['video_ids'] = np.array([str(v) for v in video_ids], dtype=h5py.string_dtype())
+            if video_labels is not None: f['video_labels'] = np.asarray(video_labels, dtype=np.float32)
+            for k, x in (noisy or {}).items(): f[f'noisy_{k}'] = np.asarray(x, dtype=np.float32)
             f.attrs['class_names'] = json.dumps(names)
             f.attrs['meta'] = json.dumps(meta or {}, default=str)
             f.attrs['format'] = 'avbt_tacma.features/1'
@@ -128,6 +153,20 @@ def _read_chunked(ds, pool: bool, chunk: int = 256, mmap: bool = False) -> np.nd
         out[s:s + chunk] = x
     return out
 
+def _check_noisy(noisy: dict, names: dict, audio, visual) -> dict:
+    "Noisy clips whose row counts, segments and widths agree with each other and with the main features."
+    n = len(noisy['video_labels'])
+    for k in ('audio', 'visual'):
+        x, ref = noisy[k], audio if k == 'audio' else visual
+        if len(x) != n:
+            raise AVBTError(f"{names[k]}: {len(x)} noisy clips, but {names['video_labels']} labels {n}")
+        if x.shape[1:] != ref.shape[1:]:
+            raise AVBTError(f"{names[k]}: noisy clips of shape {x.shape[1:]}, the features are {ref.shape[1:]}")
+    if noisy['video_labels'].ndim != 2 or noisy['video_labels'].shape[1] != len(CLASS_NAMES):
+        raise AVBTError(f"{names['video_labels']}: video labels must be [n, {len(CLASS_NAMES)}], not "
+                        f"{noisy['video_labels'].shape}")
+    return noisy
+
 def _same_rows(where, a, v, y):
     "The clip counts of the audio, visual and label datasets, checked from their shapes (nothing read yet)."
     for ds, k in ((a, 'audio'), (v, 'visual'), (y, 'labels')):
@@ -136,7 +175,7 @@ def _same_rows(where, a, v, y):
         raise AVBTError(f"{where}: audio, visual and labels disagree on the number of clips: {a.shape[0]}, "
                         f"{v.shape[0]}, {y.shape[0]}")
 
-def _community(folder: Path, pool: bool) -> FeatureSet:
+def _community(folder: Path, pool: bool, weak: bool = False) -> FeatureSet:
     import h5py
     def h5(name, key='avadataset'):
         p = folder / name
@@ -165,17 +204,34 @@ def _community(folder: Path, pool: bool) -> FeatureSet:
     with fa, fv, fl:
         _same_rows(folder, a, v, l)                  # before reading gigabytes
         audio, visual, labels = _read_chunked(a, False), _read_chunked(v, pool, mmap=True), _read_chunked(l, False)
-    fs = FeatureSet(audio, visual, labels, splits, meta={'source': 'community AVE features', 'path': str(folder)})
-    return check_features(fs, folder)
+    fs = check_features(FeatureSet(audio, visual, labels, splits, meta={'source': 'community AVE features',
+                                                                       'path': str(folder)}), folder)
+    if not weak: return fs
+    if not (folder / 'mil_labels.h5').exists():
+        raise AVBTError(f"{folder / 'mil_labels.h5'}: missing; the weak setting trains on these video-level labels "
+                        "(AVE release, data/)")
+    f, m = h5('mil_labels.h5')
+    with f: fs.video_labels = _read_chunked(m, False)
+    if len(fs.video_labels) != len(labels):
+        raise AVBTError(f"{folder / 'mil_labels.h5'}: {len(fs.video_labels)} rows, labels.h5 has {len(labels)}")
+    files = dict(video_labels='labels_noisy.h5', audio='audio_feature_noisy.h5', visual='visual_feature_noisy.h5')
+    if (folder / files['video_labels']).exists():
+        noisy = {}
+        for k, name in files.items():
+            f, x = h5(name)
+            with f: noisy[k] = _read_chunked(x, pool and k == 'visual')
+        fs.noisy = _check_noisy(noisy, {k: folder / n for k, n in files.items()}, audio, visual)
+    return fs
 
 def load_features(path, # a feature file or the community's feature folder
                   pool_visual: bool = False, # average spatial visual maps to vectors
+                  weak: bool = False, # also the video labels and noisy clips of the weak setting
                  ) -> FeatureSet:
     "Load the project's feature file, or a folder of the community's AVE feature files."
     path = Path(path)
     if path.is_dir():
         own = path / 'features.h5'
-        if not own.exists(): return _community(path, pool_visual)
+        if not own.exists(): return _community(path, pool_visual, weak)
         path = own
     why = file_problem(path)
     if why and why[0] != 'missing': raise AVBTError(f"{path}: {why[1]}")
@@ -200,12 +256,22 @@ def load_features(path, # a feature file or the community's feature folder
         try: names, meta = (json.loads(f.attrs.get(k, d)) for k, d in (('class_names', json.dumps(CLASS_NAMES)),
                                                                         ('meta', '{}')))
         except (TypeError, ValueError) as e: raise AVBTError(f"{path}: unreadable class names or meta ({e})") from None
+        vl, noisy = None, None
+        if weak:
+            vl = _read_chunked(f['video_labels'], False) if 'video_labels' in f else video_level_labels(labels)
+            if len(vl) != len(labels): raise AVBTError(f"{path}: video_labels has {len(vl)} rows, labels {len(labels)}")
+            keys = ('audio', 'visual', 'video_labels')
+            if any(f'noisy_{k}' in f for k in keys):
+                missing = [f'noisy_{k}' for k in keys if f'noisy_{k}' not in f]
+                if missing: raise AVBTError(f"{path}: noisy clips need {', '.join(missing)}")
+                noisy = {k: _read_chunked(f[f'noisy_{k}'], pool_visual and k == 'visual') for k in keys}
     if not isinstance(names, list) or not names: raise AVBTError(f"{path}: class names must be a non-empty list")
     if vids is not None and len(vids) != len(audio):
         raise AVBTError(f"{path}: {len(vids)} video ids for {len(audio)} clips")
-    return check_features(FeatureSet(audio, visual, labels, splits, names, vids, meta), path)
+    if noisy is not None: noisy = _check_noisy(noisy, {k: f'{path} (noisy_{k})' for k in noisy}, audio, visual)
+    return check_features(FeatureSet(audio, visual, labels, splits, names, vids, meta, vl, noisy), path)
 
-# %% ../nbs/08_features.ipynb 12
+# %% ../nbs/08_features.ipynb 13
 def _rows(x: np.ndarray, i: np.ndarray) -> np.ndarray:
     "x[i]: a view when the indices are one ascending run, else a copy of those rows only."
     i = np.asarray(i, dtype=np.int64)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 from .core import AVBTError
 from .tacma import TACMA
-from .baselines import PSP, AVEL, Probe, plain_attention
+from .baselines import PSP, AVEL, CMBS, Probe, plain_attention
 
 # %% auto 0
 __all__ = ['HEADS', 'check_head', 'build_head', 'head_class', 'head_needs_spatial', 'rebuild_head']
@@ -19,6 +19,7 @@ HEADS = {
     'psp': partial(PSP, avps=False),                 # PSP without its AVPS loss (as quoted in the paper)
     'psp_avps': partial(PSP, avps=True),             # PSP with the AVPS loss
     'avel': AVEL,                                    # AVEL, needs spatial visual features
+    'cmbs': CMBS,                                    # CMBS, needs spatial visual features
     'probe_a': partial(Probe, mode='a'),             # Table 2 probes
     'probe_v': partial(Probe, mode='v'),
     'probe_av': partial(Probe, mode='av'),

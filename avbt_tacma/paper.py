@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto 0
-__all__ = ['PAPER', 'TABLE5_SWITCHES', 'PAPER_VALUES', 'paper_value']
+__all__ = ['PAPER', 'TABLE5_SWITCHES', 'PAPER_VALUES', 'RELEASE_VALUES', 'paper_value', 'release_value']
 
 # %% ../nbs/00a_paper.ipynb 5
 PAPER = 'Applied Sciences 12, 12622 (2022)'
@@ -63,3 +63,16 @@ def paper_value(table: str,  # 'table2' ... 'table5'
     for r in PAPER_VALUES[table]:
         if r['key'] == key: return r['paper']
     return None
+
+# %% ../nbs/00a_paper.ipynb 8
+RELEASE_VALUES = {
+    'cmbs': dict(label='CMBS', supervised=79.3, weak=74.2, source='Xia and Zhao, CVPR 2022'),
+    'psp': dict(label='PSP (with its AVPS loss)', supervised=77.8, weak=None, source='Zhou et al., CVPR 2021'),
+    'avel': dict(label='AVEL', supervised=None, weak=None, source='Tian et al., ECCV 2018'),
+}
+
+def release_value(head: str,     # a key of RELEASE_VALUES
+                  setting: str,  # 'supervised' or 'weak'
+                 ):
+    "The published number of the release of `head` in `setting`, or None."
+    return RELEASE_VALUES.get(head, {}).get(setting)

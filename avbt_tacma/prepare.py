@@ -283,6 +283,10 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
                        + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}"
                        + (f"; re-made {len(remade)} damaged cache file(s): {', '.join(sorted(remade)[:5])}"
                           + (' ...' if len(remade) > 5 else '') if remade else ''))
+    if rows and not ok:                                  # nothing usable: an error, not an empty cache that "worked"
+        why = ', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'none kept'
+        raise AVBTError(f"{root}: none of the {len(rows)} annotation rows gave a clip ({why}); "
+                        f"looked for <id>.mp4 in {vdir}; see {summary['report']}")
     return summary
 
 # %% ../nbs/05_prepare.ipynb 16

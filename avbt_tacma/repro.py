@@ -15,13 +15,13 @@ from .evaluate import majority_accuracy, seed_accuracies, predict_run
 from .report import write_table, save_figure, tag, majority_row
 
 # %% auto 0
-__all__ = ['SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure', 'code_hash',
-           'notebook_modules', 'data_source', 'known_answer', 'is_real_ave', 'synthetic_dir', 'split_synthetic',
-           'ensure_synthetic', 'source_label', 'data_digest', 'table5_variant', 'Repro']
+__all__ = ['SCALES', 'EXTENSION_SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'module_closure',
+           'code_hash', 'notebook_modules', 'data_source', 'known_answer', 'is_real_ave', 'synthetic_dir',
+           'split_synthetic', 'ensure_synthetic', 'source_label', 'data_digest', 'table5_variant', 'Repro']
 
 # %% ../nbs/18_repro.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
-_ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3)
+_ATTENTION_LR = dict(tacma=1e-3, cma=1e-3, psp=1e-3, psp_avps=1e-3, cmbs=1e-3)
 # head-level controls (`report.CONTROLS`): clips of each known-answer preset, head epochs and seeds (cheap: features)
 _CONTROLS = dict(clips=800, epochs=30, seeds=3)
 
@@ -34,13 +34,13 @@ SCALES = {
                     avbt_epochs=11, ablation_epochs=5, avbt_batch=32,
                     avbt_overrides=dict(small_channels=(8, 16, 32, 32), warmup_epochs=1), workers=0, threads=1,
                     head_epochs=60, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=5, ablation_seeds=4,
-                    head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, THETA, 0.06, 0.1), tsne_clips=60,
+                    head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, THETA, 0.06, 0.1), tsne_clips=60,
                     qualitative=3, controls=_CONTROLS),
     'quick': dict(videos=300, classes=6, size=64, fps=8, avbt='synthetic', image_size=48, split=(0.7, 0.15, 0.15),
                   avbt_epochs=14, ablation_epochs=6, avbt_batch=32,
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=6, ablation_seeds=4,
-                  head_seeds=dict(psp_avps=2, avel=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
+                  head_seeds=dict(psp_avps=2, avel=2, cmbs=2), thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1),
                   tsne_clips=80, qualitative=4, controls=dict(clips=3000, epochs=60, seeds=3)),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
                       image_size=IMAGE_SIZE, avbt_epochs=100,
@@ -58,6 +58,9 @@ SCALES = {
                   thetas=tuple(round(0.01 * i, 2) for i in range(11)), tsne_clips=400, qualitative=6,
                   controls=_CONTROLS),
 }
+
+# the steps beyond the paper (the weak setting, CMBS in Table 3) run at these scales only (time at default)
+EXTENSION_SCALES = ('quick', 'rehearsal', 'paper')
 
 from .core import usable_cores   # re-exported: defined once, in `core`
 
@@ -455,11 +458,11 @@ class Repro:
             print(f"AV-BT {variant}: {f.name} extracted in {time.time() - t0:.0f} s")
         return f
 
-    def feature_set(self, features, pooled: bool = True):
-        "The FeatureSet of a feature file (loaded once per notebook)."
+    def feature_set(self, features, pooled: bool = True, weak: bool = False):
+        "The FeatureSet of a feature file (loaded once per notebook; `weak`: with video labels and noisy clips)."
         from avbt_tacma.features import load_features
-        k = (str(features), pooled)
-        if k not in self._fs: self._fs[k] = load_features(features, pool_visual=pooled)
+        k = (str(features), pooled, weak)
+        if k not in self._fs: self._fs[k] = load_features(features, pool_visual=pooled, weak=weak)
         return self._fs[k]
 
     def heads(self, features,                # a feature file (`features`)
@@ -467,17 +470,23 @@ class Repro:
               name: str | None = None,       # its folder name (default: `head`)
               seeds=None,                    # None: this run's seeds
               recipe: str = 'auto',          # 'tacma', 'official' or 'auto' (`table3_recipe`)
+              setting: str = 'supervised',   # 'supervised' or 'weak' (video labels; `train_heads.train_head`)
               **head_kw) -> dict:
         "Train (or reuse: per seed, so a killed run continues) `head` on `features` with this run's seeds."
-        from avbt_tacma.train_heads import train_seeds, head_needs_spatial, table3_recipe, features_source
-        features = Path(features)
-        fs = self.feature_set(features, pooled=not head_needs_spatial(head))
+        from avbt_tacma.train_heads import (train_seeds, head_needs_spatial, table3_recipe, features_source,
+                                            RECIPES_WEAK)
+        features, weak = Path(features), setting == 'weak'
+        fs = self.feature_set(features, pooled=not head_needs_spatial(head), weak=weak)
         if recipe == 'auto': recipe = table3_recipe(head, features_source(fs))  # PSP/AVEL: their own on community
+        if weak and recipe == 'official' and head not in RECIPES_WEAK: recipe = 'tacma'
         S = self.S
         if head in ('tacma', 'cma'):                  # d_l is the AV-BT feature width: 512 / 512 / 256 in the paper
             d = fs.audio.shape[-1]
             head_kw = dict(d_l=d, d_h=d, d_e=d // 2) | head_kw
-        kw = dict(recipe=recipe, device=self.device, **head_kw)
+        if head == 'cmbs' and features_source(fs) != 'community':   # its widths follow the map's channels likewise
+            ch = fs.visual.shape[-1]                                  # (512 -> the release's 512 and 256)
+            head_kw = dict(d_vfc=ch, d_model=max(8, ch // 8 * 4)) | head_kw
+        kw = dict(recipe=recipe, device=self.device, **({'setting': setting} if weak else {}), **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
             lr = S.get('head_lrs', {}).get(head, S['head_lr'])
             kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)

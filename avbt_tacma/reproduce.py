@@ -12,7 +12,7 @@ from .core import (AVBTError, RunError, save_json, load_json, repo_root, default
 from .report import write_summary, read_stamp, output_problem
 from .repro import TABLE4_VARIANTS, table5_variant
 from .repro import (SCALES, code_hash, notebook_modules, data_source, is_real_ave, ensure_synthetic,
-                              source_label, cpu_jobs, usable_cores, data_digest)
+                              source_label, cpu_jobs, usable_cores, data_digest, EXTENSION_SCALES)
 
 # %% auto 0
 __all__ = ['STEPS', 'REPRO_MODULES', 'REPRO_HINT', 'Step', 'plan', 'notebook_parameters', 'step_hash', 'step_state',
@@ -27,6 +27,7 @@ class Step:
     deps: tuple = ()            # steps that must run first
     outputs: tuple = ()         # files (relative to the run folder) it must leave behind
     title: str = ''
+    scales: tuple = ()          # the scales that run it (empty: all); named in --only it runs at any scale
 
 def _table(n): return (f'tables/{n}.csv', f'tables/{n}.md', f'tables/{n}.json')   # what `Repro.table` writes
 def _figure(n): return (f'figures/{n}.png', f'figures/{n}.json')                  # what `Repro.figure` writes
@@ -36,6 +37,8 @@ STEPS = (
     Step('avbt', '01_avbt.ipynb', ('data',), _figure('avbt_training'), 'AV-BT training (baseline)'),
     Step('table2', 'table2_avbt_probe.ipynb', ('avbt',), _table('table2'), 'Table 2: AV-BT probe'),
     Step('table3', 'table3_tacma.ipynb', ('avbt',), _table('table3'), 'Table 3: AV-BT + TACMA and baselines'),
+    Step('weak', 'weak_supervision.ipynb', ('avbt',), _table('weak'),
+         'Weak supervision: every head from video labels (beyond the paper)', EXTENSION_SCALES),
     Step('table4', 'table4_architecture.ipynb', ('table2',), _table('table4'), 'Table 4: AV-BT architecture'),
     Step('table5', 'table5_augmentations.ipynb', ('table2',), _table('table5'), 'Table 5: augmentations'),
     Step('fig5', 'fig5_confusion.ipynb', ('table2', 'table3'), _figure('fig5_confusion'),
@@ -254,6 +257,7 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
     if kind == 'synthetic' and not SCALES[scale].get('videos'):
         raise AVBTError(f"--scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
     steps = STEPS if kind != 'features' else tuple(s for s in STEPS if s.name != 'model')   # no encoders, no model file
+    steps = tuple(s for s in steps if not s.scales or scale in s.scales or s.name in (only or ()))
     if kind == 'features' and only and 'model' in only:
         raise AVBTError("the model step needs AV-BT encoders: give --data, not --features")
     if not train_only:                     # a start that cannot run the notebooks fails before it writes anything
@@ -330,9 +334,9 @@ def avbt_trainings(steps=None) -> list:
     "The AV-BT trainings the reproduction notebooks of `steps` (names; None = all) ask `Repro` for, in order."
     from avbt_tacma.datasets import TABLE5_ROWS
     names = {s.name if isinstance(s, Step) else s for s in (steps or STEPS)}
-    base = {'avbt', 'table2', 'table3', 'fig5', 'fig6', 'fig7', 'fig8', 'model', 'table4', 'table5'}
+    base = {'avbt', 'table2', 'table3', 'weak', 'fig5', 'fig6', 'fig7', 'fig8', 'model', 'table4', 'table5'}
     jobs = []
-    if names & base: jobs.append(dict(variant='baseline', spatial='table3' in names))
+    if names & base: jobs.append(dict(variant='baseline', spatial=bool(names & {'table3', 'weak'})))
     if names & {'avbt', 'table2'}: jobs.append(dict(variant='untrained', overrides=dict(epochs=0)))
     if 'table4' in names:
         jobs += [dict(variant=v, overrides=kw, ablation=True) for v, kw in TABLE4_VARIANTS.items()]

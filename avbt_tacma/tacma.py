@@ -15,7 +15,7 @@ from .paper import PAPER_VALUES
 THETA = PAPER_VALUES['fig6']['best_theta']   # the paper's theta (Eq. 4), the best of Fig. 6
 
 # %% auto 0
-__all__ = ['THETA', 'Head', 'MLP3', 'temporal_weights', 'TACMA']
+__all__ = ['THETA', 'Head', 'mil_max_softmax', 'MLP3', 'temporal_weights', 'TACMA']
 
 # %% ../nbs/12_tacma.ipynb 5
 class Head(nn.Module):
@@ -29,6 +29,22 @@ class Head(nn.Module):
         "Segment-wise cross-entropy (Eq. 9, averaged over segments) and the logits, for labels `y` [B, T]."
         logits = self(a, v)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), logits
+
+    def weak_loss(self,
+                  a,    # audio features [B, T, Da]
+                  v,    # visual features
+                  yv):  # video labels [B, C] (one-hot, or multi-hot)
+        "Weak supervision from video labels `yv` [B, C] (`mil_max_softmax`, AVEL's form), and the segment logits."
+        logits = self(a, v)
+        return mil_max_softmax(logits, yv), logits
+
+def mil_max_softmax(logits: torch.Tensor, # segment logits [B, T, C]
+                    yv: torch.Tensor, # video labels [B, C]
+                   ) -> torch.Tensor:
+    ("AVEL's weakly supervised loss: multi-label soft margin between the softmax of the time-max-pooled logits and "
+     "the video labels.")
+    p = F.softmax(logits.max(1).values, -1)
+    return F.multilabel_soft_margin_loss(p, yv.to(p.dtype))
 
 class MLP3(nn.Sequential):
     "The three-layer classifier of Eq. 8 (also the probe of Table 2): Linear-ReLU-Dropout twice, then Linear."

@@ -12,17 +12,17 @@ import torch
 from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
     load_checkpoint, run_lock, check_loss)
 from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
-from .features import FeatureSet, SPLITS, feature_dataset, load_features
+from .features import FeatureSet, SPLITS, feature_dataset, load_features, video_level_labels
 from .core import mean_std
 from .ave import segment_accuracy
 # the registry is defined once, in `heads`; re-exported here
 from .heads import HEADS, check_head, build_head, head_class, head_needs_spatial
 
 # %% auto 0
-__all__ = ['RECIPES', 'train_tacma_parser', 'train_tacma_main', 'synthetic_features', 'features_for', 'recipe_for',
-           'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on', 'train_epoch',
-           'features_fingerprint', 'train_head', 'summarize', 'train_seeds', 'format_summary', 'train_head_parser',
-           'train_head_main']
+__all__ = ['RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'train_tacma_parser', 'train_tacma_main', 'synthetic_features', 'features_for',
+           'check_setting', 'recipe_for', 'table3_recipe', 'features_source', 'lr_factor', 'run_epoch', 'accuracy_on',
+           'train_epoch', 'features_fingerprint', 'train_head', 'summarize', 'summary_name', 'train_seeds',
+           'format_summary', 'train_head_parser', 'train_head_main']
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
@@ -36,6 +36,7 @@ def synthetic_features(n_videos: int = 600, # clips
                        p_async: float = 0.3, # chance the visual span is shifted by one
                        split=(0.7, 0.15, 0.15), # train/val/test fractions
                        seed: int = 0, # the seed
+                       n_background: int = 0, # background-only training clips (the weak setting's noisy videos)
                       ) -> FeatureSet:
     ("Structured synthetic AVE-like features: class means + noise, audible-and-visible events, asynchrony, optional "
      "spatial maps.")
@@ -72,8 +73,18 @@ def synthetic_features(n_videos: int = 600, # clips
     labels = np.eye(NUM_CLASSES, dtype=np.float32)[y]
     meta = dict(source='synthetic_features', n_classes=n_classes, signal=signal, noise=noise, p_offscreen=p_offscreen,
                 p_async=p_async, spatial=spatial, seed=seed)
+    noisy = None
+    if n_background:                # like the AVE release's noisy videos: neither stream shows an event
+        meta['n_background'] = n_background
+        g = lambda d: rng.normal(size=(n_background, T, d))
+        nb_a = mu_a[-1] + 0.5 * g(d_a) + noise * g(d_a)
+        nb_v = mu_v[-1] + 0.5 * g(d_v) + noise * g(d_v)
+        if spatial is not None:
+            nb_v = mu_v[-1] + noise * rng.normal(size=(n_background, T) + tuple(spatial) + (d_v,))
+        noisy = dict(audio=nb_a.astype(np.float32), visual=nb_v.astype(np.float32),
+                     video_labels=np.eye(NUM_CLASSES, dtype=np.float32)[np.full(n_background, BG_INDEX)])
     return FeatureSet(audio.astype(np.float32), visual.astype(np.float32), labels, splits, list(CLASS_NAMES),
-                      [f'synth{i:05d}' for i in range(n_videos)], meta)
+                      [f'synth{i:05d}' for i in range(n_videos)], meta, video_level_labels(labels), noisy)
 
 # %% ../nbs/14_train_heads.ipynb 8
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters
@@ -99,15 +110,35 @@ RECIPES = {
     'tacma': {h: _TACMA_RECIPE for h in HEADS} | {'avel': dict(_TACMA_RECIPE, head_kw=dict(loss='ce'))},
     'official': {'psp': _PSP_RECIPE, 'psp_avps': _PSP_RECIPE,
                  'avel': dict(lr=1e-3, batch_size=64, epochs=300, schedule='step_iter', lr_decay=0.1, decay_every=15000,
-                              drop_last=True, head_kw=dict(loss='official'))},
+                              drop_last=True, head_kw=dict(loss='official')),
+                 'cmbs': dict(lr=7e-4, batch_size=64, epochs=200, schedule='multistep', lr_decay=0.5,
+                              decay_every=None, milestones=[10, 20, 30], clip=0.5, drop_last=False, head_kw={})},
 }
+RECIPES_WEAK = {    # the weakly supervised scripts of the releases; the other heads keep the 'tacma' recipe
+    'psp': dict(_PSP_RECIPE, epochs=300, decay_every=80, until=200, head_kw=dict(tau=0.095)),
+    'avel': dict(RECIPES['official']['avel'], epochs=250, head_kw={}),
+    'cmbs': dict(RECIPES['official']['cmbs'], lr=6e-4, milestones=[10, 20, 40]),
+}
+SETTINGS = ('supervised', 'weak')
+
+def check_setting(setting: str, # 'supervised' or 'weak'
+                 ) -> str:
+    if setting not in SETTINGS: raise AVBTError(f"setting must be 'supervised' or 'weak', not {setting!r}")
+    return setting
 
 def recipe_for(head: str, # a registered head name (see `HEADS`)
                recipe: str = 'tacma', # 'tacma' or 'official'
+               setting: str = 'supervised', # 'supervised' or 'weak'
               ) -> dict:
-    "A copy of the training recipe `recipe` ('tacma' or 'official') for `head`."
+    "A copy of the training recipe `recipe` ('tacma' or 'official') for `head` in `setting`."
     check_head(head)
     if recipe not in RECIPES: raise AVBTError(f"unknown recipe {recipe!r} (choose from {', '.join(RECIPES)})")
+    if check_setting(setting) == 'weak':
+        if head == 'psp_avps': raise AVBTError("psp_avps needs segment labels (AVPS loss); the weak setting has none")
+        if recipe == 'official':
+            if head not in RECIPES_WEAK:
+                raise AVBTError(f"recipe 'official' (weak) exists for {', '.join(RECIPES_WEAK)} only, not {head!r}")
+            return copy.deepcopy(RECIPES_WEAK[head])
     if head not in RECIPES[recipe]:
         raise AVBTError(f"recipe {recipe!r} exists for {', '.join(RECIPES[recipe])} only, not {head!r}")
     return copy.deepcopy(RECIPES[recipe][head])
@@ -132,8 +163,10 @@ def lr_factor(rec: dict, # a training recipe
     "The factor on the base lr at `epoch` and global `step` (both from 0) of recipe `rec`."
     g, k = rec['lr_decay'], rec['decay_every']
     if rec['schedule'] == 'epoch_step': return g ** (epoch // k)
-    if rec['schedule'] == 'psp': return g ** sum(1 for e in range(epoch) if (e + 1) % k == 0 and e < 170)
+    if rec['schedule'] == 'psp':
+        return g ** sum(1 for e in range(epoch) if (e + 1) % k == 0 and e < rec.get('until', 170))
     if rec['schedule'] == 'step_iter': return g ** ((step + 1) // k)
+    if rec['schedule'] == 'multistep': return g ** sum(1 for m in rec['milestones'] if m <= epoch)
     raise AVBTError(f"unknown schedule {rec['schedule']!r}")
 
 def run_epoch(model, # the head
@@ -145,8 +178,10 @@ def run_epoch(model, # the head
               epoch: int, # epoch (from 0)
               gen: torch.Generator, # generator of the shuffles
               base_lr: float, # the base learning rate
+              weak: bool = False, # `y` are video labels [N, C]: train with `weak_loss`
              ):
-    "One epoch of recipe `rec` (shuffled batches, per-step lr, optional drop_last): (mean loss, training accuracy)."
+    ("One epoch of recipe `rec` (shuffled batches, per-step lr, optional drop_last and gradient clipping): (mean "
+     "loss, training accuracy; weak: of the time-max-pooled video class).")
     model.train()
     n_b = len(a) // rec['batch_size'] if rec['drop_last'] else -(-len(a) // rec['batch_size'])
     if n_b == 0: raise AVBTError(f"{len(a)} training clips: fewer than one batch of {rec['batch_size']} (drop_last)")
@@ -155,16 +190,18 @@ def run_epoch(model, # the head
         for g in opt.param_groups: g['lr'] = base_lr * lr_factor(rec, epoch, epoch * n_b + b)
         idx = idx.to(a.device)
         yb, ab, vb = y.index_select(0, idx), a.index_select(0, idx), v.index_select(0, idx)
-        loss, logits = model.training_loss(ab, vb, yb)
+        loss, logits = (model.weak_loss if weak else model.training_loss)(ab, vb, yb)
         check_loss(loss, f"epoch {epoch + 1}, batch {b + 1}", {'audio features': ab, 'visual features': vb},
                    idx.tolist())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if rec.get('clip'): torch.nn.utils.clip_grad_norm_(model.parameters(), rec['clip'])
         opt.step()
         tot += loss.item() * len(idx)
         n += len(idx)
-        correct += (logits.argmax(-1) == yb).sum().item()
-    return tot / n, correct / (n * y.shape[1])
+        if weak: correct += (logits.max(1).values.argmax(-1) == yb.argmax(-1)).sum().item()
+        else: correct += (logits.argmax(-1) == yb).sum().item()
+    return tot / n, correct / (n * (1 if weak else y.shape[1]))
 
 # %% ../nbs/14_train_heads.ipynb 14
 @torch.no_grad()
@@ -240,13 +277,19 @@ def train_head(fs: FeatureSet, # the features
                progress: bool = True, # show progress bars
                resume: bool = True, # reuse a finished run in `out` with the same settings
                recipe: str = 'tacma', # 'tacma' or 'official'
+               setting: str = 'supervised', # 'supervised' (segment labels) or 'weak' (video labels, noisy clips)
                overwrite: bool = True, # replace a run of other settings or features in `out` (False: refuse)
                **head_kw, # the head's own arguments
               ) -> dict:
-    ("Train one head on `fs` with one seed under `recipe` (explicit arguments override it); keep the best-validation "
-     "checkpoint.")
+    ("Train one head on `fs` with one seed under `recipe` in `setting` (explicit arguments override the recipe); keep "
+     "the best-validation checkpoint.")
     check_head(head)
-    rcp = recipe_for(head, recipe)
+    rcp = recipe_for(head, recipe, setting)
+    weak = setting == 'weak'
+    if weak and fs.video_labels is None:
+        where = fs.meta.get('path', 'in memory')
+        raise AVBTError(f"the weak setting needs video-level labels; these features ({where}) carry none (load them "
+                        "with weak=True)")
     for k, x in dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, decay_every=decay_every).items():
         if x is not None: rcp[k] = x
     keys = ('epochs', 'batch_size', 'lr', 'lr_decay', 'decay_every')
@@ -259,14 +302,17 @@ def train_head(fs: FeatureSet, # the features
             raise AVBTError(f"the features have no {s!r} split; training needs train, val and test")
     d_a, d_v = fs.audio.shape[-1], fs.visual.shape[-1]
     head_kw = {**rcp.pop('head_kw'), **({'spatial': fs.spatial} if _has_vector_mode(head) else {}), **head_kw}
+    if weak and 'setting' in inspect.signature(head_class(head)).parameters: head_kw.setdefault('setting', 'weak')
     if fs.spatial and 'k' in inspect.signature(head_class(head)).parameters and 'k' not in head_kw:
         head_kw['k'] = math.prod(fs.visual.shape[2:-1])   # one attention unit per region (the official axis)
     config = dict(head=head, head_kw=head_kw, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
                   decay_every=decay_every, recipe=recipe, schedule=rcp['schedule'],
+                  **{k: rcp[k] for k in ('milestones', 'clip', 'until') if k in rcp},
+                  **({'setting': setting} if weak else {}),   # supervised configs stay as they were
                   drop_last=rcp['drop_last'], d_a=d_a, d_v=d_v, spatial=fs.spatial, features=features_fingerprint(fs),
                   features_meta=fs.meta)
     config = json.loads(json.dumps(config, default=str))
-    stem = Path(out) / f'{head}_seed{seed}' if out is not None else None
+    stem = Path(out) / f"{head}{'_weak' if weak else ''}_seed{seed}" if out is not None else None
     old = _saved_run(stem) if stem is not None else None     # None when absent or damaged (trained again)
     if old is not None and resume and old.get('config') == config: return old
     if old is not None and old.get('config') != config and not overwrite:
@@ -277,6 +323,7 @@ def train_head(fs: FeatureSet, # the features
         dev = get_device(device)
         model = build_head(head, d_a, d_v, **head_kw).to(dev)
         data = {s: [t.to(dev) for t in feature_dataset(fs, s).tensors] for s in SPLITS}
+        if weak: data['train'] = [torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in fs.weak_train()]
         if head_kw.get('fast') and fs.spatial: data['train'][1] = data['train'][1].bfloat16()   # fast: half the traffic
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
@@ -284,7 +331,7 @@ def train_head(fs: FeatureSet, # the features
         from tqdm import trange
         bar = trange(epochs, desc=f'{head} seed {seed}', disable=not progress, leave=False)
         for ep in bar:
-            loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr)
+            loss, train_acc = run_epoch(model, opt, *data['train'], rcp, ep, gen, lr, weak=weak)
             rec = dict(epoch=ep + 1, lr=opt.param_groups[0]['lr'], loss=loss, train_acc=train_acc,
                        val_acc=accuracy_on(model, *data['val']), test_acc=accuracy_on(model, *data['test']))
             history.append(rec)
@@ -292,7 +339,7 @@ def train_head(fs: FeatureSet, # the features
                 best, best_state = rec, {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{rec['val_acc']:.3f}", best_val=f"{best['val_acc']:.3f}")
         on_test = max(history, key=lambda r: r['test_acc'])
-        result = dict(head=head, seed=seed, best_epoch=best['epoch'], val_acc=best['val_acc'],
+        result = dict(head=head, seed=seed, setting=setting, best_epoch=best['epoch'], val_acc=best['val_acc'],
                       test_acc=best['test_acc'],
                       test_acc_select_on_test=on_test['test_acc'], best_test_epoch=on_test['epoch'],
                       n_params=sum(p.numel() for p in model.parameters()), time_s=round(time.time() - t0, 2),
@@ -304,11 +351,12 @@ def train_head(fs: FeatureSet, # the features
             save_json(result, stem.with_suffix('.json'))
         return result
 
-# %% ../nbs/14_train_heads.ipynb 19
+# %% ../nbs/14_train_heads.ipynb 21
 def summarize(results: list, # per-seed results of one head
              ) -> dict:
     "Mean ± sample std over seeds of the per-seed results of one head."
-    s = dict(head=results[0]['head'], n_seeds=len(results), seeds=[r['seed'] for r in results], std='sample (ddof=1)')
+    s = dict(head=results[0]['head'], setting=results[0].get('setting', 'supervised'), n_seeds=len(results),
+             seeds=[r['seed'] for r in results], std='sample (ddof=1)')
     for k in ('test_acc', 'test_acc_select_on_test', 'val_acc'):
         s[f'{k}_mean'], s[f'{k}_std'] = mean_std([r[k] for r in results])
     s['per_seed'] = [{k: r[k] for k in ('seed', 'best_epoch', 'val_acc', 'test_acc', 'test_acc_select_on_test',
@@ -316,6 +364,12 @@ def summarize(results: list, # per-seed results of one head
                      for r in results]
     s['config'] = {k: v for k, v in results[0]['config'].items() if k != 'seed'}
     return s
+
+def summary_name(head: str, # a registered head name (see `HEADS`)
+                 setting: str = 'supervised', # 'supervised' or 'weak'
+                ) -> str:
+    "The file name of a head's summary in a run folder: `<head>_summary.json`, `<head>_weak_summary.json`."
+    return f"{head}{'_weak' if check_setting(setting) == 'weak' else ''}_summary.json"
 
 def train_seeds(fs: FeatureSet, # the features
                 head: str = 'tacma', # a registered head name (see `HEADS`)
@@ -331,7 +385,7 @@ def train_seeds(fs: FeatureSet, # the features
     results = [train_head(fs, head, seed=s, out=out, progress=progress, **kw)
                for s in tqdm(seeds, desc=f'{head} seeds', disable=not progress or len(seeds) == 1, leave=False)]
     summary = summarize(results)
-    if out is not None: save_json(summary, Path(out) / f'{head}_summary.json')
+    if out is not None: save_json(summary, Path(out) / summary_name(head, kw.get('setting', 'supervised')))
     return summary
 
 def format_summary(summary: dict, # a `summarize` output
@@ -342,7 +396,8 @@ def format_summary(summary: dict, # a `summarize` output
     rows += [f"{r['seed']:>6} {r['best_epoch']:>6} {pct(r['val_acc'])} {pct(r['test_acc'])} "
              f"{pct(r['test_acc_select_on_test'])}"
              for r in summary['per_seed']]
-    rows.append(f"{summary['head']}: test accuracy {100 * summary['test_acc_mean']:.2f} ± "
+    weak = ' (weak)' if summary.get('setting') == 'weak' else ''
+    rows.append(f"{summary['head']}{weak}: test accuracy {100 * summary['test_acc_mean']:.2f} ± "
                 f"{100 * summary['test_acc_std']:.2f} % "
                 f"(checkpoint chosen on val; mean ± {summary['std']} std over {summary['n_seeds']} seeds)")
     rows.append(f"  test* = selecting the checkpoint on test (optimistic, for comparison only): "
@@ -350,7 +405,7 @@ def format_summary(summary: dict, # a `summarize` output
                 f"{100 * summary['test_acc_select_on_test_std']:.2f} %")
     return '\n'.join(rows)
 
-# %% ../nbs/14_train_heads.ipynb 22
+# %% ../nbs/14_train_heads.ipynb 24
 def train_head_parser(p, # the (sub)command parser to fill
                      ):
     p.add_argument('--features', required=True,
@@ -361,6 +416,9 @@ def train_head_parser(p, # the (sub)command parser to fill
     p.add_argument('--eq6', default=None, help="Eq. 6 reading: consistent (default) or printed (tacma, cma)")
     p.add_argument('--tau', type=float, default=None, help='PSP threshold (default 0.099; psp, psp_avps)')
     p.add_argument('--seeds', type=int, default=5, help='number of seeds 0..n-1 (default 5)')
+    p.add_argument('--setting', default='supervised',
+                   help="supervised (segment labels, default) or weak (video labels and the noisy background clips; "
+                   "the community folder needs mil_labels.h5)")
     p.add_argument('--recipe', default='auto',
                    help="training recipe: tacma (the paper's), official (the PSP/AVEL releases'), "
                    "or auto (default: official for psp, psp_avps and avel on the community features, tacma otherwise)")
@@ -402,6 +460,7 @@ def _head_kw(args) -> dict:
         if head not in ('psp', 'psp_avps', 'avel'):
             raise AVBTError(f"--fast applies to psp, psp_avps and avel only (not {head!r})")
         kw['fast'] = True
+    check_setting(args.setting)
     if args.threads < 0: raise AVBTError(f"--threads must be >= 0 (0: torch's default), not {args.threads}")
     return kw
 
@@ -410,15 +469,19 @@ def train_head_main(args, # the parsed arguments
     kw = _head_kw(args)
     get_device(args.device)                                   # fail early on a bad device
     if args.threads: torch.set_num_threads(args.threads)
-    fs = load_features(args.features, pool_visual=not head_needs_spatial(args.head))
-    recipe = table3_recipe(args.head, features_source(fs)) if args.recipe == 'auto' else args.recipe
-    recipe_for(args.head, recipe)                             # fail early on a head the recipe does not cover
+    weak = args.setting == 'weak'
+    recipe = args.recipe if args.recipe != 'auto' else None
+    if recipe is not None: recipe_for(args.head, recipe, args.setting)       # fail early, before loading
+    fs = load_features(args.features, pool_visual=not head_needs_spatial(args.head), weak=weak)
+    if recipe is None: recipe = table3_recipe(args.head, features_source(fs))
+    if weak and recipe == 'official' and args.head not in RECIPES_WEAK: recipe = 'tacma'
+    recipe_for(args.head, recipe, args.setting)               # fail early on a head the recipe does not cover
     with run_lock(args.out):                                  # one run per --out; another run's results: --force
         s = train_seeds(fs, args.head, seeds=args.seeds, out=args.out, progress=not args.no_progress,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, recipe=recipe,
-                        overwrite=args.force, **kw)
+                        overwrite=args.force, setting=args.setting, **kw)
     print(format_summary(s))
-    print(f"results in {Path(args.out) / (args.head + '_summary.json')}")
+    print(f"results in {Path(args.out) / summary_name(args.head, args.setting)}")
     return 0
 
 train_tacma_parser, train_tacma_main = train_head_parser, train_head_main   # the command's first name

@@ -1,11 +1,13 @@
 "The documentation site (.ci/docs) as a reader sees it in headless Chromium: typeset equations, images, no errors."
-import subprocess
+import shutil, subprocess
 import pytest
 from conftest import ROOT, CHROMIUM, browse
 
 @pytest.mark.slow
 def test_docs_site_in_chromium(tmp_path):
     if CHROMIUM is None: pytest.skip('headless Chromium not installed (apt-get install chromium; .ci/run does)')
+    if shutil.which('npm') is None and not (ROOT / '_docs' / 'node' / 'node_modules' / 'mathjax').is_dir():
+        pytest.skip("npm not installed: .ci/docs fetches MathJax with it (apt-get install npm)")
     html = tmp_path / 'html'
     r = subprocess.run(['bash', str(ROOT / '.ci' / 'docs'), str(html)], cwd=ROOT, capture_output=True, text=True,
                        timeout=900)

@@ -184,3 +184,14 @@ def test_synthetic_layout_is_prepared(synthetic_ave, tmp_path):
     assert (s['kept'], s['skipped']) == (3, 0)
     c = open_cache(tmp_path / 'c')
     assert c.frames(0, [0, 80]).shape == (2, 64, 64, 3) and sum(len(v) for v in c.splits.values()) == 3
+
+def test_no_video_found_is_an_error(root, tmp_path):
+    "An AVE root whose annotation rows have no video: one line and exit 2 (it was an empty cache and exit 0)."
+    import shutil
+    r2 = tmp_path / 'novideos'
+    shutil.copytree(root, r2, ignore=shutil.ignore_patterns('*.mp4'))
+    with pytest.raises(AVBTError, match=r'none of the \d+ annotation rows gave a clip \(missing \d+\)'):
+        prepare(r2, tmp_path / 'c', progress=False)
+    assert (tmp_path / 'c' / 'report.csv').exists()                       # the per-row reasons are kept
+    r = subprocess.run(_run_cli(r2, tmp_path / 'c2'), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'gave a clip' in r.stderr, r.stderr
