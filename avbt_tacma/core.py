@@ -12,9 +12,9 @@ import numpy as np
 __all__ = ['DEVICE_RE', 'LOCK_NAME', 'AVBTError', 'RunError', 'set_seed', 'seeded', 'device_type', 'get_device', 'check_device',
            'repo_root', 'data_root', 'default_run_dir', 'OutputError', 'os_errno', 'output_error', 'one_line',
            'atomic_path', 'atomic_write_text', 'save_json', 'load_json', 'check_out_dir', 'check_out_file', 'check_int',
-           'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'nonfinite_tensors', 'check_finite_state',
-           'check_loss', 'usable_cores', 'cap_workers', 'make_run_dir', 'run_lock', 'file_digest', 'inputs_digest',
-           'die_with_parent', 'mean_std']
+           'file_problem', 'versions', 'save_checkpoint', 'load_checkpoint', 'check_finite', 'nonfinite_tensors',
+           'check_finite_state', 'check_loss', 'usable_cores', 'cap_workers', 'make_run_dir', 'run_lock', 'file_digest',
+           'inputs_digest', 'die_with_parent', 'mean_std']
 
 # %% ../nbs/00_core.ipynb 5
 class AVBTError(ValueError):
@@ -231,6 +231,21 @@ def check_int(value, # the value to check
         raise AVBTError(f"{name} must be {rng}, got {value!r}")
     return value
 
+def file_problem(path, # a file to read
+                ) -> tuple | None:
+    ("None when `path` is a regular file, else (code, reason): missing, unreadable (a symbolic-link loop, a name too "
+     "long, no permission) or not_file (a folder, FIFO, socket or device); checked without opening it: a FIFO blocks.")
+    import stat
+    try: st = os.stat(path)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR): return 'missing', 'file not found'
+        why = {errno.ELOOP: 'a loop of symbolic links, no file behind it',
+               errno.ENAMETOOLONG: 'file name or path too long for the file system'}.get(e.errno)
+        return 'unreadable', why or f"cannot be read ({(e.strerror or str(e)).lower()})"
+    if stat.S_ISDIR(st.st_mode): return 'not_file', 'is a folder, not a file'
+    if not stat.S_ISREG(st.st_mode): return 'not_file', 'not a regular file (a pipe, socket or device)'
+    return None
+
 
 # %% ../nbs/00_core.ipynb 23
 def versions() -> dict:
@@ -264,8 +279,10 @@ def load_checkpoint(path, # a checkpoint file
     "Load a checkpoint safely (`weights_only=True`); one-line errors for a missing, foreign or wrong-kind file."
     import torch, pickle, zipfile
     path = Path(path)
-    if not path.exists(): raise AVBTError(f"{path}: checkpoint not found")
-    if path.is_dir(): raise AVBTError(f"{path}: is a folder, not a checkpoint file")
+    why = file_problem(path)
+    if why and why[0] == 'missing': raise AVBTError(f"{path}: checkpoint not found")
+    if why and why[1].startswith('is a folder'): raise AVBTError(f"{path}: is a folder, not a checkpoint file")
+    if why: raise AVBTError(f"{path}: {why[1]}")
     if path.stat().st_size == 0: raise AVBTError(f"{path}: not a readable avbt-tacma checkpoint (empty file)")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:   # the weights-only unpickler raises many kinds (and empty messages) on junk

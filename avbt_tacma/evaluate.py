@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import numpy as np
 import torch
-from .core import AVBTError, get_device, load_checkpoint
+from .core import AVBTError, get_device, load_checkpoint, check_finite_state
 from .core import mean_std                            # re-exported: defined once, in `core`
 from .ave import NUM_CLASSES, CLASS_NAMES, label_indices
 from .ave import segment_accuracy                     # re-exported: defined once, in `ave`
@@ -124,9 +124,9 @@ def load_run(path, # a head checkpoint or run folder
         heads = {c.name.rsplit('_seed', 1)[0] for c in cands}
         if len(heads) > 1:
             raise AVBTError(f"{path}: checkpoints of several heads ({', '.join(sorted(heads))}); pass head=")
-        cks = [load_checkpoint(c, kind='head') for c in cands]
-        ck = max(cks, key=lambda c: c['result']['val_acc'])
+        ck, path = max(((load_checkpoint(c, kind='head'), c) for c in cands), key=lambda t: t[0]['result']['val_acc'])
     else: ck = load_checkpoint(path, kind='head')
+    check_finite_state(ck.get('model'), path)                        # NaN weights: NaN scores only
     return rebuild_head(ck['config'], ck['model']).to(get_device(device)), ck['result']
 
 # %% ../nbs/15_evaluate.ipynb 18

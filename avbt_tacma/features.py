@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path, check_finite
+from .core import AVBTError, atomic_path, check_finite, file_problem
 from .ave import CLASS_NAMES
 
 # %% auto 0
@@ -179,6 +179,8 @@ def _community(folder: Path, pool: bool, weak: bool = False) -> FeatureSet:
     import h5py
     def h5(name, key='avadataset'):
         p = folder / name
+        why = file_problem(p)
+        if why and why[0] != 'missing': raise AVBTError(f"{p}: {why[1]}")
         if not p.exists():
             raise AVBTError(f"{p}: missing (the community AVE features need audio_feature.h5, visual_feature.h5, "
                             "labels.h5 and the *_order.h5 files)")
@@ -231,6 +233,8 @@ def load_features(path, # a feature file or the community's feature folder
         own = path / 'features.h5'
         if not own.exists(): return _community(path, pool_visual, weak)
         path = own
+    why = file_problem(path)
+    if why and why[0] != 'missing': raise AVBTError(f"{path}: {why[1]}")
     if not path.exists():
         raise AVBTError(f"{path}: feature file not found (write one with `avbt extract`, or give the folder of the "
                         "community's AVE features)")

@@ -8,7 +8,7 @@ import os, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from .core import AVBTError
+from .core import AVBTError, file_problem
 from .audio import SAMPLE_RATE, CLIP_SECONDS, clip_audio
 
 # %% auto 0
@@ -136,16 +136,10 @@ class ClipError(AVBTError):
 def check_media_file(path, # a video file
                     ) -> None:
     "A `ClipError` unless `path` is a regular, non-empty file (checked without opening it: a FIFO would block)."
-    import errno, stat
-    try: st = os.stat(path)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR): raise ClipError(path, 'missing', 'file not found') from None
-        why = {errno.ELOOP: 'a loop of symbolic links, no file behind it',
-               errno.ENAMETOOLONG: 'file name or path too long for the file system'}.get(e.errno)
-        raise ClipError(path, 'unreadable', why or f"cannot be read ({(e.strerror or str(e)).lower()})") from None
-    if stat.S_ISDIR(st.st_mode): raise ClipError(path, 'not_file', 'is a folder, not a video file')
-    if not stat.S_ISREG(st.st_mode): raise ClipError(path, 'not_file', 'not a regular file (a pipe, socket or device)')
-    if st.st_size == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
+    why = file_problem(path)
+    if why: raise ClipError(path, why[0], 'is a folder, not a video file' if why[1].startswith('is a folder')
+                            else why[1])
+    if os.path.getsize(path) == 0: raise ClipError(path, 'empty', 'empty file (0 bytes)')
 
 def default_stream(streams, # a container's video or audio streams
                   ):

@@ -179,3 +179,12 @@ def test_extract_checkpoint_faults_are_one_line(tmp_path, synthetic_cache, fault
     one_line_error(avbt('extract', '--checkpoint', ck, '--data', synthetic_cache, '--out', tmp_path / 'f.h5',
                         '--device', 'cpu', '--workers', 0), 'extract', str(ck), needle)
     assert not (tmp_path / 'f.h5').exists()
+
+
+def test_head_checkpoint_with_nan_weights_is_refused_for_evaluation(tmp_path):
+    from avbt_tacma.evaluate import load_run
+    ck = save_checkpoint(tmp_path / 'tacma_seed0.pt', 'head', {'head': 'tacma'},
+                         {'model': {'w': torch.tensor([1.0, float('nan')])}}, result={'val_acc': 0.5})
+    for p in (ck, tmp_path):
+        with pytest.raises(AVBTError, match=r"tacma_seed0.pt: the model's weights hold NaN or Inf \(1 tensor"):
+            load_run(p)

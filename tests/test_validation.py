@@ -87,13 +87,13 @@ def test_community_fault_is_one_line(tmp_path, name):
 
 
 @pytest.mark.parametrize('name', ['labels as indices', 'test order equals train', '4-D visual', 'NaN audio'])
-def test_cli_train_tacma_refuses_with_one_line(tmp_path, name):
+def test_cli_train_head_refuses_with_one_line(tmp_path, name):
     kw, msg = FAULTS[name]
-    r = subprocess.run([sys.executable, '-c', CLI, 'train-tacma', '--features', str(community(tmp_path / 'f', **kw)),
+    r = subprocess.run([sys.executable, '-c', CLI, 'train-head', '--features', str(community(tmp_path / 'f', **kw)),
                         '--out', str(tmp_path / 'r'), '--epochs', '1', '--seeds', '1', '--no-progress'],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
-    assert r.stderr.startswith('avbt train-tacma: error: ') and msg in r.stderr
+    assert r.stderr.startswith('avbt train-head: error: ') and msg in r.stderr
     assert not list((tmp_path / 'r').glob('*.pt')) if (tmp_path / 'r').exists() else True
 
 
@@ -193,3 +193,15 @@ def test_generated_feature_files_load_iff_valid(tmp_path, parts):
     assert oracle(*parts)
     assert np.array_equal(fs.labels, labels.astype(np.float32)) and fs.audio.dtype == np.float32
     assert {s: v.tolist() for s, v in fs.splits.items()} == {s: o.astype(int).tolist() for s, o in orders.items()}
+
+
+def test_fifo_or_link_loop_as_a_feature_file_is_one_line_and_never_blocks(tmp_path):
+    import os
+    os.mkfifo(tmp_path / 'f.h5')
+    (tmp_path / 'loop.h5').symlink_to(tmp_path / 'loop.h5')
+    with pytest.raises(AVBTError, match=r'f.h5: not a regular file'): load_features(tmp_path / 'f.h5')
+    with pytest.raises(AVBTError, match=r'loop.h5: a loop of symbolic links'): load_features(tmp_path / 'loop.h5')
+    d = community(tmp_path / 'c')
+    (d / 'labels.h5').unlink()
+    os.mkfifo(d / 'labels.h5')
+    with pytest.raises(AVBTError, match=r'labels.h5: not a regular file'): load_features(d)
