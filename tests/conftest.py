@@ -12,6 +12,14 @@ def ave_meta():
     if not (META / 'Annotations.txt').exists(): pytest.skip('real AVE metadata (../shared/ave-meta) not available')
     return META
 
+def run_main(capsys, *argv):
+    "`avbt ARGV` in this process: (status, stdout, stderr)."
+    from avbt_tacma.cli import main
+    try: rc = main([str(a) for a in argv])
+    except SystemExit as e: rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: long end-to-end test (deselect with -m "not slow")')
 

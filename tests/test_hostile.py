@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avbt_tacma.core import AVBTError, OutputError
+from conftest import run_main
 from avbt_tacma.ave import Record, write_annotations
 from avbt_tacma.video import write_test_clip
 from avbt_tacma.prepare import prepare, open_cache, clip_file, check_clip
@@ -130,14 +131,6 @@ def test_damaged_cache_is_named_by_readers_and_remade_by_prepare(root, cache, tm
 
 
 # --- command-line arguments: one line, status 2, before any work --------------------------------------------------
-
-def run_main(capsys, *argv):
-    "`avbt ARGV` in this process: (status, stdout, stderr)."
-    from avbt_tacma.cli import main
-    try: rc = main([str(a) for a in argv])
-    except SystemExit as e: rc = e.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 @pytest.mark.parametrize('argv, needle', [

@@ -7,20 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from avbt_tacma.core import AVBTError, RunError, run_lock, file_digest
+from conftest import run_main
 from avbt_tacma.reproduce import Step, run_steps, step_state
 from avbt_tacma.report import write_summary, read_stamp
 
 HOLD = ("import sys, time; from avbt_tacma.core import run_lock\n"
         "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)")
 
-
-def run_main(capsys, *argv):
-    "`avbt ARGV` in this process: (status, stdout, stderr)."
-    from avbt_tacma.cli import main
-    try: rc = main([str(a) for a in argv])
-    except SystemExit as e: rc = e.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def one_line(res, cmd, *needles, rc=2):
