@@ -78,6 +78,7 @@ def _ddp_worker(rank, world, init, za, zv, out):
     loss = avbt_loss(a, v, distributed=True)
     loss.backward()
     torch.save({'loss': loss.detach(), 'ga': a.grad, 'gv': v.grad}, f'{out}/rank{rank}.pt')
+    dist.barrier()                      # both ranks done before teardown: gloo aborts a rank whose peer has gone
     dist.destroy_process_group()
 
 def test_distributed_loss_equals_single_process_loss(tmp_path):

@@ -58,6 +58,7 @@ def _grad_worker(rank, port, out):
         loss.backward()
         res[convert] = {'loss': loss.detach(), 'grads': grads_of(model)}
     torch.save(res, Path(out) / f'rank{rank}.pt')
+    dist.barrier()                      # both ranks done before teardown: gloo aborts a rank whose peer has gone
     dist.destroy_process_group()
 
 def single_process():
@@ -100,6 +101,7 @@ def _train_worker(rank, port, out):
     cache = MemoryCache.synthetic(n=B + 2, hw=40, seed=1, splits={'train': range(B), 'val': [B], 'test': [B + 1]})
     train_avbt(cache, out, tiny_cfg(epochs=2, batch_size=B, warmup_epochs=1), seed=0, device='cpu', workers=0,
                progress=False)
+    dist.barrier()
     dist.destroy_process_group()
 
 def test_ddp_training_matches_single_process():
