@@ -58,7 +58,8 @@ def time_pyav(files) -> float:
 def time_prepare(root: Path, workers: int) -> float:
     from avbt_tacma.prepare import prepare
     with tempfile.TemporaryDirectory(dir=root.parent) as d:
-        both = lambda: cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)   # forked workers are reaped children
+        # forked workers are reaped children
+        both = lambda: cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
         t, c = time.perf_counter(), both()
         s = prepare(root, Path(d) / 'cache', workers=workers, progress=False)
         dt, cpu = time.perf_counter() - t, both() - c
@@ -104,7 +105,8 @@ def main():
     if p1:
         for k in ('ffmpeg decode', 'ffmpeg same job', 'pyav decode'):
             if k in med: print(f"prepare (1 worker) / {k}: {p1 / med[k]:.2f}x the wall time, "
-                               f"{cpu['prepare, 1 worker(s)'] / cpu[k]:.2f}x the CPU time" + (' (target <= 1.5x)' if k.startswith('ffmpeg') else ''))
+                               f"{cpu['prepare, 1 worker(s)'] / cpu[k]:.2f}x the CPU time" + (' (target <= 1.5x)'
+                                   if k.startswith('ffmpeg') else ''))
         for w in a.workers:
             if w > 1: print(f"speed-up of {w} workers over 1: {p1 / med[f'prepare, {w} worker(s)']:.2f}x (target >= "
                             f"1.7x for 2); "

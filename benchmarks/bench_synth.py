@@ -29,10 +29,12 @@ def main():
     a = ap.parse_args()
     cfg = SynthConfig(videos=a.videos, size=a.size, fps=a.fps)
     st = stages(cfg)
-    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(f"{k} {v * 1e3:.0f} ms" for k, v in st.items())
+    print(f"one clip, one process ({a.size}px, {a.fps} fps): " + ', '.join(
+        f"{k} {v * 1e3:.0f} ms" for k, v in st.items())
           + f", total {sum(st.values()) * 1e3:.0f} ms")
     rates, cpus, mb = [], [], 0
-    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
+    def cpu(): return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
+        resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
     for r in range(a.runs):
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), cpu()

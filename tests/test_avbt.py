@@ -68,7 +68,8 @@ def test_loss_is_float32_under_bf16_inputs_and_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):                      # autocast would run the matmul in bf16
         c = cross_correlation(x, y)
     assert c.dtype == torch.float32 and torch.equal(c, cross_correlation(x, y))
-    with pytest.raises(AVBTError, match=r'must both be \[B, T, D\]'): cross_correlation(torch.zeros(2, 10, 8), torch.zeros(2, 10, 4))
+    with pytest.raises(AVBTError, match=r'must both be \[B, T, D\]'): cross_correlation(torch.zeros(2, 10, 8),
+        torch.zeros(2, 10, 4))
 
 def _ddp_worker(rank, world, init, za, zv, out):
     import torch.distributed as dist

@@ -52,7 +52,8 @@ def test_name_map_covers_the_port_exactly(port):
 def test_vggish_file_loads_and_matches_the_port(port, hub, no_network):
     ref, sd, f = port
     hub.mkdir(parents=True); (hub / 'vggish-10086976.pth').symlink_to(f)
-    pca = {'pca_eigen_vectors': np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))[0],   # numpy, as published
+    # numpy, as published
+    pca = {'pca_eigen_vectors': np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))[0],
            'pca_means': np.random.default_rng(1).normal(size=(128, 1))}
     torch.save(pca, hub / 'vggish_pca_params-970ea276.pth')
     x = torch.randn(3, 1, 96, 64)

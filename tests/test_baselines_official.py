@@ -18,7 +18,8 @@ def lstm_sd(prefix, d_in, h):
     sd = {}
     for sfx in ('', '_reverse'):
         sd[f'{prefix}.weight_ih_l0{sfx}'], sd[f'{prefix}.weight_hh_l0{sfx}'] = W(4 * h, d_in), W(4 * h, h)
-        sd[f'{prefix}.bias_ih_l0{sfx}'], sd[f'{prefix}.bias_hh_l0{sfx}'] = rng.normal(0, .1, 4 * h), rng.normal(0, .1, 4 * h)
+        sd[f'{prefix}.bias_ih_l0{sfx}'] = rng.normal(0, .1, 4 * h)
+        sd[f'{prefix}.bias_hh_l0{sfx}'] = rng.normal(0, .1, 4 * h)
     return sd
 
 
@@ -162,7 +163,8 @@ def test_official_defaults_and_init():
     n = sum(p.numel() for k, p in m.named_parameters())
     official = (128 * 256 + 256 * 128 + 512 * 256 + 256 * 128 + 4 * 512 * 128 + 512 * 512 + 512 + 512 * 128 + 512 + 49 * 512 * 2 + 49
                 + 2 * 2 * (4 * 128 * 128 * 2 + 8 * 128) + 6 * 256 * 256 + 2 * 256 + 256 * 64 + 64 * 29)
-    assert n == official - 4 * 512 * 128                                        # psp_net minus its unused linear_v, classifiers
+    # psp_net minus its unused linear_v, classifiers
+    assert n == official - 4 * 512 * 128
     bound = np.sqrt(6 / (256 + 256))                                             # Xavier-uniform bound of the PSP maps
     assert m.v_L1.weight.abs().max() <= bound and m.v_L1.weight.abs().max() > 0.9 * bound
     a = AVEL(128, 512)

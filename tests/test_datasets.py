@@ -95,7 +95,8 @@ def test_table5_rows_and_config():
                        (1, 0, 0, 0, 1, 1),
                        (1, 0, 0, 0, 0, 1), (1, 0, 0, 0, 0, 0), (1, 1, 0, 0, 0, 1), (1, 1, 1, 1, 0, 1),
                        (0, 0, 0, 0, 0, 0)]
-    assert TABLE5_ROWS[0][0].crop_scale == SMALLER_CROP_SCALE and all(c.crop_scale == BT_CROP_SCALE for c, _ in TABLE5_ROWS[1:])
+    assert TABLE5_ROWS[0][0].crop_scale == SMALLER_CROP_SCALE
+    assert all(c.crop_scale == BT_CROP_SCALE for c, _ in TABLE5_ROWS[1:])
     assert SMALLER_CROP_SCALE[0] > BT_CROP_SCALE[0]                    # the starred row crops away less
     d = AugConfig()
     assert (d.crop, d.blur, d.flip, d.solarize, d.grayscale, d.jitter) == (True, True, False, False, False, False)

@@ -26,4 +26,5 @@ def test_predict_run_agrees_with_training(tmp_path):
     r = predict_run(tmp_path, fs)
     assert r['accuracy'] == pytest.approx(res['test_acc']) and r['pred'].shape == (len(fs.splits['test']), 10)
     cm = confusion_matrix(r['pred'], r['labels'])
-    assert cm.sum() == r['pred'].size and np.trace(cm) / cm.sum() == pytest.approx(segment_accuracy(r['pred'], r['labels']))
+    assert cm.sum() == r['pred'].size and np.trace(cm) / cm.sum() == pytest.approx(segment_accuracy(r['pred'],
+        r['labels']))

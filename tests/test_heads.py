@@ -40,7 +40,8 @@ def test_every_head_learns_with_seeds(fs, head, tmp_path):
     maj = _majority(fs)                                           # about 0.37 on this set
     assert s['test_acc_mean'] > maj + 0.25, (head, s['test_acc_mean'], maj)
     accs = [r['test_acc'] for r in s['per_seed']]
-    assert s['test_acc_mean'] == pytest.approx(np.mean(accs)) and s['test_acc_std'] == pytest.approx(np.std(accs, ddof=1))
+    assert s['test_acc_mean'] == pytest.approx(np.mean(accs)) and s['test_acc_std'] == pytest.approx(
+        np.std(accs, ddof=1))
     assert s['std'] == 'sample (ddof=1)' and s['n_seeds'] == 2
     for r in s['per_seed']:                                       # val selection and test selection reported apart
         full = json.loads((tmp_path / f"{head}_seed{r['seed']}.json").read_text())

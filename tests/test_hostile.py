@@ -293,7 +293,8 @@ def test_sparse_video_within_the_bound_decodes_to_its_length(tmp_path):
     v = decode_video(sparse_video(tmp_path / 's.mp4', times=[0, 10, 20, 25]), size=32, max_seconds=30)
     n = v.n_seconds                                  # the last frame stays one frame period (here 7.5 s) on screen
     assert 25 <= n <= 33 and v.frames.shape == (n, 32, 32, 3) and len(v.audio) == n * 16000
-    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80, abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
+    assert v.frames[15].mean() == pytest.approx(40, abs=3) and v.frames[24].mean() == pytest.approx(80,
+        abs=3) and v.frames[-1].mean() == pytest.approx(120, abs=3)
     with pytest.raises(AVBTError, match='raise --max-seconds'): decode_video(tmp_path / 's.mp4', max_seconds=20)
 
 
@@ -372,10 +373,12 @@ def test_html_partial_file_is_deleted_and_refetched(tmp_path, caplog):
         (tmp_path / 'f.h5.part').write_bytes(HTML)                       # what a quota page left behind
         with caplog.at_level(logging.WARNING): fetch(url, tmp_path / 'f.h5', progress=False)
         assert (tmp_path / 'f.h5').read_bytes() == blob and 'is a web page' in caplog.text and 'deleted it' in caplog.text
-        (tmp_path / 'f.h5').write_bytes(HTML)                            # an HTML page kept as the file by an old version
+        # an HTML page kept as the file by an old version
+        (tmp_path / 'f.h5').write_bytes(HTML)
         fetch(url, tmp_path / 'f.h5', progress=False)
         assert (tmp_path / 'f.h5').read_bytes() == blob
-        (www / 'g.h5').write_bytes(HTML)                                 # the server itself sends a page: refused, deleted
+        # the server itself sends a page: refused, deleted
+        (www / 'g.h5').write_bytes(HTML)
         with pytest.raises(AVBTError, match='the download is a web page .*deleted the partial file g.h5.part'):
             fetch(url.replace('f.h5', 'g.h5'), tmp_path / 'g.h5', progress=False)
         assert not (tmp_path / 'g.h5.part').exists() and not (tmp_path / 'g.h5').exists()

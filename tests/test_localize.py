@@ -44,7 +44,8 @@ def test_stereo_44k_and_several_audio_streams(tmp_path):
     x = v.audio[SAMPLE_RATE:3 * SAMPLE_RATE]
     assert abs(np.sqrt((x ** 2).mean()) - 0.3 / np.sqrt(2)) < 0.01              # amplitude (0.4 + 0.2) / 2
     spec = np.abs(np.fft.rfft(x)); f = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
-    assert abs(f[spec.argmax()] - 500) < 2 and spec[np.abs(f - 3000) < 20].max() < 0.01 * spec.max()  # not the 2nd stream
+    # not the 2nd stream
+    assert abs(f[spec.argmax()] - 500) < 2 and spec[np.abs(f - 3000) < 20].max() < 0.01 * spec.max()
     # the second stream as the default one
     v2 = decode_video(write_test_clip(tmp_path / 'w.mp4', seconds=3, audio_streams=3, size=(64, 48)), 32)
     assert v2.info['audio_streams'] == 3 and v2.n_seconds == 3
@@ -102,7 +103,8 @@ def test_checkpoint_errors_are_one_line(tmp_path):
 # ---------------------------------------------------------------- a small trained model, end to end
 K_CLASSES, TRAIN_VIDEOS, SIZE = 3, 96, 64           # 1-2 minutes on 2 busy cores, most of it AV-BT training
 AVBT_EPOCHS, HEAD_EPOCHS = 3, 30
-AVBT_KW = dict(lr_factor=1.0)   # pinned for this 3-epoch, batch-16 run (the preset's 10 suits its 30 epochs at batch 32)
+# pinned for this 3-epoch, batch-16 run (the preset's 10 suits its 30 epochs at batch 32)
+AVBT_KW = dict(lr_factor=1.0)
 
 def held_out_video(path, cls, classes, size, seconds=25, event=(7, 17), fps=Fraction(30000, 1001), sample_rate=44100,
                    visual_only=(3,), audio_only=(21,), seed=777):
@@ -183,7 +185,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     for p in [*bad.values(), cut]: assert sum(str(p) in l for l in err) == 1, (p, err)
     # the good files ran and wrote their outputs
     out = tmp_path / 'out'
-    assert sorted(p.name for p in out.iterdir() if p.name not in ('.avbt-localize.json', '.avbt.lock')) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
+    assert sorted(p.name for p in out.iterdir() if p.name not in ('.avbt-localize.json',
+        '.avbt.lock')) == sorted(f"{n}.{e}" for n in ('held out', 'other') for e in ('json', 'csv', 'png'))
     res = json.loads((out / 'held out.json').read_text())
     assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
     assert all(0 < x['confidence'] <= 1 for x in res)

@@ -121,7 +121,8 @@ def test_kill_9_midway_then_resume_gives_the_same_cache(root, full, tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None:
-        done = [f for f in (out / 'clips').glob('*.h5') if not f.name.startswith('.')] if (out / 'clips').exists() else []
+        done = [f for f in (out / 'clips').glob('*.h5')
+                if not f.name.startswith('.')] if (out / 'clips').exists() else []
         if len(done) >= 4: break
         time.sleep(0.02)
     assert p.poll() is None, 'prepare finished before it could be killed'

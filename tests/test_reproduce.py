@@ -167,7 +167,8 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     text = (out / 'summary.md').read_text()
     assert '| paper | this run |' in text and 'scale smoke' in text and '(quoted)' in text
     assert 'synthetic cache' in text and 'AVE videos' not in text and 'AVE cache' not in text
-    assert text.index('## Claims') < text.index('## Steps') and 'Δ' not in text          # synthetic data: no paper subtraction
+    # synthetic data: no paper subtraction
+    assert text.index('## Claims') < text.index('## Steps') and 'Δ' not in text
     assert '| majority label |' in (out / 'tables' / 'table3.md').read_text()
     import csv
     claims = list(csv.DictReader(open(out / 'tables' / 'claims.csv', encoding='utf-8')))

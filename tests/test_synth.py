@@ -27,7 +27,8 @@ def decode(path):
         frames = np.stack([f.to_ndarray(format='rgb24') for f in c.decode(video=0)])
     with av.open(str(path)) as c:
         fs = list(c.decode(audio=0))
-        audio = np.concatenate([f.to_ndarray().mean(0) if f.format.is_planar else f.to_ndarray().reshape(-1) for f in fs])
+        audio = np.concatenate([f.to_ndarray().mean(0) if f.format.is_planar else f.to_ndarray().reshape(-1)
+                                for f in fs])
         sr = fs[0].sample_rate
     return frames, audio, sr, dur
 
@@ -51,7 +52,8 @@ def test_annotations_match_meta(ds, meta):
     for r, v, lab in zip(recs, meta['videos'], y):
         assert (r.video_id, r.category, r.start, r.end) == (v['video_id'], CATEGORIES[v['cls']], v['start'], v['end'])
         ev = np.array(v['visible']) & np.array(v['audible'])
-        assert ev.tolist() == v['event'] and (lab != 28).astype(int).tolist() == v['event']   # event = visible AND audible
+        # event = visible AND audible
+        assert ev.tolist() == v['event'] and (lab != 28).astype(int).tolist() == v['event']
         assert set(lab.tolist()) <= {v['cls'], 28}
         assert len(r.video_id) == 11 and r.video_id.replace('-', '').replace('_', '').isalnum()
     assert {r.category for r in recs} <= set(CATEGORIES[:10])
@@ -104,7 +106,8 @@ def test_object_matches_labels(meta, clips):
                              axis=-1) < 60).reshape(T_SEGMENTS, 16, -1).sum(-1)
         px = px[:, [4, 8, 12]].mean(1)
         vis = np.array(v['visible'], bool)
-        same = [d for d in v['distractors'] if d['modality'] == 'visual' and meta['classes'][d['cls']]['visual']['colour'] == spec['colour']]
+        same = [d for d in v['distractors'] if d['modality'] == 'visual'
+                and meta['classes'][d['cls']]['visual']['colour'] == spec['colour']]
         clean = ~np.isin(np.arange(T_SEGMENTS), [t for d in same for t in d['segments']])
         if vis.any(): assert px[vis].min() > 0.004 * SIZE * SIZE, (v['video_id'], px)
         if (~vis & clean).any(): assert px[~vis & clean].max() < 0.001 * SIZE * SIZE, (v['video_id'], px)
