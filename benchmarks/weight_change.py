@@ -108,6 +108,11 @@ def summarize(run: dict,  # what `train` returned (or its saved JSON)
           f"{last['median'] / last['steps']:.3e} per step on average; steps {half['steps']}-{last['steps']}: "
           f"{(last['median'] - half['median']) / max(1, last['steps'] - half['steps']):.3e} per step ({inc:.3f} of "
           f"the bound's growth); trend (log-log slope) {slope:.2f} (1: linear in steps, 0.5: random walk)")
+    if len(records) >= 2:
+        step_inc = last['median'] - records[-2]['median']
+        peak = max(b['median'] - a['median'] for a, b in zip(records, records[1:]))
+        print(f"Per-step increment of the median: {step_inc:.3e} at the last step (largest {peak:.3e}); local slope "
+              f"there {last['steps'] * step_inc / last['median']:.2f}")
     print(f"Extrapolated, not measured: the paper's run ({total} steps, warm-up + cosine, sum of the weights' lr "
           f"{paper_lr_sum:.4g}) has a LARS bound of {paper_bound:.3e} (the bound grows linearly in the summed lr). "
           f"Linear rule (the steps keep one direction; the change grows like the bound at the second half's "
