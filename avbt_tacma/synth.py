@@ -733,8 +733,8 @@ def render_clip(cfg: LatentConfig, # the knobs
     arng = np.random.default_rng([look['render_seed'], 2])
     sr = sample_rate
     tt = np.arange(T * sr) / sr
-    white, brown = arng.standard_normal(len(tt)), np.cumsum(arng.standard_normal(len(tt)))
-    brown = brown - _smooth(brown, 401)
+    white, brown = arng.standard_normal(len(tt)), np.cumsum(arng.standard_normal(len(tt) + 800))
+    brown = (brown - _smooth(brown, 401))[400:-400]                # drift removed, without the moving average's edges
     n = white / white.std() + brown / brown.std()
     audio = AUD_NOISE * n / n.std()
     code_a = np.where(np.asarray(shown_a) >= 0, g_a[np.maximum(shown_a, 0)], -1)
