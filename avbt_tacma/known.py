@@ -71,9 +71,12 @@ def write_known(out,                      # output folder (features.h5 and known
                 background_clips: int = 0,  # background-only training clips (the weak setting's noisy videos)
                 size: int = 96, fps: int = 16, sample_rate: int = synth.SAMPLE_RATE,  # video only: frames and sound
                 workers: int | None = None, progress: bool = True,  # video only: processes, progress bar
+                classes: int | None = None,  # the preset at K classes (ave-balance: mu re-set, `balance_at`)
                ) -> dict:
     "Write rendering (a) or (b) of preset `name` to `out` with its known optimum; returns the metadata (known.json)."
     cfg = preset(name, seed=seed)                                     # bad knobs or names: before anything is written
+    if classes is not None and classes != cfg.classes:
+        cfg = balance_at(classes, seed=seed) if name == 'ave-balance' else preset(name, seed=seed, classes=classes)
     check_int(clips, 'clips', 10, 1_000_000)
     check_int(background_clips, 'background_clips', 0, 100_000)
     if render not in ('features', 'video'): raise AVBTError(f"render must be 'features' or 'video', not {render!r}")
@@ -86,8 +89,8 @@ def write_known(out,                      # output folder (features.h5 and known
     meta_path = out / 'known.json'
     if (out / 'features.h5').exists() and not force:
         old = load_json(meta_path) if meta_path.exists() else {}
-        if (old.get('preset'), old.get('clips'), old.get('seed'), old.get('background_clips', 0)) == (
-                name, clips, seed, background_clips): return old
+        if (old.get('preset'), old.get('clips'), old.get('seed'), old.get('background_clips', 0),
+                old.get('config', {}).get('classes')) == (name, clips, seed, background_clips, cfg.classes): return old
         raise AVBTError(f"{out}: holds another set (use --force to overwrite)")
     lat = sample_latents(cfg, clips)
     audio, visual, labels = render_features(cfg, lat)

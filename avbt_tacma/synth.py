@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
            'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'ELONG', 'RENDER_NOISE', 'BACKGROUND_SEED',
-           'NOISY_LIST', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'render_frames',
-           'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps', 'like_splits', 'sample_rows',
-           'make_synthetic_like', 'strength', 'cue_value', 'clip_look', 'render_clip', 'background_latents',
-           'render_latents', 'synth_parser', 'synth_main']
+           'NOISY_LIST', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
+           'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
+           'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value', 'clip_look', 'render_clip',
+           'background_latents', 'render_latents', 'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -772,6 +772,7 @@ def _render_latent_one(job):
     return index
 
 NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
+RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
                    out,                 # output folder
@@ -795,7 +796,7 @@ def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is w
     check_int(background_clips, 'background_clips', 0, 100_000)
     out = Path(out)
     conf = dict(latent=asdict(cfg), videos=videos, background_clips=background_clips, size=size, fps=fps,
-                sample_rate=sample_rate, render='b', version=1)
+                sample_rate=sample_rate, render='b', version=RENDER_VERSION)
     ids = video_ids(videos + background_clips, cfg.seed)
     lat = sample_latents(cfg, videos)
     bg = background_latents(cfg, background_clips) if background_clips else None
