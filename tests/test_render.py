@@ -147,3 +147,19 @@ def test_synth_preset_render_cli(tmp_path, capsys):
     assert len(list((tmp_path / 'v' / 'AVE').glob('*.mp4'))) == 11
     k = known['known_population']
     assert k['clips'] == 2000 and k['majority'] < min(k['audio'], k['visual']) < k['audio_visual']
+
+
+def test_background_clips_join_the_weak_training_set(tmp_path):
+    "Rendering (a) with background-only clips: `load_features(weak=True)` appends them to the train split, label bg."
+    from avbt_tacma.known import write_known
+    from avbt_tacma.features import load_features
+    from avbt_tacma.ave import BG_INDEX
+    write_known(tmp_path / 'k', 'fusion-pos', clips=100, windows=(0,), background_clips=40)
+    fs = load_features(tmp_path / 'k', weak=True)
+    a, v, yv = fs.weak_train()
+    n_train = len(fs.splits['train'])
+    assert len(a) == len(v) == len(yv) == n_train + 40
+    assert (yv[n_train:].argmax(1) == BG_INDEX).all() and (yv[n_train:].sum(1) == 1).all()
+    energy = lambda x: float((x.astype(np.float64) ** 2).sum(-1).mean())   # d + mu^2 x (share of seconds shown)
+    assert energy(fs.noisy['audio']) < energy(a[:n_train]) - 1          # no event: fewer seconds carry the class
+    assert fs.meta["background_clips"] == 40
