@@ -162,4 +162,4 @@ def test_background_clips_join_the_weak_training_set(tmp_path):
     assert (yv[n_train:].argmax(1) == BG_INDEX).all() and (yv[n_train:].sum(1) == 1).all()
     energy = lambda x: float((x.astype(np.float64) ** 2).sum(-1).mean())   # d + mu^2 x (share of seconds shown)
     assert energy(fs.noisy['audio']) < energy(a[:n_train]) - 1          # no event: fewer seconds carry the class
-    assert fs.meta["background_clips"] == 40
+    assert fs.meta['background_clips'] == 40
