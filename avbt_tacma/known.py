@@ -54,7 +54,7 @@ def _known_video(cfg, name, out, clips, windows, force, background_clips, size, 
         pa, pv, _ = render_features(cfg, pop, seed=cfg.seed + 1)
         return dict(preset=name, role=PRESET_ROLES[name][0], clips=clips, seed=cfg.seed, emission=EMISSION,
                     known=known_optimum(cfg, a[te], v[te], y[te], y[tr], windows) if len(te) > 1 else None,
-                    known_population=known_optimum(cfg, pa, pv, pop['labels'], y[tr], windows))
+                    known_population=known_optimum(cfg, pa, pv, pop['labels'], pop['labels'], windows))
     synth.render_latents(cfg, out, clips, size, fps, sample_rate, background_clips, workers, force, progress, annotate)
     meta = load_json(out / 'synth_meta.json')
     save_json({k: v for k, v in meta.items() if k not in ('videos', 'background_videos')}, out / 'known.json')
