@@ -99,6 +99,21 @@ def test_hue_cue_is_in_the_hue_not_the_shape():
     assert _loo_nearest_centroid(shape, y) <= 0.55                 # chance: 0.25
 
 
+def test_orientation_cue_is_the_long_axis():
+    "cue = orientation: the object's principal axis (second moments of its mask) gives the code, mod 180 degrees."
+    cfg, K, size = LatentConfig(classes=4, mu_v=8, cue='orientation', seed=4), 4, 48
+    yy, xx = np.mgrid[0:size, 0:size]
+    for c in range(K):
+        for i in range(6):
+            fr, _ = render_clip(cfg, np.full(10, c), NONE, 100 + i, size, 1, 16000)
+            f0, _ = render_clip(cfg, NONE, NONE, 100 + i, size, 1, 16000)
+            m = np.abs(fr[0].astype(int) - f0[0]).sum(-1) > 20
+            dx, dy = xx[m] - xx[m].mean(), yy[m] - yy[m].mean()
+            axis = 0.5 * np.arctan2(2 * (dx * dy).mean(), (dx ** 2).mean() - (dy ** 2).mean())
+            err = (axis - np.pi * c / K + np.pi / 2) % np.pi - np.pi / 2
+            assert abs(err) < np.pi / (2 * K), (c, i, np.degrees(axis))
+
+
 def test_shape_cue_is_in_the_shape_not_the_hue():
     hue, shape, y = _features('shape')
     assert _loo_nearest_centroid(shape, y) >= 0.9
