@@ -11,7 +11,8 @@ from .datasets import IMAGE_SIZE
 from .tacma import THETA
 
 # %% auto 0
-__all__ = ['SCALES', 'EXTENSION_SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads', 'loader_workers', 'table5_variant']
+__all__ = ['SCALES', 'EXTENSION_SCALES', 'CONTROLS_VIDEO', 'VIDEO_CONTROL_SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads',
+           'loader_workers', 'table5_variant']
 
 # %% ../nbs/18_scales.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -56,6 +57,12 @@ SCALES = {
 
 # the steps beyond the paper (the weak setting, CMBS in Table 3) run at these scales only (time at default)
 EXTENSION_SCALES = ('quick', 'rehearsal', 'paper')
+
+# video-level controls (`controls-video`, Table 5's colour jitter): clips of each rendered preset (rendering (b)), their
+# frame side and rate, the probes' seeds; the AV-BT models train the scale's `ablation_epochs`. A scale with its own
+# `controls_video` runs the step by default; none ships with one (budget), so it runs only when --only names it
+CONTROLS_VIDEO = dict(videos=300, size=64, fps=8, seeds=2)
+VIDEO_CONTROL_SCALES = tuple(k for k, s in SCALES.items() if s.get('controls_video')) or ('on request',)
 
 # %% ../nbs/18_scales.ipynb 8
 def cpu_jobs(device: str = 'auto',  # the run's device: cpu, cuda, cuda:N or auto
