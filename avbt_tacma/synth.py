@@ -648,8 +648,8 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
 # %% ../nbs/04a_synth.ipynb 39
 from .latent import LatentConfig, CUES, codes, sample_latents   # the latent model: defined once, in `latent`
 
-VIS_NOISE, AUD_LEVEL, AUD_NOISE = 20.0, 0.1, 0.05   # pixel noise std (0..255), tone RMS at full strength, noise RMS
-GAIN = dict(a=1.0, v=1.0)   # per-modality gain g_m of the strength tanh(g_m mu / 2): set so the balance survives
+VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.22   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
 ELONG = 1.8                                         # aspect of the object when its orientation carries the class
 RENDER_NOISE = (
     'a modality that shows class k at second t renders code g_m(k) with strength s_m = tanh(G_m mu_m / 2), '
@@ -775,7 +775,7 @@ def _render_latent_one(job):
     return index
 
 NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
-RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
+RENDER_VERSION = 2               # rendering (b)'s version: bumped when its output changes (2: calibrated)
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
                    out,                 # output folder
