@@ -190,7 +190,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     res = json.loads((out / 'held out.json').read_text())
     assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
     assert all(0 < x['confidence'] <= 1 for x in res)
-    assert (out / 'held out.csv').read_text().splitlines()[0] == 'second,label,confidence' and len((out / 'held out.csv').read_text().splitlines()) == 26
+    rows = (out / 'held out.csv').read_text().splitlines()
+    assert rows[0] == 'second,label,confidence' and len(rows) == 26
     assert (out / 'held out.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert len(json.loads((out / 'other.json').read_text())) == 3
     assert r.stdout.count('second  label') == 2 and '    24  ' in r.stdout                  # the two per-second tables
