@@ -68,11 +68,15 @@ def test_optimum_is_an_upper_bound_of_the_true_labels_and_floors():
 
 
 def test_ave_balance_hits_table2_on_fresh_clips():
+    "Table 2's probes see one segment: the same-second (w = 0) optima are 63.5 and 61.0; more seconds tell more."
     cfg = preset('ave-balance', seed=5)
     lat = sample_latents(cfg, 2000)
     a, v, _ = render_features(cfg, lat)
-    acc = {w: bayes_accuracy(cfg, a, v, w)[0] for w in ('a', 'v', 'av')}
-    assert abs(acc['a'] - 63.5) < 1.5 and abs(acc['v'] - 61.0) < 1.5 and acc['av'] > max(acc['a'], acc['v']) + 10
+    one = {w: bayes_accuracy(cfg, a, v, w, 0)[0] for w in ('a', 'v')}
+    assert abs(one['a'] - 63.5) < 1.5 and abs(one['v'] - 61.0) < 1.5
+    av_one = bayes_accuracy(cfg, a[:500], v[:500], 'av', 0)[0]
+    assert av_one > max(one.values()) + 10                                  # audio-visual clearly above both
+    assert bayes_accuracy(cfg, a, v, 'a')[0] > one['a'] + 20               # all 10 s: far above one second
 
 
 def run(*args):
