@@ -11,7 +11,9 @@ of the method:
 - `avbt_tacma.evaluate`, `avbt_tacma.paper`, `avbt_tacma.report`: accuracy, confusion matrices, the paper's numbers and
   its claims judged on a run
 - `avbt_tacma.localize`: per-second labels for any video (`load_pipeline`, `localize`, `save_pipeline`)
-- `avbt_tacma.synth`: the embedded synthetic AVE-like dataset; `avbt_tacma.reproduce`: `avbt reproduce`
+- `avbt_tacma.synth`: the embedded synthetic AVE-like dataset
+- `avbt_tacma.scales`, `avbt_tacma.sources`, `avbt_tacma.store`, `avbt_tacma.steps`, `avbt_tacma.reproduce`: the
+  reproduction's sizes, data, run store, step runner and `avbt reproduce`
 
 The command line is `avbt` (`avbt --help`); the README's "Use it from Python" shows short examples.
 """

@@ -10,7 +10,7 @@ deviation; `*` marks the best setting of each head. Test accuracy is not looked 
 """
 import argparse, json, statistics
 from pathlib import Path
-from avbt_tacma.repro import Repro
+from avbt_tacma.store import Repro
 
 
 def main(argv=None):

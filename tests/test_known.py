@@ -101,7 +101,7 @@ def test_synth_preset_cli(tmp_path):
 def test_known_answer_features_are_not_the_ave(tmp_path):
     "A run on a preset's features (`avbt reproduce --features`) is labelled as known-answer data, not as the AVE."
     from avbt_tacma.known import write_known
-    from avbt_tacma.repro import is_real_ave, source_label, known_answer
+    from avbt_tacma.sources import is_real_ave, source_label, known_answer
     write_known(tmp_path / 'k', 'fusion-pos', clips=100, windows=(0,))
     f = tmp_path / 'k' / 'features.h5'
     assert not is_real_ave('features', f) and known_answer(f)['preset'] == 'fusion-pos'

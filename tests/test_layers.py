@@ -68,9 +68,10 @@ def test_one_definition_of_each_helper():
     assert count(r'^def cache_object\b') == 1 and count(r'^def _open\b') == 0
     assert count(r'^def build_head\b') == 1 and count(r'^def rebuild_head\b') == 1
     assert count(r'^HEADS\s*=') == 1 and count(r'^PAPER_VALUES\s*=') == 1 and count(r'^TABLE4_VARIANTS\s*=') == 1
-    assert sum(c.count('shared_projector=False') for c in code.values()) == 1   # the Table 4 variants: repro only
+    assert sum(c.count('shared_projector=False') for c in code.values()) == 1   # the Table 4 variants: scales only
     assert count(r'use_deterministic_algorithms\(') == 2                # set and restored by core.seeded, only
-    assert 'is_available' not in lib['repro.py'] + lib['reproduce.py']       # "is it a GPU": core.device_type
+    runner = ('scales', 'sources', 'store', 'steps', 'reproduce', 'repro')
+    assert not any('is_available' in lib[f'{m}.py'] for m in runner)     # "is it a GPU": core.device_type
 
 def test_pipeline_takes_the_input_settings_from_the_checkpoint(tmp_path):
     "The AV-BT checkpoint's recorded input settings reach the combined model; without them (cache gone): an error."

@@ -3,7 +3,7 @@ import configparser, json, re, subprocess, sys, zipfile
 from pathlib import Path
 import pytest
 from conftest import ROOT
-from avbt_tacma.reproduce import REPRO_MODULES
+from avbt_tacma.steps import REPRO_MODULES
 
 def _cfg():
     c = configparser.ConfigParser(delimiters=['=']); c.read(ROOT / 'settings.ini'); return c['DEFAULT']

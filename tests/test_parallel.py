@@ -3,7 +3,7 @@ import io, json, sys, subprocess, contextlib
 from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
-from avbt_tacma.repro import Repro
+from avbt_tacma.store import Repro
 from avbt_tacma.reproduce import avbt_trainings, train_parallel, _job_args
 
 

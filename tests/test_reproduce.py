@@ -4,9 +4,10 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
-from avbt_tacma.reproduce import Step, run_steps, plan, STEPS, step_hash
+from avbt_tacma.steps import Step, run_steps, plan, STEPS, step_hash
 from avbt_tacma.report import PAPER_VALUES, CLAIMS, UNTESTABLE, write_summary
-from avbt_tacma.repro import code_hash, module_closure, SCALES
+from avbt_tacma.store import code_hash, module_closure
+from avbt_tacma.scales import SCALES
 
 def write_nb(path, params: str, body: str):
     cell = lambda src, tags: {'cell_type': 'code', 'metadata': {'tags': tags}, 'source': src, 'outputs': [],
@@ -204,7 +205,7 @@ def test_reproduce_smoke_end_to_end(tmp_path):
 def test_data_source_prepared_cache_is_a_cache(tmp_path):
     ("A prepared cache holds an Annotations.txt too: its cache.json decides; a synthetic cache stays synthetic when "
      "moved.")
-    from avbt_tacma.repro import data_source, is_real_ave, source_label
+    from avbt_tacma.sources import data_source, is_real_ave, source_label
     from avbt_tacma.prepare import CACHE_FORMAT
     from avbt_tacma.core import AVBTError, save_json
     c = tmp_path / 'c'; c.mkdir(); (c / 'Annotations.txt').write_text('Category&VideoID&Quality&StartTime&EndTime\n')
@@ -224,7 +225,7 @@ def test_code_hash_follows_imports_and_ignores_docstrings(tmp_path, monkeypatch)
     ("A model's key follows the code it runs: the AV-BT closure leaves out the heads and the report; docstrings do "
      "not count.")
     assert 'report' not in module_closure('train_avbt') and 'train_heads' not in module_closure('train_avbt')
-    import avbt_tacma, shutil, avbt_tacma.repro as rp
+    import avbt_tacma, shutil, avbt_tacma.store as rp
     lib = tmp_path / 'avbt_tacma'; shutil.copytree(Path(avbt_tacma.__file__).parent, lib)
     monkeypatch.setattr(rp, '_lib_dir', lambda: lib); rp._module_code.cache_clear()
     h_avbt, h_heads = code_hash('train_avbt'), code_hash('train_heads')
@@ -271,7 +272,7 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
 
 def test_default_and_quick_scales_split_for_verdicts():
     "`default` and `quick` hold out 15% of the synthetic clips for test (not 10%), and PSP gets its smaller lr."
-    from avbt_tacma.repro import SCALES, synthetic_dir
+    from avbt_tacma.sources import synthetic_dir
     for s in ('default', 'quick'):
         S = SCALES[s]
         assert S['split'][2] >= 0.15 and S['seeds'] >= 3 and S['avbt_seeds'] >= 3

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from avbt_tacma.core import AVBTError, RunError, run_lock, file_digest
 from conftest import run_main
-from avbt_tacma.reproduce import Step, run_steps, step_state
+from avbt_tacma.steps import Step, run_steps, step_state
 from avbt_tacma.report import write_summary, read_stamp
 
 HOLD = ("import sys, time; from avbt_tacma.core import run_lock\n"
@@ -239,7 +239,7 @@ def test_reproduce_reruns_when_the_annotations_change(tmp_path, capsys):
 TRAIN = ("import sys; from avbt_tacma.reproduce import train_parallel\n"
          "train_parallel(sys.argv[1], dict(data_source='cache', data=sys.argv[2], scale='smoke', seeds=1), ['cpu'],"
          " ['avbt'], poll=0.1)")
-PAPERMILL = ("import sys; from avbt_tacma.reproduce import Step, run_steps\n"
+PAPERMILL = ("import sys; from avbt_tacma.steps import Step, run_steps\n"
              "run_steps(sys.argv[1], {'out': sys.argv[1]}, (Step('s', 's.ipynb'),), notebooks=sys.argv[2])")
 
 
