@@ -310,7 +310,7 @@ PRESETS = {
     'fusion-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=2.0, mu_v=0.0, rho_a=1.0, d_a=16, d_v=16),
     'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, second_event=1.0, distractors=0.3,
                          d_a=16, d_v=16),
-    'temporal-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, d_a=16, d_v=16),
+    'temporal-neg': dict(classes=10, mu_a=0.8, mu_v=0.8, spans=[[0, 10, 1]], d_a=16, d_v=16),
 }
 PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive'/'negative'/None)
     'ave-balance': ("the AVE's balance: Bayes audio 63.5, visual 61.0 from one second (Table 2's probes)", None, None),
@@ -318,8 +318,8 @@ PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive
     'fusion-neg': ('vision carries nothing (mu_v = 0)', 'fusion', 'negative'),
     'temporal-pos': ('two events per clip + distractors: nearby seconds matter more than far ones', 'temporal',
                      'positive'),
-    'temporal-neg': ('one event per clip, no distractors: far seconds tell as much as near ones', 'temporal',
-                     'negative'),
+    'temporal-neg': ('every second is the event: seconds are exchangeable, far ones tell as much as near ones',
+                     'temporal', 'negative'),
 }
 
 def preset(name: str,  # a name in PRESETS

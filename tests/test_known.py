@@ -67,6 +67,19 @@ def test_optimum_is_an_upper_bound_of_the_true_labels_and_floors():
     assert best_constant < windowed[0] < windowed[1] <= exp + 1e-9
 
 
+def test_temporal_negative_has_exchangeable_seconds():
+    "temporal-neg: every second is the event, so each second's exact posterior is the same and more seconds tell more."
+    cfg = preset('temporal-neg')
+    lat = sample_latents(cfg, 300, seed=2)
+    y = lat['labels']
+    assert (y < cfg.classes).all() and (y == y[:, :1]).all()
+    a, v, _ = render_features(cfg, lat, seed=2)
+    P = posterior(cfg, a, v, 'av')
+    np.testing.assert_allclose(P, np.broadcast_to(P[:, :1], P.shape), atol=1e-12)
+    curve = [bayes_accuracy(cfg, a, v, 'av', w)[0] for w in (0, 2, 4, 9)]
+    assert all(lo + 3 < hi for lo, hi in zip(curve, curve[1:]))     # every window step adds evidence
+
+
 def test_ave_balance_hits_table2_on_fresh_clips():
     "Table 2's probes see one segment: the same-second (w = 0) optima are 63.5 and 61.0; more seconds tell more."
     cfg = preset('ave-balance', seed=5)
