@@ -121,3 +121,19 @@ def test_known_answer_features_are_not_the_ave(tmp_path):
     assert source_label('features', f, 'default') == 'known-answer features, preset fusion-pos (features.h5)'
     (tmp_path / 'other').mkdir()
     assert is_real_ave('features', tmp_path / 'other') and known_answer(tmp_path / 'other') is None
+
+
+def test_controls_train_the_named_heads_at_their_own_lr(tmp_path):
+    "A control trains the heads named in the scale's controls['lrs'] at that lr, the others at the scale's lr."
+    from avbt_tacma.store import Repro
+    from avbt_tacma.scales import SCALES
+    from avbt_tacma.known import write_known
+    write_known(tmp_path / 'd', 'fusion-neg', clips=100, windows=(0,))
+    R = Repro('controls', tmp_path / 'run', 'smoke', 'features', data=tmp_path / 'd' / 'features.h5')
+    R.control('temporal-neg', ['cma', 'probe_a'])
+    S = SCALES['smoke']
+    runs = sorted((tmp_path / 'run' / 'models' / 'heads').rglob('*_seed0.json'))
+    cfg = {p.parent.name.split('-')[0]: json.loads(p.read_text())['config'] for p in runs}
+    assert sorted(cfg) == ['cma', 'probe_a'] and S['controls']['lrs']['cma'] != S['head_lr']
+    assert cfg['cma']['lr'] == S['controls']['lrs']['cma'] and cfg['probe_a']['lr'] == S['head_lr']
+    assert cfg['cma']['epochs'] == cfg['probe_a']['epochs'] == S['controls']['epochs']
