@@ -4,18 +4,20 @@
 
 # %% ../nbs/15a_known.ipynb 3
 from __future__ import annotations
+import argparse
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
 from .core import AVBTError, save_json, load_json, check_out_dir, check_int, data_root
 from .ave import SPLITS, CLASS_NAMES, BG_INDEX
 from .latent import (LatentConfig, PRESETS, PRESET_ROLES, preset, sample_latents, render_features,
-                               bayes_accuracy, codes, AVE_PARTIAL_LENGTHS, AVE_CLIPS, CUTS, PART_FULL)
+                               bayes_accuracy, codes, calibrate_mu, AVE_PARTIAL_LENGTHS, AVE_CLIPS, CUTS,
+                               PART_FULL)
 from .features import save_features
 from . import synth
 
 # %% auto 0
-__all__ = ['EMISSION', 'WINDOWS', 'known_optimum', 'write_known', 'synth_parser', 'synth_main']
+__all__ = ['EMISSION', 'WINDOWS', 'POPULATION', 'known_optimum', 'write_known', 'balance_at', 'synth_parser', 'synth_main']
 
 # %% ../nbs/15a_known.ipynb 4
 EMISSION = ('x_t^m = Q_m (mu_m e_{g_m(k)} if modality m shows class k at second t, else 0) + N(0, I_{d_m}); '
@@ -41,63 +43,129 @@ def known_optimum(cfg: LatentConfig,  # the knobs the features were drawn with
                 clips=int(len(labels)))
 
 # %% ../nbs/15a_known.ipynb 5
+POPULATION = 2000                # fresh clips of rendering (a) that pin down a rendered set's known optimum
+
+def _known_video(cfg, name, out, clips, windows, force, background_clips, size, fps, sample_rate, workers, progress):
+    "Rendering (b) of preset `name` with rendering (a)'s Bayes numbers for the same latents and knobs."
+    def annotate(lat, splits):
+        a, v, _ = render_features(cfg, lat)
+        y, te, tr = lat['labels'], splits['test'], splits['train']
+        pop = sample_latents(cfg, POPULATION, seed=cfg.seed + 1)
+        pa, pv, _ = render_features(cfg, pop, seed=cfg.seed + 1)
+        return dict(preset=name, role=PRESET_ROLES[name][0], clips=clips, seed=cfg.seed, emission=EMISSION,
+                    known=known_optimum(cfg, a[te], v[te], y[te], y[tr], windows) if len(te) > 1 else None,
+                    known_population=known_optimum(cfg, pa, pv, pop['labels'], pop['labels'], windows))
+    synth.render_latents(cfg, out, clips, size, fps, sample_rate, background_clips, workers, force, progress, annotate)
+    meta = load_json(out / 'synth_meta.json')
+    save_json({k: v for k, v in meta.items() if k not in ('videos', 'background_videos')}, out / 'known.json')
+    return meta
+
 def write_known(out,                      # output folder (features.h5 and known.json go there)
                 name: str = 'ave-balance',  # a preset name
-                clips: int = 3000,        # clips in all
+                clips: int = 3000,        # clips in all (not counting background-only ones)
                 seed: int = 0,            # the set's seed
-                split=(0.6, 0.2, 0.2),    # train/val/test shares
+                split=(0.6, 0.2, 0.2),    # train/val/test shares (features; videos split 80/10/10 by class)
                 windows=WINDOWS,          # widths of the windowed optimum
                 force: bool = False,      # overwrite a folder that holds another set
+                render: str = 'features', # 'features': rendering (a), features.h5; 'video': rendering (b), mp4s
+                background_clips: int = 0,  # background-only training clips (the weak setting's noisy videos)
+                size: int = 96, fps: int = 16, sample_rate: int = synth.SAMPLE_RATE,  # video only: frames and sound
+                workers: int | None = None, progress: bool = True,  # video only: processes, progress bar
+                classes: int | None = None,  # the preset at K classes (ave-balance: mu re-set, `balance_at`)
                ) -> dict:
-    "Write rendering (a) of preset `name` to `out` with its known optimum; returns the metadata (also known.json)."
+    "Write rendering (a) or (b) of preset `name` to `out` with its known optimum; returns the metadata (known.json)."
     cfg = preset(name, seed=seed)                                     # bad knobs or names: before anything is written
+    if classes is not None and classes != cfg.classes:
+        cfg = balance_at(classes, seed=seed) if name == 'ave-balance' else preset(name, seed=seed, classes=classes)
     check_int(clips, 'clips', 10, 1_000_000)
+    check_int(background_clips, 'background_clips', 0, 100_000)
+    if render not in ('features', 'video'): raise AVBTError(f"render must be 'features' or 'video', not {render!r}")
     if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1) > 1e-6:
         raise AVBTError(f"split must be three positive shares summing to 1, not {split}")
     out = check_out_dir(Path(out))
+    if render == 'video':
+        return _known_video(cfg, name, out, clips, windows, force, background_clips, size, fps, sample_rate, workers,
+                            progress)
     meta_path = out / 'known.json'
     if (out / 'features.h5').exists() and not force:
         old = load_json(meta_path) if meta_path.exists() else {}
-        if old.get('preset') == name and old.get('clips') == clips and old.get('seed') == seed: return old
+        if (old.get('preset'), old.get('clips'), old.get('seed'), old.get('background_clips', 0),
+                old.get('config', {}).get('classes')) == (name, clips, seed, background_clips, cfg.classes): return old
         raise AVBTError(f"{out}: holds another set (use --force to overwrite)")
     lat = sample_latents(cfg, clips)
     audio, visual, labels = render_features(cfg, lat)
+    noisy = None
+    if background_clips:
+        na, nv, _ = render_features(cfg, synth.background_latents(cfg, background_clips),
+                                    seed=cfg.seed + synth.BACKGROUND_SEED)
+        noisy = dict(audio=na, visual=nv, video_labels=np.eye(len(CLASS_NAMES), dtype=np.float32)[
+            np.full(background_clips, BG_INDEX)])
     order = np.random.default_rng([seed, 3]).permutation(clips)
     cut = np.cumsum([int(round(f * clips)) for f in split])[:2]
     splits = dict(zip(SPLITS, (np.sort(p) for p in np.split(order, cut))))
     y, te = lat['labels'], splits['test']
     opt = known_optimum(cfg, audio[te], visual[te], y[te], y[splits['train']], windows)
     meta = dict(source='known-answer latent model, rendering (a): features', preset=name, role=PRESET_ROLES[name][0],
-                clips=clips, seed=seed, config=asdict(cfg), emission=EMISSION,
+                clips=clips, seed=seed, background_clips=background_clips, config=asdict(cfg), emission=EMISSION,
                 codes=dict(zip(('audio', 'visual'), (g.tolist() for g in codes(cfg)))),
                 constants=dict(ave_partial_lengths=AVE_PARTIAL_LENGTHS, ave_clips=AVE_CLIPS, cuts=CUTS,
                                part_full=PART_FULL),
                 split_sizes={s: int(len(v)) for s, v in splits.items()}, known=opt)
     names = list(CLASS_NAMES[:cfg.classes]) + [CLASS_NAMES[BG_INDEX]]
     save_features(out / 'features.h5', audio, visual, labels, splits, video_ids=[f'known{i:06d}' for i in range(clips)],
-                  meta=meta)
+                  meta=meta, noisy=noisy)
     save_json(meta, meta_path)
     return meta
 
 # %% ../nbs/15a_known.ipynb 9
+def balance_at(classes: int,      # K: the first K AVE categories
+               clips: int = 2000, # clips of the bisection
+               **knobs,           # other knobs to change (seed, cue, ...)
+              ) -> LatentConfig:
+    ("`ave-balance`'s knobs at `classes` classes, mu_a and mu_v re-set by `calibrate_mu` so that the audio and visual "
+     "optima are still Table 2's probes (63.5, 61.0): fewer classes need a smaller signal for the same accuracy.")
+    from avbt_tacma.paper import paper_value
+    cfg = preset('ave-balance', classes=classes, **knobs)
+    mu = {m: calibrate_mu(cfg, m, paper_value('table2', f'probe_{m}'), clips) for m in ('a', 'v')}
+    return LatentConfig(**(asdict(cfg) | dict(mu_a=mu['a'], mu_v=mu['v']))).check()
+
+# %% ../nbs/15a_known.ipynb 14
 def synth_parser(p, # the (sub)command parser to fill
                 ):
-    "Arguments of `avbt synth`: the video generator's, plus `--preset`."
+    "Arguments of `avbt synth`: the video generator's, plus `--preset`, `--render` and `--background-clips`."
     synth.synth_parser(p)
     p.add_argument('--preset', default=None,
-                   help=f"write a known-answer preset's features instead of videos: {', '.join(PRESETS)}")
+                   help=f"write a known-answer preset (features, or videos with --render video): {', '.join(PRESETS)}")
+    p.add_argument('--render', choices=('features', 'video'), default='features',
+                   help="with --preset: 'features' (rendering (a), features.h5, default) or 'video' (rendering (b), "
+                        "mp4 files in the AVE layout)")
+    p.add_argument('--background-clips', type=int, default=0,
+                   help="with --preset: background-only training clips, like the AVE's noisy videos (default 0)")
     return p
+
+_PRESET_FIXED = ('classes', 'background', 'asynchrony', 'distractors', 'noise', 'like')   # the preset sets these
 
 def synth_main(args, # the parsed arguments
               ) -> int:
-    "Run `avbt synth` (with `--preset`: the preset's features and known optimum)."
-    if args.preset is None: return synth.synth_main(args)
+    "Run `avbt synth` (with `--preset`: the preset's features or videos, and the known optimum)."
+    if args.preset is None:
+        used = [f for f, d in (('render', 'features'), ('background_clips', 0)) if getattr(args, f) != d]
+        if used: raise AVBTError(f"--{used[0].replace('_', '-')} needs --preset NAME")
+        return synth.synth_main(args)
     preset(args.preset)
-    out = args.out or data_root() / f'known-{args.preset}'
-    meta = write_known(out, args.preset, clips=3000 if args.videos is None else args.videos, seed=args.seed,
-                       force=args.force)
-    k = meta['known']
-    print(f"wrote {meta['clips']} clips of preset {args.preset} to {out}/features.h5; known optimum on the "
-          f"{k['clips']} test clips: audio {k['audio']:.1f}, visual {k['visual']:.1f}, audio-visual "
-          f"{k['audio_visual']:.1f} (majority label {k['majority']:.1f})")
+    d = synth.synth_parser(argparse.ArgumentParser()).parse_args([])
+    fixed = [k for k in _PRESET_FIXED if getattr(args, k) != getattr(d, k)]
+    if fixed:
+        raise AVBTError(f"--preset {args.preset} sets the content of the clips: drop --{fixed[0].replace('_', '-')}")
+    video = args.render == 'video'
+    out = args.out or data_root() / f'known-{args.preset}{"-video" if video else ""}'
+    clips = args.videos if args.videos is not None else synth.SynthConfig().videos if video else 3000
+    meta = write_known(out, args.preset, clips=clips, seed=args.seed, force=args.force, render=args.render,
+                       background_clips=args.background_clips, size=args.size, fps=args.fps,
+                       sample_rate=args.sample_rate, workers=args.workers)
+    k = meta['known_population'] if video else meta['known']
+    what = 'mp4 files in the AVE layout' if video else 'features.h5'
+    print(f"wrote {meta['clips']} clips (+{args.background_clips} background-only) of preset {args.preset} to {out} "
+          f"({what}); known optimum of rendering (a) on {k['clips']} clips: audio {k['audio']:.1f}, visual "
+          f"{k['visual']:.1f}, audio-visual {k['audio_visual']:.1f} (majority label {k['majority']:.1f})")
     return 0

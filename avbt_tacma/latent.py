@@ -311,6 +311,8 @@ PRESETS = {
     'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, second_event=1.0, distractors=0.3,
                          d_a=16, d_v=16),
     'temporal-neg': dict(classes=10, mu_a=0.8, mu_v=0.8, spans=[[0, 10, 1]], d_a=16, d_v=16),
+    'aug-hue-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='hue', d_a=16, d_v=16),
+    'aug-shape-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='shape', d_a=16, d_v=16),
 }
 PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive'/'negative'/None)
     'ave-balance': ("the AVE's balance: Bayes audio 63.5, visual 61.0 from one second (Table 2's probes)", None, None),
@@ -320,6 +322,10 @@ PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive
                      'positive'),
     'temporal-neg': ('every second is the event: seconds are exchangeable, far ones tell as much as near ones',
                      'temporal', 'negative'),
+    'aug-hue-pos': ('rendering (b): the class is in the hue (vision leads), so colour jitter must hurt', 'augmentation',
+                    'positive'),
+    'aug-shape-neg': ('rendering (b): the class is in the shape, hue is random, so colour jitter must not hurt',
+                      'augmentation', 'negative'),
 }
 
 def preset(name: str,  # a name in PRESETS

@@ -66,9 +66,13 @@ def paper_value(table: str,  # 'table2' ... 'table5'
 
 # %% ../nbs/00a_paper.ipynb 8
 RELEASE_VALUES = {
-    'cmbs': dict(label='CMBS', supervised=79.3, weak=74.2, source='Xia and Zhao, CVPR 2022'),
-    'psp': dict(label='PSP (with its AVPS loss)', supervised=77.8, weak=None, source='Zhou et al., CVPR 2021'),
-    'avel': dict(label='AVEL', supervised=None, weak=None, source='Tian et al., ECCV 2018'),
+    'cmbs': dict(label='CMBS', supervised=79.3, weak=74.2, source='Xia and Zhao, CVPR 2022',
+                 checked='74.2 restated by its authors in marmot-xy/CMBS issue #1; 79.3 not re-read here'),
+    'psp': dict(label='PSP (with its AVPS loss)', supervised=77.8, weak=73.5, source='Zhou et al., CVPR 2021',
+                weak_label='PSP (its weak model: no AVPS loss, which needs segment labels)',
+                checked='both restated as the paper\'s ("77.8% and 73.5%") in the README of jasongief/PSP_CVPR_2021'),
+    'avel': dict(label='AVEL', supervised=None, weak=None, source='Tian et al., ECCV 2018',
+                 checked='not confirmed: the paper and any table quoting its A+V-att numbers unreadable here'),
 }
 
 def release_value(head: str,     # a key of RELEASE_VALUES

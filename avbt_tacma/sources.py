@@ -63,10 +63,11 @@ def synthetic_dir(out,        # the run folder
                   scale: str,  # a name in SCALES
                  ) -> Path:
     "Where `reproduce` puts the synthetic dataset of `scale` inside the run folder."
-    from avbt_tacma.synth import SynthConfig                 # the generator's version: a new generator, a new folder
+    from avbt_tacma.synth import SynthConfig, RENDER_VERSION  # the generator's version: a new generator, a new folder
     s = SCALES[scale]
     split = '-split' + '-'.join(str(round(100 * x)) for x in s['split']) if s.get('split') else ''
-    name = f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-g{SynthConfig().version}{split}"
+    gen = f"latent-{s['latent']}-r{RENDER_VERSION}" if s.get('latent') else f"g{SynthConfig().version}"
+    name = f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-{gen}{split}"
     return Path(out) / 'data' / name
 
 # %% ../nbs/18a_sources.ipynb 12
@@ -110,8 +111,13 @@ def ensure_synthetic(out,        # the run folder
         raise AVBTError(f"scale {scale} runs on the real AVE: give --data (AVE folder or cache) or --features")
     if not (path / 'synth_meta.json').exists():
         log(f"making the synthetic dataset: {S['videos']} clips, {S['classes']} classes -> {path}")
-        make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'],
-                       progress=False)
+        if S.get('latent'):                                         # rendering (b) of a known-answer preset
+            from avbt_tacma.known import write_known
+            write_known(path, S['latent'], clips=S['videos'], classes=S['classes'], render='video', size=S['size'],
+                        fps=S['fps'], progress=False)
+        else:
+            make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'],
+                           progress=False)
         if S.get('split'):                                          # more test clips: less seed-to-seed noise
             log(f"split (train/val/test): {split_synthetic(path, S['split'])}")
     return path
@@ -123,7 +129,9 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
                 ) -> str:
     "A short description of the data source for titles and captions."
     if kind == 'synthetic':
-        S = SCALES[scale]; return f"synthetic ({S['videos']} clips, {S['classes']} classes)"
+        S = SCALES[scale]
+        how = f", rendering (b) of {S['latent']}" if S.get('latent') else ''
+        return f"synthetic{how} ({S['videos']} clips, {S['classes']} classes)"
     real = is_real_ave(kind, path)
     if kind == 'features' and not real:
         return f"known-answer features, preset {known_answer(path)['preset']} ({Path(path).name})"

@@ -9,8 +9,8 @@ from .core import AVBTError
 
 # %% auto 0
 __all__ = ['ALPHA', 'POWER', 'N_BOOT', 'EQUIV_MARGIN', 'LEVELS', 'VERDICT_RULE', 'replicate_array', 'levels_covered',
-           'boot_means', 'percentile_interval', 'boot_p', 'tost_p', 'mde', 'holm', 'verdict', 'adjusted_verdict',
-           'judge', 'best_constant_accuracy', 'clears_floor']
+           'boot_means', 'percentile_interval', 'boot_p', 'tost_p', 'mde', 'holm', 'bca_interval', 'verdict',
+           'adjusted_verdict', 'judge', 'best_constant_accuracy', 'clears_floor']
 
 # %% ../nbs/16a_stats.ipynb 5
 ALPHA = 0.05          # family-wise error rate of the claims of one run (Holm), and 1 - the intervals' level
@@ -108,6 +108,25 @@ def holm(pvalues,  # raw p-values of a family
     return out
 
 # %% ../nbs/16a_stats.ipynb 16
+def bca_interval(a: list,                  # `replicate_array`s of side a, each [1, 1, C] (one level: test clips)
+                 b: list,                  # those of side b, on the same C clips
+                 level: float = 1 - ALPHA,
+                 n_boot: int = N_BOOT,     # resamples
+                 seed: int = 0,            # scipy's generator seed
+                ) -> tuple:
+    "BCa interval (lo, hi) of mean(a) - mean(b) over the test clips: `scipy.stats.bootstrap(method='BCa')`."
+    from scipy.stats import bootstrap
+    rows = [replicate_array(r) for r in list(a) + list(b)]
+    if not a or not b or any(r.shape[:2] != (1, 1) for r in rows):
+        raise AVBTError("BCa is offered for the one-level bootstrap only (rows of one AV-BT seed and one head seed on "
+                        "both sides); the hierarchical bootstrap stays percentile")
+    if len({r.shape[2] for r in rows}) > 1: raise AVBTError("BCa needs the same test clips in every row")
+    d = np.mean([r[0, 0] for r in rows[:len(a)]], 0) - np.mean([r[0, 0] for r in rows[len(a):]], 0)
+    ci = bootstrap((d,), np.mean, confidence_level=level, n_resamples=n_boot, method='BCa',
+                   rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+# %% ../nbs/16a_stats.ipynb 19
 VERDICT_RULE = (
     f"reproduced: the {100 * (1 - ALPHA):g}% interval excludes 0 on the paper's side and contains the paper's effect, "
     f"or lies within {EQUIV_MARGIN:g} points of it (TOST at {ALPHA:g}); direction only: it excludes 0 on the paper's "
@@ -133,14 +152,16 @@ def adjusted_verdict(raw: str,           # `verdict`
     "After Holm: a verdict that rests on the interval excluding 0 stands only where the adjusted p is below alpha."
     return raw if raw in ('inconclusive', 'not run') or p_adjusted < alpha else 'inconclusive'
 
-# %% ../nbs/16a_stats.ipynb 19
+# %% ../nbs/16a_stats.ipynb 22
 def judge(a: list,               # `replicate_array`s of the rows claimed better (their mean is side a)
           b: list,               # those of the rows compared with
           paper=None,            # the paper's effect, points (None: direction only)
           kind: str = 'diff',    # 'diff': mean(a) - mean(b); 'each': a beats EACH row of b (intersection-union)
           paired: bool = True,   # rows of one shape share their seed draws
-          n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    "Effect, percentile interval, p-value, TOST, MDE and raw verdict of one claim (hierarchical bootstrap)."
+          n_boot: int = N_BOOT, seed: int = 0,
+          method: str = 'percentile',  # the interval: 'percentile', or 'BCa' for one-level 'diff' claims only
+         ) -> dict:
+    "Effect, interval (percentile; BCa on request, one level), p-value, TOST, MDE and raw verdict of one claim."
     rows = [replicate_array(r) for r in list(a) + list(b)]
     C = {r.shape[2] for r in rows}
     if len(C) > 1: rows = [r.mean(2, keepdims=True) for r in rows]        # no common clips: seeds only
@@ -157,14 +178,19 @@ def judge(a: list,               # `replicate_array`s of the rows claimed better
         p = max(boot_p(x) for x in d)                                      # IUT: every comparison must reject
     else: raise AVBTError(f"unknown claim kind {kind!r} (diff or each)")
     levels = levels_covered(rows)
-    res = dict(effect=float(est), levels=levels, n_boot=n_boot, seed=seed, kind=kind, paired=paired)
+    res = dict(effect=float(est), levels=levels, n_boot=n_boot, seed=seed, kind=kind, paired=paired,
+               method=method)
     if not levels:                                   # one value per row: nothing to resample, no interval, no verdict
         return res | dict(lo=None, hi=None, p=None, tost=None, mde=None, verdict='inconclusive')
-    lo, hi = percentile_interval(boot)
+    if method == 'BCa':
+        if kind != 'diff': raise AVBTError("BCa is offered for 'diff' claims only (intersection-union: percentile)")
+        lo, hi = bca_interval(rows[:na], rows[na:], n_boot=n_boot, seed=seed)
+    elif method == 'percentile': lo, hi = percentile_interval(boot)
+    else: raise AVBTError(f"unknown interval method {method!r} (percentile or BCa)")
     tost = None if paper is None else tost_p(boot, paper - EQUIV_MARGIN, paper + EQUIV_MARGIN)
     return res | dict(lo=lo, hi=hi, p=p, tost=tost, mde=mde(boot), verdict=verdict(lo, hi, paper, tost))
 
-# %% ../nbs/16a_stats.ipynb 22
+# %% ../nbs/16a_stats.ipynb 25
 def best_constant_accuracy(labels,  # test labels, class indices [N, T]
                           ) -> float:
     "Accuracy (%) of the best constant predictor on these labels: the share of their most common class."

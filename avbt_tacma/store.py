@@ -291,8 +291,7 @@ class Repro:
             kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)
         folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
                   f"{name or head}-{_key([head, kw], 'train_heads')}")
-        if seeds is None:          # head_seeds: heads that no claim compares run fewer seeds (time)
-            seeds = self.seeds[:S.get('head_seeds', {}).get(head, len(self.seeds))]
+        seeds = self.seeds if seeds is None else seeds     # every head the same seeds unless the caller says
         with _model_lock(folder, 'heads'):    # two notebooks asking for the same head: one trains, the other reuses
             return train_seeds(fs, head, seeds=seeds, out=folder, progress=False, **kw) | {'folder': str(folder)}
 

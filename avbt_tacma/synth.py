@@ -9,7 +9,8 @@ from dataclasses import dataclass, asdict
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
-from .core import AVBTError, atomic_path, save_json, load_json, data_root, cap_workers, usable_cores
+from .core import (AVBTError, atomic_path, save_json, load_json, data_root, cap_workers, usable_cores,
+                             check_int)
 from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations
 from .audio import SAMPLE_RATE
 from .video import write_video, FRAME_SIZE
@@ -18,9 +19,11 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
-           'LIKE_SAMPLE_RATE', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
+           'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'ELONG', 'RENDER_NOISE', 'BACKGROUND_SEED',
+           'NOISY_LIST', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
            'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
-           'like_splits', 'sample_rows', 'make_synthetic_like', 'synth_parser', 'synth_main']
+           'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value', 'clip_look', 'render_clip',
+           'background_latents', 'render_latents', 'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -441,6 +444,26 @@ def _render_all(fn, todo: list, workers: int, desc: str, progress: bool):
             for _ in pool.imap_unordered(fn, todo): bar.update()
     bar.close()
 
+def _claim(out: Path, conf: dict, ids: list, force: bool) -> tuple:
+    ("(AVE folder, marker, metadata path) of `out`, made ready for the set `conf` of clips `ids`: never touches files "
+     "another tool wrote; replaces another synthetic set only with `force`.")
+    avdir, marker, meta_path = out / 'AVE', out / '.synth_incomplete.json', out / 'synth_meta.json'
+    old, old_ids = _previous(out)
+    foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
+    if foreign:   # never overwrite or delete videos we did not make (e.g. the real AVE folder)
+        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); "
+                        "choose another --out")
+    lists = [n for n in ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt') if (out / n).exists()]
+    if old is None and lists:   # annotation and split files of someone else's set: never overwritten, even with --force
+        raise AVBTError(f"{out} holds {', '.join(lists)} that avbt synth did not write; choose another --out")
+    if old is not None and old != conf:
+        if not force:
+            raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
+        for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
+    avdir.mkdir(parents=True, exist_ok=True)
+    save_json(dict(config=conf, video_ids=ids), marker)
+    return avdir, marker, meta_path
+
 def make_synthetic(out, # output folder
                    videos: int = 200, # clips
                    seed: int = 0, # the seed
@@ -454,24 +477,9 @@ def make_synthetic(out, # output folder
                   ) -> Path:
     "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
-    out = Path(out)
-    avdir = out / 'AVE'
-    conf, marker, meta_path = asdict(cfg), out / '.synth_incomplete.json', out / 'synth_meta.json'
-    old, old_ids = _previous(out)
-    foreign = sorted(p.name for p in avdir.glob('*.mp4') if p.stem not in old_ids) if avdir.exists() else []
-    if foreign:   # never overwrite or delete videos we did not make (e.g. the real AVE folder)
-        raise AVBTError(f"{avdir} holds {len(foreign)} mp4 files that avbt synth did not write (e.g. {foreign[0]}); "
-                        "choose another --out")
-    lists = [n for n in ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt') if (out / n).exists()]
-    if old is None and lists:   # annotation and split files of someone else's set: never overwritten, even with --force
-        raise AVBTError(f"{out} holds {', '.join(lists)} that avbt synth did not write; choose another --out")
-    if old is not None and old != conf:
-        if not force:
-            raise AVBTError(f"{out} holds a synthetic set made with other settings; use another --out or --force")
-        for v in old_ids: (avdir / f'{v}.mp4').unlink(missing_ok=True)
+    out, conf = Path(out), asdict(cfg)
     ids = video_ids(videos, seed)
-    avdir.mkdir(parents=True, exist_ok=True)
-    save_json(dict(config=conf, video_ids=ids), marker)
+    avdir, marker, meta_path = _claim(out, conf, ids, force)
     specs = class_specs(classes)
     rng = np.random.default_rng([seed, 0, 0])
     cls_of = (rng.permutation(videos) % classes).tolist()
@@ -638,6 +646,195 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     return out
 
 # %% ../nbs/04a_synth.ipynb 39
+from .latent import LatentConfig, CUES, codes, sample_latents   # the latent model: defined once, in `latent`
+
+VIS_NOISE, AUD_LEVEL, AUD_NOISE = 20.0, 0.1, 0.05   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+ELONG = 1.8                                         # aspect of the object when its orientation carries the class
+RENDER_NOISE = (
+    'a modality that shows class k at second t renders code g_m(k) with strength s(mu_m) = tanh(mu_m / 2) (0 at mu 0, '
+    '0.42 at 0.9, 0.96 at 4): vision, an object of opacity s over a low-saturation cluttered background plus N(0, '
+    f'{VIS_NOISE:g}^2) pixel noise; audio, the code\'s sound at RMS {AUD_LEVEL:g} s plus white + brown noise of RMS '
+    f'{AUD_NOISE:g}. The cue property of the object shows the visual code; the other properties are drawn per clip.')
+
+def strength(mu: float, # a modality's informativeness
+            ) -> float:
+    "The rendering strength s(mu) = tanh(mu / 2) in [0, 1): opacity of the object, relative level of the sound."
+    return float(np.tanh(mu / 2))
+
+def cue_value(prop: str, # 'shape', 'hue', 'orientation' or 'texture'
+              j: int,    # a code (0..K-1), or a random draw when `prop` is not the cue
+              K: int,    # codes in the set
+             ):
+    ("Value of a visual property for code `j`: shape (lobes n, depth a) of a radial-frequency outline; hue in [0, 1); "
+     "orientation in [0, pi); texture (kind, period / radius).")
+    if prop == 'shape': return (3 + j % 6, 0.15 + 0.1 * (j // 6))
+    if prop == 'hue': return j / K
+    if prop == 'orientation': return np.pi * j / K
+    if prop == 'texture': return (('stripes', 'checker', 'dots', 'rings')[j % 4], 0.35 + 0.1 * (j // 4))
+    raise AVBTError(f"cue must be one of {', '.join(CUES)}, not {prop!r}")
+
+# %% ../nbs/04a_synth.ipynb 42
+def clip_look(cfg: LatentConfig, # the knobs (classes, cue, seed)
+              index: int,        # the clip's number
+             ) -> dict:
+    "The clip's random draws that carry no class: the non-cue properties (as codes), rotation, motion, pitch factor."
+    rng = np.random.default_rng([cfg.seed, index, 5])
+    rand = {p: int(rng.integers(cfg.classes)) for p in CUES}
+    return dict(random={p: j for p, j in rand.items() if p != cfg.cue}, rotation=float(rng.uniform(0, 2 * np.pi)),
+                motion_seed=int(rng.integers(2**31)), pitch=float(rng.uniform(0.985, 1.015)),
+                render_seed=int(rng.integers(2**31)))
+
+def _object(cfg, look, j, dx, dy, R):
+    "(opacity [..], colour [.., 3]) of the object showing visual code `j` at offsets (dx, dy) from its centre."
+    import colorsys
+    val = {p: cue_value(p, j if p == cfg.cue else look['random'][p], cfg.classes) for p in CUES}
+    phi = val['orientation'] if cfg.cue == 'orientation' else look['rotation']
+    e = np.sqrt(ELONG) if cfg.cue == 'orientation' else 1.0
+    u = (dx * np.cos(phi) + dy * np.sin(phi)) / e               # object coordinates (u along its long axis)
+    v = (-dx * np.sin(phi) + dy * np.cos(phi)) * e
+    (n, a), d, th = val['shape'], np.hypot(u, v), np.arctan2(v, u)
+    alpha = np.clip(R * (1 + a * np.cos(n * th)) / (1 + a) - d + 0.5, 0, 1)
+    kind, per = val['texture']
+    p = per * R
+    bright = {'stripes': lambda: np.sin(2 * np.pi * u / p) > 0,
+              'checker': lambda: (np.floor(u / p) + np.floor(v / p)) % 2 == 0,
+              'dots': lambda: np.hypot((u / p) % 1 - 0.5, (v / p) % 1 - 0.5) >= 0.3,
+              'rings': lambda: np.sin(2 * np.pi * d / p) > 0}[kind]()
+    rgb = 255 * np.asarray(colorsys.hsv_to_rgb(val['hue'], 0.85, 0.95), np.float32)
+    return alpha, np.where(bright, 1.0, 0.45)[..., None] * rgb
+
+def render_clip(cfg: LatentConfig, # the knobs
+                shown_v,            # [T] visual class shown per second (-1: none)
+                shown_a,            # [T] audio class shown per second (-1: none)
+                index: int,         # the clip's number (seeds its draws)
+                size: int = 96,     # frame side (px)
+                fps: int = 16,      # frame rate
+                sample_rate: int = SAMPLE_RATE,  # audio rate
+               ) -> tuple:
+    "(frames [T * fps, size, size, 3] uint8, mono audio [T * sample_rate] float32) of one clip: rendering (b)."
+    look, K = clip_look(cfg, index), cfg.classes
+    g_a, g_v = codes(cfg)
+    rng = np.random.default_rng([look['render_seed'], 1])      # background and noise: the same whatever is shown
+    S, F, T = size, T_SEGMENTS * fps, T_SEGMENTS
+    frames = np.repeat(_background(rng, S, 0, 1.0)[None], F, 0)
+    noise = rng.standard_normal((8, S, S, 3), dtype=np.float32) * np.float32(VIS_NOISE)
+    pick = rng.integers(0, 8, F)
+    R = 0.2 * S
+    ext = R * (np.sqrt(ELONG) if cfg.cue == 'orientation' else 1.0) + 1
+    x, y, _ = _trajectory('bounce', np.arange(F, dtype=np.float32) / fps, ext, S - ext, look['motion_seed'])
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    s_v = strength(cfg.mu_v)
+    for t in range(T):
+        if shown_v[t] < 0 or s_v == 0: continue
+        f = slice(t * fps, (t + 1) * fps)
+        alpha, col = _object(cfg, look, int(g_v[shown_v[t]]), xx - x[f, None, None], yy - y[f, None, None], R)
+        frames[f] = frames[f] * (1 - s_v * alpha[..., None]) + s_v * alpha[..., None] * col
+    frames += noise[pick]
+    arng = np.random.default_rng([look['render_seed'], 2])
+    sr = sample_rate
+    tt = np.arange(T * sr) / sr
+    white, brown = arng.standard_normal(len(tt)), np.cumsum(arng.standard_normal(len(tt) + 800))
+    brown = (brown - _smooth(brown, 401))[400:-400]                # drift removed, without the moving average's edges
+    n = white / white.std() + brown / brown.std()
+    audio = AUD_NOISE * n / n.std()
+    code_a = np.where(np.asarray(shown_a) >= 0, g_a[np.maximum(shown_a, 0)], -1)
+    for j in sorted(set(code_a.tolist()) - {-1}):
+        spec = _audio(j)
+        tone = _tone(spec, spec['f0'] * look['pitch'], tt, np.random.default_rng([look['render_seed'], 3, j]))
+        audio = audio + AUD_LEVEL * strength(cfg.mu_a) * tone * _gate(code_a == j, sr)
+    return np.clip(frames, 0, 255).astype(np.uint8), np.clip(audio, -1, 1).astype(np.float32)
+
+# %% ../nbs/04a_synth.ipynb 45
+BACKGROUND_SEED = 10**9          # background-only clips draw their latents with the set's seed + this
+
+def background_latents(cfg: LatentConfig, # the knobs
+                       n: int,             # clips
+                      ) -> dict:
+    ("Latents of `n` background-only clips (the AVE's noisy videos): labels all background; every second is off-span "
+     "(one modality shows the clip's class with q_a / q_v, a distractor with `distractors`).")
+    lat = sample_latents(cfg, n, seed=cfg.seed + BACKGROUND_SEED)
+    K, ev = cfg.classes, lat['labels'] < cfg.classes
+    rng = np.random.default_rng([cfg.seed + BACKGROUND_SEED, 9])
+    u = rng.random(ev.shape)
+    for m, on in (('a', u < cfg.q_a), ('v', (u >= cfg.q_a) & (u < cfg.q_a + cfg.q_v))):
+        owner = lat[f'shown_{m}']
+        other = (owner + rng.integers(1, K, ev.shape)) % K
+        off = np.where(rng.random(ev.shape) < cfg.distractors, other, -1)
+        lat[f'shown_{m}'] = np.where(ev, np.where(on, owner, off), owner)
+    lat['labels'] = np.full_like(lat['labels'], K)
+    return lat
+
+# %% ../nbs/04a_synth.ipynb 48
+def _render_latent_one(job):
+    cfg, shown_v, shown_a, index, path, size, fps, sr = job
+    frames, audio = render_clip(cfg, shown_v, shown_a, index, size, fps, sr)
+    write_mp4(path, frames, audio, fps, sr)
+    return index
+
+NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
+RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
+
+def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
+                   out,                 # output folder
+                   videos: int = 200,   # clips with an event
+                   size: int = 96,      # frame side (px)
+                   fps: int = 16,       # frame rate
+                   sample_rate: int = SAMPLE_RATE,  # audio rate
+                   background_clips: int = 0,  # background-only clips (the weak setting's noisy videos)
+                   workers: int | None = None,  # processes; None: all cores
+                   force: bool = False,  # replace a different set in `out`
+                   progress: bool = True,  # show a progress bar
+                   annotate=None,        # f(latents, splits) -> dict merged into the metadata (e.g. the optimum)
+                  ) -> Path:
+    ("Rendering (b): draw `videos` clips of the latent model and write them in the AVE layout (AVE/<id>.mp4, "
+     "Annotations.txt, train/val/testSet.txt, synth_meta.json with every knob and latent).")
+    cfg = LatentConfig(**asdict(cfg)).check()
+    if cfg.second_event > 0:
+        raise AVBTError(f"second_event = {cfg.second_event!r}: rendering (b) writes one AVE annotation row (one event) "
+                        "per clip; allowed 0 (use the features for two-event presets)")
+    SynthConfig(videos=videos, seed=cfg.seed, classes=cfg.classes, size=size, fps=fps, sample_rate=sample_rate).check()
+    check_int(background_clips, 'background_clips', 0, 100_000)
+    out = Path(out)
+    conf = dict(latent=asdict(cfg), videos=videos, background_clips=background_clips, size=size, fps=fps,
+                sample_rate=sample_rate, render='b', version=RENDER_VERSION)
+    ids = video_ids(videos + background_clips, cfg.seed)
+    lat = sample_latents(cfg, videos)
+    bg = background_latents(cfg, background_clips) if background_clips else None
+    avdir, marker, meta_path = _claim(out, conf, ids, force)
+    rows = [(lat['shown_v'][i], lat['shown_a'][i], i) for i in range(videos)]
+    rows += [(bg['shown_v'][i], bg['shown_a'][i], videos + i) for i in range(background_clips)]
+    todo = [(cfg, sv, sa, i, avdir / f'{ids[i]}.mp4', size, fps, sample_rate) for sv, sa, i in rows
+            if not (avdir / f'{ids[i]}.mp4').exists()]
+    _render_all(_render_latent_one, todo, workers, 'synth --render video', progress)
+    y, K = lat['labels'], cfg.classes
+    cls = np.where(y < K, y, -1).max(1)                                   # one event per clip: its class
+    start, end = (y < K).argmax(1), T_SEGMENTS - (y < K)[:, ::-1].argmax(1)
+    recs = [Record(CATEGORIES[c], v, 'good', int(a), int(b)) for c, v, a, b in zip(cls, ids, start, end)]
+    split = split_assignment(cls.tolist(), cfg.seed)
+    write_annotations(recs, out / 'Annotations.txt')
+    for s in ('train', 'val', 'test'):
+        write_annotations([r for r, x in zip(recs, split) if x == s], out / f'{s}Set.txt')
+    (out / NOISY_LIST).write_text(''.join(f'{v}\n' for v in ids[videos:]))
+    g_a, g_v = codes(cfg)
+    def row(l, i, j):                     # clip i of the set, row j of its latents `l`
+        return dict(video_id=ids[i], **{k: l[k][j].tolist() for k in ('labels', 'shown_a', 'shown_v')},
+                    look=clip_look(cfg, i))
+    plans = [dict(row(lat, i, i), cls=int(cls[i]), category=CATEGORIES[cls[i]], start=int(start[i]), end=int(end[i]),
+                  split=split[i]) for i in range(videos)]
+    meta = dict(config=conf, source='known-answer latent model, rendering (b): video', render=RENDER_NOISE,
+                video_ids=ids, codes=dict(audio=g_a.tolist(), visual=g_v.tolist()),
+                cue_values={p: [cue_value(p, j, K) for j in range(K)] for p in CUES},
+                summary=dict(background_fraction=round(float((y == K).mean()), 4),
+                             clips_per_class=np.bincount(cls, minlength=K).tolist(),
+                             split_sizes={s: split.count(s) for s in ('train', 'val', 'test')},
+                             background_clips=background_clips),
+                videos=plans, background_videos=[row(bg, videos + i, i) for i in range(background_clips)])
+    if annotate is not None: meta |= annotate(lat, {s: np.flatnonzero(np.array(split) == s) for s in set(split)})
+    save_json(meta, meta_path)
+    marker.unlink()
+    return out
+
+# %% ../nbs/04a_synth.ipynb 51
 def synth_parser(p, # the (sub)command parser to fill
                 ):
     "Arguments of `avbt synth`."

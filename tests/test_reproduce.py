@@ -279,3 +279,20 @@ def test_default_and_quick_scales_split_for_verdicts():
         assert S['head_lrs']['psp'] < S['head_lr']
         assert synthetic_dir('/x', s).name.endswith('-split70-15-15')
     assert 'split' not in SCALES['smoke'] and not synthetic_dir('/x', 'smoke').name.endswith('20')
+
+def test_every_head_gets_the_same_seeds(tmp_path):
+    "Equal treatment: in Table 3 and the weak step every head trains the scale's head seeds (none capped per head)."
+    from avbt_tacma.store import Repro
+    from avbt_tacma.features import save_features
+    from avbt_tacma.train_heads import synthetic_features
+    fs = synthetic_features(40, n_classes=3, d_a=8, d_v=8, spatial=(2, 2), seed=0, n_background=4)
+    f = tmp_path / 'features.h5'
+    save_features(f, fs.audio, fs.visual, fs.labels, fs.splits, fs.class_names, noisy=fs.noisy)
+    for scale in ('default', 'quick'):
+        R = Repro('table3', tmp_path / scale, scale, 'features', f, 'cpu')
+        want = list(range(SCALES[scale]['seeds']))
+        for setting in ('supervised', 'weak'):
+            for head in ('tacma', 'psp', 'psp_avps', 'avel', 'cmbs', 'probe_av'):
+                if setting == 'weak' and head == 'psp_avps': continue
+                got = [r['seed'] for r in R.heads(f, head, setting=setting, epochs=1)['per_seed']]
+                assert got == want, (scale, setting, head, got)
