@@ -78,6 +78,10 @@ def test_temporal_negative_has_exchangeable_seconds():
     np.testing.assert_allclose(P, np.broadcast_to(P[:, :1], P.shape), atol=1e-12)
     curve = [bayes_accuracy(cfg, a, v, 'av', w)[0] for w in (0, 2, 4, 9)]
     assert all(lo + 3 < hi for lo, hi in zip(curve, curve[1:]))     # every window step adds evidence
+    small = preset('temporal-neg', classes=3, d_a=4, d_v=4, mu_a=0.4, mu_v=0.3)  # the given-spans path, simulated
+    a, v, _ = render_features(small, sample_latents(small, 2, seed=5), seed=5)
+    P = posterior(small, a, v, 'av')
+    for i in range(2): np.testing.assert_allclose(mc_posterior(small, a[i], v[i]), P[i], atol=0.03)
 
 
 def test_ave_balance_hits_table2_on_fresh_clips():
