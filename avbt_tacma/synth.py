@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
            'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'ELONG', 'RENDER_NOISE', 'BACKGROUND_SEED',
-           'NOISY_LIST', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
-           'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps',
-           'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value', 'clip_look', 'render_clip',
-           'background_latents', 'render_latents', 'synth_parser', 'synth_main']
+           'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'render_frames',
+           'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic', 'like_fps', 'like_splits', 'sample_rows',
+           'make_synthetic_like', 'strength', 'cue_value', 'clip_look', 'render_clip', 'background_latents',
+           'render_latents', 'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -771,7 +771,7 @@ def _render_latent_one(job):
     write_mp4(path, frames, audio, fps, sr)
     return index
 
-NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
+from .ave import NOISY_LIST   # re-exported: defined once, in `ave`
 RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
