@@ -1,4 +1,5 @@
-"""Background-only clips through the video pipeline: the noisy list, `avbt prepare`, `avbt extract` and the weak loader."""
+"""Background-only clips through the video pipeline: the noisy list, `avbt prepare`, `avbt extract`, the weak
+loader."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -104,3 +105,16 @@ def test_annotations_unchanged_by_the_noisy_list(noisy_set, tmp_path):
     c = open_cache(tmp_path / 'c')
     assert c.records == read_annotations(root / 'Annotations.txt') and c.available.tolist() == [0, 1, 2]
     assert len(c.noisy) == 2
+
+
+def test_synth_cli_background_clips(tmp_path, capsys):
+    "`avbt synth --background-clips N` without a preset writes N listed clips; with --like it is one line."
+    from conftest import run_main
+    rc, out, err = run_main(capsys, 'synth', '--out', tmp_path / 's', '--videos', 4, '--classes', 2, '--size', 32,
+                            '--fps', 2, '--workers', 1, '--background-clips', 1)
+    ids = read_noisy_list(tmp_path / 's' / NOISY_LIST)
+    assert rc == 0 and len(ids) == 1 and (tmp_path / 's' / 'AVE' / f'{ids[0]}.mp4').exists()
+    assert ids[0] not in {r.video_id for r in read_annotations(tmp_path / 's' / 'Annotations.txt')}
+    rc, out, err = run_main(capsys, 'synth', '--out', tmp_path / 't', '--like', tmp_path / 's' / 'Annotations.txt',
+                            '--background-clips', 1)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and '--background-clips does not apply to --like' in err
