@@ -66,27 +66,9 @@ class MemoryCache:
                   seed: int = 0, # seed of the scenes, the log-mel and the plans
                   splits: dict | None = None, # split -> rows; default: all rows in 'train'
                  ):
-        "`n` moving-disc scenes at `hw` x `hw`, random log-mel, labels planned by `synth.plan_video` (class `i % 10`)."
-        from avbt_tacma.synth import SynthConfig, plan_video, class_specs
-        from avbt_tacma.ave import class_index, BG_INDEX
-        rng = np.random.default_rng(seed)
-        y, x = np.mgrid[0:hw, 0:hw] / hw
-        frames = np.empty((n, T_SEGMENTS * FRAMES_PER_SEGMENT, hw, hw, 3), np.uint8)
-        for c in range(n):
-            tint = rng.uniform(0.2, 1.0, 3)
-            bg = np.stack([x * tint[0], y * tint[1], (1 - x) * tint[2]], -1) * 0.7
-            bg[(np.floor(x * 12) % 2 == 0) & (y > 0.8)] = 1.0              # stripes: blur shows on them
-            for f in range(frames.shape[1]):
-                cx, cy = 0.2 + 0.6 * f / (frames.shape[1] - 1), 0.4 + 0.15 * np.sin(f / 10)
-                img = bg.copy()
-                img[(x - cx) ** 2 + (y - cy) ** 2 < 0.02] = (1.0, 0.9, 0.2)
-                frames[c, f] = (img * 255).round().astype(np.uint8)
-        logmel = rng.normal(size=(n, T_SEGMENTS, 96, 64)).astype(np.float32)
-        cfg = SynthConfig(seed=seed)
-        specs = class_specs(cfg.classes)
-        plans = [plan_video(cfg, i, i % cfg.classes, specs) for i in range(n)]   # the synthetic set's labels and spans
-        labels = [np.where(p['event'], class_index(p['category']), BG_INDEX) for p in plans]
-        return cls(frames, logmel, np.array(labels).reshape(n, T_SEGMENTS), splits)
+        "`n` in-memory clips of `synth.memory_clips`: moving-disc scenes, random log-mel, labels by `plan_video`."
+        from avbt_tacma.synth import memory_clips
+        return cls(*memory_clips(n, hw, seed), splits)
 
 # %% ../nbs/07_datasets.ipynb 10
 BT_CROP_SCALE = (0.08, 1.0)           # Barlow Twins / torchvision default
@@ -243,7 +225,7 @@ class AVClipDataset(torch.utils.data.Dataset):
     "Clips of one split of the prepared cache: log-mel, one (augmented) frame per segment, segment labels."
     def __init__(self,
                  cache, # a prepared cache (path or reader) or a `MemoryCache`
-                 split: str, # 'train', 'val' or 'test'
+                 split: str, # 'train', 'val', 'test', or 'noisy' (the cache's background-only clips, in no split)
                  train: bool, # random frame and augmentations (else the middle frame, no augmentation)
                  aug: AugConfig | None = None, # the augmentations; None: the default (crop + blur)
                  size: int = IMAGE_SIZE, # frame side (px)
@@ -251,8 +233,9 @@ class AVClipDataset(torch.utils.data.Dataset):
                 ):
         self.cache_path = cache if isinstance(cache, (str, os.PathLike)) else None
         c = cache_object(cache)
-        if split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
-        self.rows = _usable_rows(c, c.splits[split])
+        if split == 'noisy': self.rows = np.asarray(getattr(c, 'noisy', []), np.int64)   # present ones only
+        elif split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
+        else: self.rows = _usable_rows(c, c.splits[split])
         self.split, self.train, self.aug, self.size, self.seed = split, train, aug, size, seed
         self.transform = frame_transform(aug if train else None, size)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()

@@ -92,13 +92,19 @@ def _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebo
         extra = json.dumps([S, __version__, data_digest('ave' if kind == 'synthetic' else kind, path, digests)],
                            sort_keys=True)
         save_json(digests, out / '.digests.json')
-        try: res = run_steps(out, params, steps, notebooks, only, force, extra=extra, log=log, jobs=jobs, before=train)
+        nb_params = _notebook_params(params)           # what each notebook declares of the run's settings
+        try: res = run_steps(out, nb_params, steps, notebooks, only, force, extra=extra, log=log, jobs=jobs,
+                             before=train)
         finally:
             md, h = write_summary(out, steps)
             log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
         return res
     finally:
         if threads0 is None: os.environ.pop('AVBT_THREADS', None)
+
+def _notebook_params(params: dict) -> dict:
+    "What the notebooks may declare: the paper notebooks take `scale`, `out` and the rest as `run`."
+    return dict(params, run={k: v for k, v in params.items() if k not in ('scale', 'out')})
 
 def _load_digests(out: Path) -> dict:
     "The run folder's cache of file hashes (`core.file_digest`); a damaged one is started afresh."

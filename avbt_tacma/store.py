@@ -316,8 +316,9 @@ class Repro:
         from avbt_tacma.latent import PRESET_ROLES
         from avbt_tacma.report import control_table, optimum_rows, result_row
         C, path = self.S['controls'], self.known(preset)
+        lr = lambda h: {'lr': C['lrs'][h]} if h in C.get('lrs', {}) else {}     # the controls' own lr of a head
         rows = [result_row(h, None, self.accuracies(self.heads(path, h, seeds=list(range(C['seeds'])),
-                                                                epochs=C['epochs'])), key=h) for h in heads]
+                                                                epochs=C['epochs'], **lr(h))), key=h) for h in heads]
         known = self.feature_set(path).meta['known']
         rows += [self.majority(path), *optimum_rows(known)]
         rows += [r for m in ('a', 'v') if f'probe_{m}' in heads for r in optimum_rows(known, m)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import (AVBTError, atomic_path, save_json, load_json, data_root, cap_workers, usable_cores,
                              check_int)
-from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations
+from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations, NOISY_LIST
 from .audio import SAMPLE_RATE
 from .video import write_video, FRAME_SIZE
 
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
            'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'GAIN', 'ELONG', 'RENDER_NOISE',
-           'BACKGROUND_SEED', 'NOISY_LIST', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids',
-           'full_fraction', 'plan_video', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment',
-           'make_synthetic', 'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value',
-           'clip_look', 'render_clip', 'background_latents', 'render_latents', 'synth_parser', 'synth_main']
+           'BACKGROUND_SEED', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction',
+           'plan_video', 'memory_clips', 'feature_draws', 'render_frames', 'render_audio', 'write_mp4',
+           'split_assignment', 'make_synthetic', 'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like',
+           'strength', 'cue_value', 'clip_look', 'render_clip', 'background_latents', 'render_latents', 'synth_parser',
+           'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -197,6 +198,95 @@ def plan_video(cfg: SynthConfig, # the set configuration
         render_seed=int(rng.integers(2**31)))
 
 # %% ../nbs/04a_synth.ipynb 17
+from .ave import NUM_CLASSES, BG_INDEX, SPLITS, class_index
+from .video import FRAMES_PER_SEGMENT
+
+# %% ../nbs/04a_synth.ipynb 18
+def memory_clips(n: int = 4, # clips
+                 hw: int = 96, # frame side (px)
+                 seed: int = 0, # seed of the scenes, the log-mel and the plans
+                ) -> tuple:
+    "(frames uint8 [n, 160, hw, hw, 3], log-mel [n, 10, 96, 64], labels [n, 10]) of `n` moving-disc scenes."
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:hw, 0:hw] / hw
+    frames = np.empty((n, T_SEGMENTS * FRAMES_PER_SEGMENT, hw, hw, 3), np.uint8)
+    for c in range(n):
+        tint = rng.uniform(0.2, 1.0, 3)
+        bg = np.stack([x * tint[0], y * tint[1], (1 - x) * tint[2]], -1) * 0.7
+        bg[(np.floor(x * 12) % 2 == 0) & (y > 0.8)] = 1.0              # stripes: blur shows on them
+        for f in range(frames.shape[1]):
+            cx, cy = 0.2 + 0.6 * f / (frames.shape[1] - 1), 0.4 + 0.15 * np.sin(f / 10)
+            img = bg.copy()
+            img[(x - cx) ** 2 + (y - cy) ** 2 < 0.02] = (1.0, 0.9, 0.2)
+            frames[c, f] = (img * 255).round().astype(np.uint8)
+    logmel = rng.normal(size=(n, T_SEGMENTS, 96, 64)).astype(np.float32)
+    cfg = SynthConfig(seed=seed)
+    specs = class_specs(cfg.classes)
+    plans = [plan_video(cfg, i, i % cfg.classes, specs) for i in range(n)]   # the synthetic set's labels and spans
+    labels = [np.where(p['event'], class_index(p['category']), BG_INDEX) for p in plans]
+    return frames, logmel, np.array(labels).reshape(n, T_SEGMENTS)
+
+# %% ../nbs/04a_synth.ipynb 21
+def feature_draws(n_videos: int = 600, # clips
+                  n_classes: int = 6, # event classes (1..28)
+                  d_a: int = 32, # audio width
+                  d_v: int = 32, # visual width
+                  spatial=None, # (H, W) for spatial visual maps; None: vectors
+                  signal: float = 1.0, # scale of the class means
+                  noise: float = 2.0, # std of the added noise
+                  p_offscreen: float = 0.6, # chance of an audible-only or visible-only segment
+                  p_async: float = 0.3, # chance the visual span is shifted by one
+                  split=(0.7, 0.15, 0.15), # train/val/test fractions
+                  seed: int = 0, # the seed
+                  n_background: int = 0, # background-only training clips (the weak setting's noisy videos)
+                 ) -> dict:
+    ("Arrays of structured synthetic AVE-like features: audio, visual, labels [N, T] (class indices), splits, "
+     "meta and the background-only clips (`noisy`, or None).")
+    if not 1 <= n_classes <= NUM_CLASSES - 1:
+        raise AVBTError(f"n_classes must be in 1..{NUM_CLASSES - 1}, not {n_classes}")
+    rng, T = np.random.default_rng(seed), T_SEGMENTS
+    # last row: background
+    mu_a, mu_v = rng.normal(size=(n_classes + 1, d_a)) * signal, rng.normal(size=(n_classes + 1, d_v)) * signal
+    cls = rng.integers(0, n_classes, n_videos)
+    y = np.full((n_videos, T), BG_INDEX)
+    audio, vis = np.empty((n_videos, T, d_a)), np.empty((n_videos, T, d_v))
+    for i, c in enumerate(cls):
+        L = rng.integers(2, T + 1)
+        s = rng.integers(0, T - L + 1)
+        span = np.zeros(T, bool)
+        span[s:s + L] = True
+        audible = span | (rng.random(T) < p_offscreen / 2)
+        visible = span | (rng.random(T) < p_offscreen / 2)
+        if rng.random() < p_async: visible = np.roll(visible, rng.choice([-1, 1]))
+        y[i][audible & visible] = c
+        audio[i] = np.where(audible[:, None], mu_a[c], mu_a[-1]) + 0.5 * rng.normal(size=d_a)
+        vis[i] = np.where(visible[:, None], mu_v[c], mu_v[-1]) + 0.5 * rng.normal(size=d_v)
+    audio += noise * rng.normal(size=audio.shape)
+    if spatial is None: visual = vis + noise * rng.normal(size=vis.shape)
+    else:
+        H, W = spatial
+        visual = noise * rng.normal(size=(n_videos, T, H * W, d_v)) + mu_v[-1]
+        where = rng.integers(0, H * W, n_videos)                       # the object's region in each video
+        visual[np.arange(n_videos), :, where] = vis[np.arange(n_videos)] + noise * rng.normal(size=(n_videos, T, d_v))
+        visual = visual.reshape(n_videos, T, H, W, d_v)
+    order = rng.permutation(n_videos)
+    cut = np.cumsum([int(round(f * n_videos)) for f in split])[:2]
+    splits = dict(zip(SPLITS, (np.sort(p) for p in np.split(order, cut))))
+    meta = dict(source='synthetic_features', n_classes=n_classes, signal=signal, noise=noise, p_offscreen=p_offscreen,
+                p_async=p_async, spatial=spatial, seed=seed)
+    noisy = None
+    if n_background:                # like the AVE release's noisy videos: neither stream shows an event
+        meta['n_background'] = n_background
+        g = lambda d: rng.normal(size=(n_background, T, d))
+        nb_a = mu_a[-1] + 0.5 * g(d_a) + noise * g(d_a)
+        nb_v = mu_v[-1] + 0.5 * g(d_v) + noise * g(d_v)
+        if spatial is not None:
+            nb_v = mu_v[-1] + noise * rng.normal(size=(n_background, T) + tuple(spatial) + (d_v,))
+        noisy = dict(audio=nb_a.astype(np.float32), visual=nb_v.astype(np.float32))
+    return dict(audio=audio.astype(np.float32), visual=visual.astype(np.float32), labels=y, splits=splits,
+                meta=meta, noisy=noisy)
+
+# %% ../nbs/04a_synth.ipynb 24
 def _shape_value(shape, dx, dy, r):
     "Signed inside-distance (pixels) of a shape of radius `r` centred at the origin."
     if shape == 'circle': return r - np.hypot(dx, dy)
@@ -266,7 +356,7 @@ def _draw(frames, idx, vis_spec, x, y, scale, r):
     sel = (np.asarray(idx)[:, None, None], iy[:, :, None], ix[:, None, :])
     frames[sel] = frames[sel] * (1 - alpha) + alpha * col
 
-# %% ../nbs/04a_synth.ipynb 19
+# %% ../nbs/04a_synth.ipynb 26
 def _background(rng, size, margin, noise):
     "A world canvas: a dim two-tone gradient with blurry low-saturation clutter blobs."
     S = size + 2 * margin
@@ -322,7 +412,7 @@ def render_frames(plan: dict, # a `plan_video` plan
         frames += bank[rng.integers(0, 8, F)]
     return np.clip(frames, 0, 255, out=frames).astype(np.uint8)
 
-# %% ../nbs/04a_synth.ipynb 21
+# %% ../nbs/04a_synth.ipynb 28
 _PARTIALS = {'sine': ([1], [1]), 'odd': ([1, 3, 5, 7], [1, 1/3, 1/5, 1/7]),
              'saw': ([1, 2, 3, 4, 5, 6], [1, 1/2, 1/3, 1/4, 1/5, 1/6]),
              'bell': ([1, 2.76, 5.4, 8.93], [1, 0.6, 0.4, 0.25])}
@@ -385,7 +475,7 @@ def render_audio(plan: dict, # a `plan_video` plan
         x += level * 10 ** (-plan['snr_db'] / 20) * n / n.std()
     return np.clip(x, -1, 1).astype(np.float32)
 
-# %% ../nbs/04a_synth.ipynb 28
+# %% ../nbs/04a_synth.ipynb 35
 def write_mp4(path, # the .mp4 to write (atomically)
               frames: np.ndarray, # RGB uint8 [F, H, W, 3]
               audio: np.ndarray, # mono float32 [samples]
@@ -397,7 +487,7 @@ def write_mp4(path, # the .mp4 to write (atomically)
      "only.")
     return write_video(path, frames, fps, [np.asarray(audio)[None]], sample_rate, crf, fast_aac=True, threads=1)
 
-# %% ../nbs/04a_synth.ipynb 30
+# %% ../nbs/04a_synth.ipynb 37
 def _render_one(job):
     cfg, plan, path = job
     specs = class_specs(cfg.classes)
@@ -473,12 +563,15 @@ def make_synthetic(out, # output folder
                    workers: int | None = None, # processes; None: all cores
                    force: bool = False, # replace a different set in `out`
                    progress: bool = True, # show a progress bar
+                   background_clips: int = 0, # background-only clips (the weak setting's noisy videos), in noisySet.txt
                    **knobs, # more `SynthConfig` fields
                   ) -> Path:
-    "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
+    ("Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json; "
+     "noisySet.txt with `background_clips`).")
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
-    out, conf = Path(out), asdict(cfg)
-    ids = video_ids(videos, seed)
+    check_int(background_clips, 'background_clips', 0, 100_000)
+    out, conf = Path(out), asdict(cfg) | ({'background_clips': background_clips} if background_clips else {})
+    ids = video_ids(videos + background_clips, seed)                 # the event clips' ids do not change
     avdir, marker, meta_path = _claim(out, conf, ids, force)
     specs = class_specs(classes)
     rng = np.random.default_rng([seed, 0, 0])
@@ -486,10 +579,17 @@ def make_synthetic(out, # output folder
     full = rng.permutation(videos) < round(full_fraction(cfg.background) * videos)   # exact count of all-event clips
     plans = [dict(video_id=v, **plan_video(cfg, i, c, specs, bool(f))) for i,
              (v, c, f) in enumerate(zip(ids, cls_of, full))]
+    # background-only clips: an empty span, so a class's object or sound shows in some seconds but never both at once
+    bg_cls = np.random.default_rng([seed, 0, 4]).permutation(background_clips) % classes
+    plans += [dict(video_id=ids[videos + i], **plan_video(cfg, videos + i, int(c), specs, span=(0, 0)))
+              for i, c in enumerate(bg_cls)]
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
     if len(todo) < len(plans):
         log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
     _render_all(_render_one, todo, workers, 'synth', progress)
+    plans, bg_plans = plans[:videos], plans[videos:]
+    (out / NOISY_LIST).unlink(missing_ok=True)
+    if bg_plans: (out / NOISY_LIST).write_text(''.join(f"{p['video_id']}\n" for p in bg_plans))
     recs = [Record(p['category'], p['video_id'], 'good', p['start'], p['end']) for p in plans]
     split = split_assignment(cls_of, seed)
     write_annotations(recs, out / 'Annotations.txt')
@@ -500,12 +600,12 @@ def make_synthetic(out, # output folder
     summary = dict(background_fraction=round(1 - float(ev.mean()), 4),
                    all_event_clips=int((ev.sum(1) == T_SEGMENTS).sum()),
                    clips_per_class=np.bincount(cls_of, minlength=classes).tolist(),
-                   split_sizes={s: split.count(s) for s in ('train', 'val', 'test')})
-    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans), meta_path)
+                   split_sizes={s: split.count(s) for s in ('train', 'val', 'test')}, background_clips=len(bg_plans))
+    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans, background_videos=bg_plans), meta_path)
     marker.unlink()
     return out
 
-# %% ../nbs/04a_synth.ipynb 34
+# %% ../nbs/04a_synth.ipynb 41
 LIKE_SIZE = (480, 360)                                              # width, height
 LIKE_FPS = (Fraction(25), Fraction(30), Fraction(30000, 1001))
 LIKE_SAMPLE_RATE = 44100
@@ -570,7 +670,7 @@ def sample_rows(categories: list[str], # category of each row
             got += 1
     return sorted(out)
 
-# %% ../nbs/04a_synth.ipynb 36
+# %% ../nbs/04a_synth.ipynb 43
 def _render_like_one(job):
     "Render and write one clip of a twin set."
     plan, path, fps, size, seed = job
@@ -645,7 +745,7 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     marker.unlink()
     return out
 
-# %% ../nbs/04a_synth.ipynb 39
+# %% ../nbs/04a_synth.ipynb 46
 from .latent import LatentConfig, CUES, codes, sample_latents   # the latent model: defined once, in `latent`
 
 VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.22   # pixel noise std (0..255), tone RMS at full strength, noise RMS
@@ -676,7 +776,7 @@ def cue_value(prop: str, # 'shape', 'hue', 'orientation' or 'texture'
     if prop == 'texture': return (('stripes', 'checker', 'dots', 'rings')[j % 4], 0.35 + 0.1 * (j // 4))
     raise AVBTError(f"cue must be one of {', '.join(CUES)}, not {prop!r}")
 
-# %% ../nbs/04a_synth.ipynb 42
+# %% ../nbs/04a_synth.ipynb 49
 def clip_look(cfg: LatentConfig, # the knobs (classes, cue, seed)
               index: int,        # the clip's number
              ) -> dict:
@@ -747,7 +847,7 @@ def render_clip(cfg: LatentConfig, # the knobs
         audio = audio + AUD_LEVEL * strength(cfg.mu_a, GAIN['a']) * tone * _gate(code_a == j, sr)
     return np.clip(frames, 0, 255).astype(np.uint8), np.clip(audio, -1, 1).astype(np.float32)
 
-# %% ../nbs/04a_synth.ipynb 45
+# %% ../nbs/04a_synth.ipynb 52
 BACKGROUND_SEED = 10**9          # background-only clips draw their latents with the set's seed + this
 
 def background_latents(cfg: LatentConfig, # the knobs
@@ -767,14 +867,13 @@ def background_latents(cfg: LatentConfig, # the knobs
     lat['labels'] = np.full_like(lat['labels'], K)
     return lat
 
-# %% ../nbs/04a_synth.ipynb 48
+# %% ../nbs/04a_synth.ipynb 55
 def _render_latent_one(job):
     cfg, shown_v, shown_a, index, path, size, fps, sr = job
     frames, audio = render_clip(cfg, shown_v, shown_a, index, size, fps, sr)
     write_mp4(path, frames, audio, fps, sr)
     return index
 
-NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
 RENDER_VERSION = 2               # rendering (b)'s version: bumped when its output changes (2: calibrated)
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
@@ -837,7 +936,7 @@ def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is w
     marker.unlink()
     return out
 
-# %% ../nbs/04a_synth.ipynb 51
+# %% ../nbs/04a_synth.ipynb 58
 def synth_parser(p, # the (sub)command parser to fill
                 ):
     "Arguments of `avbt synth`."
@@ -879,7 +978,8 @@ def synth_main(args, # the parsed arguments
     videos = SynthConfig().videos if args.videos is None else args.videos
     make_synthetic(out, videos=videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
                    workers=args.workers, force=args.force, sample_rate=args.sample_rate, background=args.background,
-                   asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise)
+                   asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise,
+                   background_clips=getattr(args, 'background_clips', 0))
     meta = load_json(Path(out) / 'synth_meta.json')
     ev = np.array([v['event'] for v in meta['videos']])
     print(f"wrote {len(ev)} clips to {out}: {1 - ev.mean():.1%} background segments, "

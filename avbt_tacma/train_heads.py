@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from .core import (AVBTError, seeded, get_device, save_checkpoint, save_json, load_json, make_run_dir,
     load_checkpoint, run_lock, check_loss)
-from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX, T_SEGMENTS
+from .ave import CLASS_NAMES, NUM_CLASSES, BG_INDEX
 from .features import FeatureSet, SPLITS, feature_dataset, load_features, video_level_labels
 from .core import mean_std
 from .ave import segment_accuracy
@@ -38,53 +38,16 @@ def synthetic_features(n_videos: int = 600, # clips
                        seed: int = 0, # the seed
                        n_background: int = 0, # background-only training clips (the weak setting's noisy videos)
                       ) -> FeatureSet:
-    ("Structured synthetic AVE-like features: class means + noise, audible-and-visible events, asynchrony, optional "
-     "spatial maps.")
-    if not 1 <= n_classes <= NUM_CLASSES - 1:
-        raise AVBTError(f"n_classes must be in 1..{NUM_CLASSES - 1}, not {n_classes}")
-    rng, T = np.random.default_rng(seed), T_SEGMENTS
-    # last row: background
-    mu_a, mu_v = rng.normal(size=(n_classes + 1, d_a)) * signal, rng.normal(size=(n_classes + 1, d_v)) * signal
-    cls = rng.integers(0, n_classes, n_videos)
-    y = np.full((n_videos, T), BG_INDEX)
-    audio, vis = np.empty((n_videos, T, d_a)), np.empty((n_videos, T, d_v))
-    for i, c in enumerate(cls):
-        L = rng.integers(2, T + 1)
-        s = rng.integers(0, T - L + 1)
-        span = np.zeros(T, bool)
-        span[s:s + L] = True
-        audible = span | (rng.random(T) < p_offscreen / 2)
-        visible = span | (rng.random(T) < p_offscreen / 2)
-        if rng.random() < p_async: visible = np.roll(visible, rng.choice([-1, 1]))
-        y[i][audible & visible] = c
-        audio[i] = np.where(audible[:, None], mu_a[c], mu_a[-1]) + 0.5 * rng.normal(size=d_a)
-        vis[i] = np.where(visible[:, None], mu_v[c], mu_v[-1]) + 0.5 * rng.normal(size=d_v)
-    audio += noise * rng.normal(size=audio.shape)
-    if spatial is None: visual = vis + noise * rng.normal(size=vis.shape)
-    else:
-        H, W = spatial
-        visual = noise * rng.normal(size=(n_videos, T, H * W, d_v)) + mu_v[-1]
-        where = rng.integers(0, H * W, n_videos)                       # the object's region in each video
-        visual[np.arange(n_videos), :, where] = vis[np.arange(n_videos)] + noise * rng.normal(size=(n_videos, T, d_v))
-        visual = visual.reshape(n_videos, T, H, W, d_v)
-    order = rng.permutation(n_videos)
-    cut = np.cumsum([int(round(f * n_videos)) for f in split])[:2]
-    splits = dict(zip(SPLITS, (np.sort(p) for p in np.split(order, cut))))
-    labels = np.eye(NUM_CLASSES, dtype=np.float32)[y]
-    meta = dict(source='synthetic_features', n_classes=n_classes, signal=signal, noise=noise, p_offscreen=p_offscreen,
-                p_async=p_async, spatial=spatial, seed=seed)
-    noisy = None
-    if n_background:                # like the AVE release's noisy videos: neither stream shows an event
-        meta['n_background'] = n_background
-        g = lambda d: rng.normal(size=(n_background, T, d))
-        nb_a = mu_a[-1] + 0.5 * g(d_a) + noise * g(d_a)
-        nb_v = mu_v[-1] + 0.5 * g(d_v) + noise * g(d_v)
-        if spatial is not None:
-            nb_v = mu_v[-1] + noise * rng.normal(size=(n_background, T) + tuple(spatial) + (d_v,))
-        noisy = dict(audio=nb_a.astype(np.float32), visual=nb_v.astype(np.float32),
-                     video_labels=np.eye(NUM_CLASSES, dtype=np.float32)[np.full(n_background, BG_INDEX)])
-    return FeatureSet(audio.astype(np.float32), visual.astype(np.float32), labels, splits, list(CLASS_NAMES),
-                      [f'synth{i:05d}' for i in range(n_videos)], meta, video_level_labels(labels), noisy)
+    ("Structured synthetic AVE-like features (`synth.feature_draws`) as a FeatureSet: class means + noise, "
+     "audible-and-visible events, asynchrony, optional spatial maps.")
+    from avbt_tacma.synth import feature_draws
+    d = feature_draws(n_videos, n_classes, d_a, d_v, spatial, signal, noise, p_offscreen, p_async, split, seed,
+                      n_background)
+    labels, noisy = np.eye(NUM_CLASSES, dtype=np.float32)[d['labels']], d['noisy']
+    if noisy is not None:               # the AVE release's noisy videos: background-only video labels
+        noisy = dict(noisy, video_labels=np.eye(NUM_CLASSES, dtype=np.float32)[np.full(n_background, BG_INDEX)])
+    return FeatureSet(d['audio'], d['visual'], labels, d['splits'], list(CLASS_NAMES),
+                      [f'synth{i:05d}' for i in range(n_videos)], d['meta'], video_level_labels(labels), noisy)
 
 # %% ../nbs/14_train_heads.ipynb 8
 def _has_vector_mode(head: str) -> bool: return 'spatial' in inspect.signature(head_class(head)).parameters

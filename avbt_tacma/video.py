@@ -12,9 +12,9 @@ from .core import AVBTError, file_problem
 from .audio import SAMPLE_RATE, CLIP_SECONDS, clip_audio
 
 # %% auto 0
-__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'MAX_SECONDS', 'frame_times', 'write_video', 'write_test_clip',
-           'read_frame_number', 'ClipError', 'check_media_file', 'default_stream', 'decode_clip', 'Video',
-           'video_seconds', 'decode_video']
+__all__ = ['FRAMES_PER_SEGMENT', 'N_FRAMES', 'FRAME_SIZE', 'KEEP_BYTES', 'MAX_SECONDS', 'frame_times', 'write_video',
+           'write_test_clip', 'read_frame_number', 'ClipError', 'check_media_file', 'default_stream', 'decode_clip',
+           'Video', 'video_seconds', 'decode_video']
 
 # %% ../nbs/04_video.ipynb 5
 FRAMES_PER_SEGMENT = 16
@@ -169,62 +169,68 @@ def decode_clip(path, # a video file
         vs, aus = default_stream(c.streams.video), default_stream(c.streams.audio)
         if vs is None: raise ClipError(path, 'no_video', 'no video stream')
         if aus is None: raise ClipError(path, 'no_audio', 'no audio stream')
-        vs.thread_type = 'AUTO'
-        vs.thread_count = threads
-        fps = float(vs.average_rate or vs.guessed_rate or 25)
-        origin = max((c.start_time or 0) / 1e6, 0.0)
-        targets = frame_times(n_frames, seconds)
-        frames = np.empty((n_frames, size, size, 3), np.uint8)
-        resampler = av.AudioResampler(format='fltp')           # any sample format -> planar float, same rate/layout
-        k, prev, prev_t, img, nv = 0, None, None, None, 0
-        chunks, a_start, a_n, sr = [], None, 0, aus.sample_rate or 0
-        v_done = a_done = False
-        def put(upto):                                          # fill targets < upto with the previous frame
-            nonlocal k, img
-            while k < n_frames and targets[k] < upto:
-                if img is None: img = prev.to_ndarray(width=size, height=size, format='rgb24', interpolation='AREA')
-                frames[k] = img
-                k += 1
-        try:
-            for pkt in c.demux(vs, aus):
-                if (pkt.stream is vs and v_done) or (pkt.stream is aus and a_done): continue
-                for fr in pkt.decode():
-                    if pkt.stream is vs:
-                        t = (fr.time if fr.pts is not None else nv / fps) - origin
-                        nv += 1
-                        if prev is None: prev = fr                  # targets before the first frame get the first frame
-                        put(t)
-                        prev, prev_t, img = fr, t, None
-                        if t >= seconds: v_done = True
-                    else:
-                        for f in resampler.resample(fr):
-                            if a_start is None: a_start, sr = ((f.time or 0.0) - origin), f.sample_rate
-                            x = f.to_ndarray()
-                            chunks.append(x)
-                            a_n += x.shape[1]
-                        if a_start is not None and a_start + a_n / sr >= seconds + tolerance: a_done = True
-                if v_done and a_done: break
-        except av.FFmpegError as e:
-            raise ClipError(path, 'corrupt', f"decoding failed ({e})") from None
-        if prev is None: raise ClipError(path, 'corrupt', 'video stream holds no decodable frame')
-        if not chunks: raise ClipError(path, 'corrupt', 'audio stream holds no decodable sample')
-        v_end = prev_t + 1 / fps                                # the last frame stays on screen one frame period
-        n_pad = int((targets[k:] >= v_end).sum())
-        put(np.inf)
-        wav = np.concatenate(chunks, 1)
-        if not np.isfinite(wav).all():
-            raise ClipError(path, 'non_finite', f"the audio holds {int((~np.isfinite(wav)).sum())} NaN or Inf "
-                            "sample(s)")
-        # align audio to the timeline origin (a late start: silence, at most the clip's length, whatever the time
-        # stamps say)
-        lead = min(int(round(a_start * sr)), seconds * sr)
-        wav = np.concatenate([np.zeros((wav.shape[0], lead), wav.dtype), wav], 1) if lead > 0 else wav[:, -lead:]
-        audio, n_real = clip_audio(wav, sr, seconds)
-        v_sec, a_sec = min(v_end, seconds), n_real / SAMPLE_RATE
-        info = dict(width=vs.codec_context.width, height=vs.codec_context.height, fps=round(fps, 3),
-                    sample_rate=sr, channels=wav.shape[0], audio_streams=len(c.streams.audio),
-                    video_seconds=round(v_sec, 3), audio_seconds=round(a_sec, 3), padded_frames=n_pad,
-                    padded=bool(v_sec < seconds - tolerance or a_sec < seconds - tolerance))
+        return _decode(c, path, c.demux(vs, aus), n_frames, size, seconds, threads, tolerance)
+
+def _decode(c, path, packets, n_frames, size, seconds, threads, tolerance):
+    "`decode_clip` on an open container `c`, from `packets` (its demuxed video and audio packets, in file order)."
+    import av
+    vs, aus = default_stream(c.streams.video), default_stream(c.streams.audio)
+    vs.thread_type = 'AUTO'
+    vs.thread_count = threads
+    fps = float(vs.average_rate or vs.guessed_rate or 25)
+    origin = max((c.start_time or 0) / 1e6, 0.0)
+    targets = frame_times(n_frames, seconds)
+    frames = np.empty((n_frames, size, size, 3), np.uint8)
+    resampler = av.AudioResampler(format='fltp')           # any sample format -> planar float, same rate/layout
+    k, prev, prev_t, img, nv = 0, None, None, None, 0
+    chunks, a_start, a_n, sr = [], None, 0, aus.sample_rate or 0
+    v_done = a_done = False
+    def put(upto):                                          # fill targets < upto with the previous frame
+        nonlocal k, img
+        while k < n_frames and targets[k] < upto:
+            if img is None: img = prev.to_ndarray(width=size, height=size, format='rgb24', interpolation='AREA')
+            frames[k] = img
+            k += 1
+    try:
+        for pkt in packets:
+            if (pkt.stream is vs and v_done) or (pkt.stream is aus and a_done): continue
+            for fr in pkt.decode():
+                if pkt.stream is vs:
+                    t = (fr.time if fr.pts is not None else nv / fps) - origin
+                    nv += 1
+                    if prev is None: prev = fr                  # targets before the first frame get the first frame
+                    put(t)
+                    prev, prev_t, img = fr, t, None
+                    if t >= seconds: v_done = True
+                else:
+                    for f in resampler.resample(fr):
+                        if a_start is None: a_start, sr = ((f.time or 0.0) - origin), f.sample_rate
+                        x = f.to_ndarray()
+                        chunks.append(x)
+                        a_n += x.shape[1]
+                    if a_start is not None and a_start + a_n / sr >= seconds + tolerance: a_done = True
+            if v_done and a_done: break
+    except av.FFmpegError as e:
+        raise ClipError(path, 'corrupt', f"decoding failed ({e})") from None
+    if prev is None: raise ClipError(path, 'corrupt', 'video stream holds no decodable frame')
+    if not chunks: raise ClipError(path, 'corrupt', 'audio stream holds no decodable sample')
+    v_end = prev_t + 1 / fps                                # the last frame stays on screen one frame period
+    n_pad = int((targets[k:] >= v_end).sum())
+    put(np.inf)
+    wav = np.concatenate(chunks, 1)
+    if not np.isfinite(wav).all():
+        raise ClipError(path, 'non_finite', f"the audio holds {int((~np.isfinite(wav)).sum())} NaN or Inf "
+                        "sample(s)")
+    # align audio to the timeline origin (a late start: silence, at most the clip's length, whatever the time
+    # stamps say)
+    lead = min(int(round(a_start * sr)), seconds * sr)
+    wav = np.concatenate([np.zeros((wav.shape[0], lead), wav.dtype), wav], 1) if lead > 0 else wav[:, -lead:]
+    audio, n_real = clip_audio(wav, sr, seconds)
+    v_sec, a_sec = min(v_end, seconds), n_real / SAMPLE_RATE
+    info = dict(width=vs.codec_context.width, height=vs.codec_context.height, fps=round(fps, 3),
+                sample_rate=sr, channels=wav.shape[0], audio_streams=len(c.streams.audio),
+                video_seconds=round(v_sec, 3), audio_seconds=round(a_sec, 3), padded_frames=n_pad,
+                padded=bool(v_sec < seconds - tolerance or a_sec < seconds - tolerance))
     return frames, audio.numpy(), info
 
 # %% ../nbs/04_video.ipynb 21
@@ -249,32 +255,47 @@ class Video:
                 f"{i.get('audio_streams')} stream(s))")
 
 # %% ../nbs/04_video.ipynb 23
-def video_seconds(path, # a video file
-                 ) -> float:
-    ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
-     "times.")
+def _open_video(path):
+    "An open container of `path` with a video and an audio stream, or one `ClipError` line."
     import av
-    path = Path(path)
     check_media_file(path)             # missing, folder, FIFO, symbolic-link loop, name too long, empty: one line
     try: c = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as e:
         raise ClipError(path, 'corrupt', f"unsupported format or corrupt file ({_ffmpeg_reason(e)})") from None
-    with c:
-        vs = default_stream(c.streams.video)
-        if vs is None: raise ClipError(path, 'no_video', 'no video stream')
-        if default_stream(c.streams.audio) is None:
-            raise ClipError(path, 'no_audio', 'no audio track (localization needs both the sound and the pictures)')
-        origin, end = max((c.start_time or 0) / 1e6, 0.0), None
-        period = 1 / float(vs.average_rate or vs.guessed_rate or 25)
-        try:
-            for pkt in c.demux(vs):
-                if pkt.pts is None: continue
-                e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
-                end = e if end is None else max(end, e)
-        except av.FFmpegError as e:
-            raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
+    if default_stream(c.streams.video) is None: c.close(); raise ClipError(path, 'no_video', 'no video stream')
+    if default_stream(c.streams.audio) is None:
+        c.close()
+        raise ClipError(path, 'no_audio', 'no audio track (localization needs both the sound and the pictures)')
+    return c
+
+KEEP_BYTES = 64 << 20   # `decode_video` keeps the packets of its length scan up to this size, to decode them
+
+def _scan(c, path, keep: int = 0) -> tuple:
+    "(seconds, packets): the video stream's length from packet times; its and the audio's packets when <= `keep` bytes."
+    import av
+    vs, aus = default_stream(c.streams.video), default_stream(c.streams.audio)
+    origin, end = max((c.start_time or 0) / 1e6, 0.0), None
+    period = 1 / float(vs.average_rate or vs.guessed_rate or 25)
+    packets, size = ([], 0) if keep else (None, 0)
+    try:
+        for pkt in (c.demux(vs, aus) if keep else c.demux(vs)):
+            if packets is not None:
+                packets.append(pkt); size += pkt.size
+                if size > keep: packets = None                # too large to hold: decoded from a second reading
+            if pkt.stream is not vs or pkt.pts is None: continue
+            e = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration else period)
+            end = e if end is None else max(end, e)
+    except av.FFmpegError as e:
+        raise ClipError(path, 'corrupt', f"corrupt or truncated ({_ffmpeg_reason(e)})") from None
     if end is None: raise ClipError(path, 'corrupt', 'the video stream holds no frame')
-    return end - origin
+    return end - origin, packets
+
+def video_seconds(path, # a video file
+                 ) -> float:
+    ("Length (s) of a file's video stream, from the container's time origin to the end of its last frame, from packet "
+     "times.")
+    path = Path(path)
+    with _open_video(path) as c: return _scan(c, path)[0]
 
 def _ffmpeg_reason(e) -> str:
     return (getattr(e, 'strerror', None) or str(e)).strip().rstrip('.').lower()
@@ -287,12 +308,15 @@ def decode_video(path, # a video file
                  max_seconds: float = MAX_SECONDS, # longer videos are an error
                 ) -> Video:
     "Decode `path` into the middle frame of every second (`size` x `size`) and 16-kHz mono sound, cut to whole seconds."
-    duration = video_seconds(path)
-    if duration < min_seconds - 0.05:
-        raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
-    if duration > max_seconds + 0.5:
-        raise AVBTError(f"{path}: the video runs {duration:.0f} s by its time stamps, more than the {max_seconds:g} s "
-                        "allowed; raise --max-seconds or cut the video")
-    n = max(1, int(math.floor(duration + 0.5)))
-    frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
+    path = Path(path)
+    with _open_video(path) as c:                     # one opening: the length scan keeps the packets it reads
+        duration, packets = _scan(c, path, KEEP_BYTES)
+        if duration < min_seconds - 0.05:
+            raise AVBTError(f"{path}: the video is only {duration:.2f} s long; at least {min_seconds:g} s is needed")
+        if duration > max_seconds + 0.5:
+            raise AVBTError(f"{path}: the video runs {duration:.0f} s by its time stamps, more than the "
+                            f"{max_seconds:g} s allowed; raise --max-seconds or cut the video")
+        n = max(1, int(math.floor(duration + 0.5)))
+        if packets is not None: frames, audio, info = _decode(c, path, packets, n, size, n, 0, 0.1)
+    if packets is None: frames, audio, info = decode_clip(path, n_frames=n, size=size, seconds=n)
     return Video(str(path), frames, audio, duration, info['fps'], info)

@@ -71,11 +71,14 @@ def main():
     load = os.getloadavg()[0]
     print(f"AV-BT training step on CPU ({os.cpu_count()} cores, load average {load:.1f}; median of {a.steps} steps "
           f"after {a.warmup} warm-up)")
-    print(f"{'config':10} {'params':>8} {'image':>5} {'batch':>5} {'step s':>7} {'CPU s':>7} {'clips/s':>8} {'model MB':>9} {'peak MB':>8} {'epoch (3339 clips)':>19}")
+    print(f"{'config':10} {'params':>8} {'image':>5} {'batch':>5} {'step s':>7} {'CPU s':>7} {'clips/s':>8} "
+          f"{'model MB':>9} {'peak MB':>8} {'epoch (3339 clips)':>19}")
     for r in rows:
-        print(f"{r['config']:10} {r['params_m']:7.1f}M {r['image']:5d} {r['batch']:5d} {r['step_s']:7.2f} {r['cpu_s']:7.2f} {r['clips_s']:8.2f} "
-              f"{r['rss_model_mb']:9.0f} {r['peak_rss_mb']:8.0f} {r['epoch_h']:17.2f} h")
-    print("step s: wall-clock median; CPU s: process CPU time per step over all threads (step s x threads when the cores are free)")
+        print(f"{r['config']:10} {r['params_m']:7.1f}M {r['image']:5d} {r['batch']:5d} {r['step_s']:7.2f} "
+              f"{r['cpu_s']:7.2f} {r['clips_s']:8.2f} {r['rss_model_mb']:9.0f} {r['peak_rss_mb']:8.0f} "
+              f"{r['epoch_h']:17.2f} h")
+    print("step s: wall-clock median; CPU s: process CPU time per step over all threads "
+          "(step s x threads when the cores are free)")
 
 if __name__ == '__main__':
     main()

@@ -87,9 +87,11 @@ def main():
     print(f"AV-BT training step, {name}, {'bf16 autocast + channels_last' if amp else 'fp32'}, "
           f"{cfg.visual_backbone}+{cfg.audio_backbone}, {cfg.image_size}px, 10 segments per clip, torch "
           f"{torch.__version__}")
-    print(f"{'mode':8} {'batch':>5} {'1st step s':>10} {'step s':>7} {'clips/s':>8} {'peak GiB':>8} {'epoch (3339) s':>14}")
+    print(f"{'mode':8} {'batch':>5} {'1st step s':>10} {'step s':>7} {'clips/s':>8} {'peak GiB':>8} "
+          f"{'epoch (3339) s':>14}")
     for r in rows:
-        print(f"{r['mode']:8} {r['batch']:5d} {r['first_s']:10.1f} {r['step_s']:7.3f} {r['clips_s']:8.1f} {r['peak_gb']:8.1f} {r['epoch_s']:14.1f}")
+        print(f"{r['mode']:8} {r['batch']:5d} {r['first_s']:10.1f} {r['step_s']:7.3f} {r['clips_s']:8.1f} "
+              f"{r['peak_gb']:8.1f} {r['epoch_s']:14.1f}")
     if len(rows) == 2 and rows[0]['batch'] == rows[1]['batch']:
         print(f"compile speed-up: {rows[0]['step_s'] / rows[1]['step_s']:.2f}x; 100 epochs at the faster speed: "
               f"{min(r['epoch_s'] for r in rows) * 100 / 3600:.2f} h (model only, no data loading)")

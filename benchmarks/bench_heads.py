@@ -9,11 +9,11 @@ and what 200 epochs would take. On the CPU for each requested thread count; on C
     python benchmarks/bench_heads.py --heads tacma,psp,cma,probe_av --epochs 5
     python benchmarks/bench_heads.py --heads avel          # spatial 7x7x512 input: ~3.3 GB of features in memory
 
-Official PSP side by side (`--official-psp DIR`, DIR = a checkout of github.com/jasongief/PSP_CVPR_2021, kept
-outside this repository): one training epoch of the release's own step (its `psp_net`, its `AVE_Fully_Dataset.get_batch`,
-CE + 100 AVPS, Adam; `.cuda()` made a no-op so it runs on the CPU) against one epoch of the official-architecture PSP
-through this project's training code (`run_epoch`, recipe 'official'), fp32 and `fast` (bfloat16 region products),
-on the same random spatial features, same thread count, in one run:
+Official PSP side by side (`--official-psp DIR`, DIR = a checkout of github.com/jasongief/PSP_CVPR_2021, kept outside
+this repository): one training epoch of the release's own step (its `psp_net`, its `AVE_Fully_Dataset.get_batch`, CE +
+100 AVPS, Adam; `.cuda()` made a no-op so it runs on the CPU) against one epoch of the official-architecture PSP
+through this project's training code (`run_epoch`, recipe 'official'), fp32 and `fast` (bfloat16 region products), on
+the same random spatial features, same thread count, in one run:
 
     python benchmarks/bench_heads.py --official-psp /tmp/PSP_CVPR_2021 --n-train 384 --threads 2
 """
@@ -134,8 +134,10 @@ def compare_official_psp(args):
                 if r: times[k].append(dt)
         off, ours, fast = (statistics.median(times[k]) for k in runs)
         ratio_fast = statistics.median(o / f for o, f in zip(times['official'], times['fast']))
+        rounds = [round(o / f, 2) for o, f in zip(times['official'], times['fast'])]
         print(f"cpu x{threads}: official {off:.2f} s/epoch | project fp32 {ours:.2f} s ({off / ours:.2f}x) | "
-              f"project fast {fast:.2f} s ({off / fast:.2f}x; per-round ratios {[round(o / f, 2) for o, f in zip(times['official'], times['fast'])]}, median {ratio_fast:.2f}x)", flush=True)
+              f"project fast {fast:.2f} s ({off / fast:.2f}x; per-round ratios {rounds}, median {ratio_fast:.2f}x)",
+              flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -4,10 +4,12 @@
     python benchmarks/bench_prepare.py [--clips 200] [--kind synth|ave-like] [--repeats 3] [--workers 1 2]
 
 Figures (medians over --repeats runs, clips per second):
-  ffmpeg decode   `ffmpeg -i clip.mp4 -f null -`, one process per clip, one clip at a time: every frame and sample decoded
+  ffmpeg decode   `ffmpeg -i clip.mp4 -f null -`, one process per clip, one clip at a time: every frame and sample
+                  decoded
   ffmpeg same job the same plus what prepare keeps: 16 fps, scaled to 256 x 256 RGB, audio mono 16 kHz
   pyav decode     avbt_tacma.video.decode_clip alone, in-process
-  prepare, N      avbt_tacma.prepare.prepare with N worker processes into a fresh cache (JPEG, log-mel, HDF5 files included)
+  prepare, N      avbt_tacma.prepare.prepare with N worker processes into a fresh cache (JPEG, log-mel, HDF5 files
+                  included)
 Targets (issue 3): prepare at 1 worker within 1.5x of ffmpeg's time; 2 workers at least 1.7x faster than 1.
 
 ffmpeg is not a dependency of the project; on Debian/Ubuntu: `apt-get install -y ffmpeg` (the ffmpeg part is skipped,

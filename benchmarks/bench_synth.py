@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_synth.py [--videos 200] [--runs 3] [--workers 2] 
 import argparse, os, resource, statistics, tempfile, time
 from pathlib import Path
 import numpy as np
-from avbt_tacma.synth import SynthConfig, class_specs, plan_video, render_frames, render_audio, write_mp4, make_synthetic
+from avbt_tacma.synth import (SynthConfig, class_specs, plan_video, render_frames, render_audio, write_mp4,
+                              make_synthetic)
 
 def stages(cfg, n=10):
     "Median seconds per clip of planning, frames, audio and encoding, in this process."

@@ -161,8 +161,9 @@ def test_official_defaults_and_init():
     m = PSP(128, 512)
     assert [m.fa[0].bias, m.fa[1].bias, m.fv[0].bias, m.classifier[0].bias, m.classifier[2].bias] == [None] * 5
     n = sum(p.numel() for k, p in m.named_parameters())
-    official = (128 * 256 + 256 * 128 + 512 * 256 + 256 * 128 + 4 * 512 * 128 + 512 * 512 + 512 + 512 * 128 + 512 + 49 * 512 * 2 + 49
-                + 2 * 2 * (4 * 128 * 128 * 2 + 8 * 128) + 6 * 256 * 256 + 2 * 256 + 256 * 64 + 64 * 29)
+    official = (128 * 256 + 256 * 128 + 512 * 256 + 256 * 128 + 4 * 512 * 128 + 512 * 512 + 512 + 512 * 128 + 512
+                + 49 * 512 * 2 + 49 + 2 * 2 * (4 * 128 * 128 * 2 + 8 * 128) + 6 * 256 * 256 + 2 * 256
+                + 256 * 64 + 64 * 29)
     # psp_net minus its unused linear_v, classifiers
     assert n == official - 4 * 512 * 128
     bound = np.sqrt(6 / (256 + 256))                                             # Xavier-uniform bound of the PSP maps

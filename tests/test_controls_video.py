@@ -38,7 +38,7 @@ def test_controls_video_step_at_a_tiny_size(tmp_path):
     "and the report judges the colour-jitter claim on them instead of saying 'not run'."
     out = tmp_path / 'run'
     run_notebook(paper_notebooks() / 'controls_video.ipynb', out / 'notebooks' / 'controls_video.ipynb',
-                 dict(scale='smoke', device='cpu', out=str(out), videos=40, epochs=1))
+                 dict(scale='smoke', out=str(out), run=dict(device='cpu'), videos=40, epochs=1))
     for preset in CONTROLS['jitter_damages']:
         t = json.loads((out / 'tables' / f'{control_table(preset)}.json').read_text())
         keys = [r.get('key') for r in t['rows']]

@@ -316,7 +316,8 @@ def test_synth_never_overwrites_foreign_annotation_files(capsys, tmp_path):
     for extra in ([], ['--force']):
         res = run_main(capsys, 'synth', '--out', tmp_path, '--videos', 4, '--classes', 2, *extra)
         one_line_error(res, 'synth', 'Annotations.txt, testSet.txt that avbt synth did not write')
-    assert (tmp_path / 'Annotations.txt').read_text() == 'theirs' and sorted(os.listdir(tmp_path)) == ['Annotations.txt', 'testSet.txt']
+    assert (tmp_path / 'Annotations.txt').read_text() == 'theirs'
+    assert sorted(os.listdir(tmp_path)) == ['Annotations.txt', 'testSet.txt']
 
 
 def test_localize_names_never_collide(tmp_path):
@@ -372,7 +373,8 @@ def test_html_partial_file_is_deleted_and_refetched(tmp_path, caplog):
         url = f'http://127.0.0.1:{srv.server_address[1]}/f.h5'
         (tmp_path / 'f.h5.part').write_bytes(HTML)                       # what a quota page left behind
         with caplog.at_level(logging.WARNING): fetch(url, tmp_path / 'f.h5', progress=False)
-        assert (tmp_path / 'f.h5').read_bytes() == blob and 'is a web page' in caplog.text and 'deleted it' in caplog.text
+        assert (tmp_path / 'f.h5').read_bytes() == blob
+        assert 'is a web page' in caplog.text and 'deleted it' in caplog.text
         # an HTML page kept as the file by an old version
         (tmp_path / 'f.h5').write_bytes(HTML)
         fetch(url, tmp_path / 'f.h5', progress=False)

@@ -190,7 +190,8 @@ def test_localize_held_out_video_and_bad_files(trained, tmp_path):
     res = json.loads((out / 'held out.json').read_text())
     assert [x['second'] for x in res] == list(range(25)) and all(x['label'] in CLASS_NAMES for x in res)
     assert all(0 < x['confidence'] <= 1 for x in res)
-    assert (out / 'held out.csv').read_text().splitlines()[0] == 'second,label,confidence' and len((out / 'held out.csv').read_text().splitlines()) == 26
+    rows = (out / 'held out.csv').read_text().splitlines()
+    assert rows[0] == 'second,label,confidence' and len(rows) == 26
     assert (out / 'held out.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert len(json.loads((out / 'other.json').read_text())) == 3
     assert r.stdout.count('second  label') == 2 and '    24  ' in r.stdout                  # the two per-second tables
@@ -266,3 +267,18 @@ def test_pack_writes_a_model_card_and_localize_warns(trained, tmp_path):
     r = avbt('localize', str(video), '--checkpoint', str(out), '--out', str(tmp_path / 'loc'), '--device', 'cpu')
     warn = [l for l in r.stderr.splitlines() if l.startswith('warning:')]
     assert r.returncode == 0 and len(warn) == 1 and 'trained on synthetic data' in warn[0], r.stderr
+
+
+def test_decode_video_opens_the_file_once(tmp_path, monkeypatch):
+    ("The length scan keeps its packets and decodes them: one av.open, the same frames and sound as decode_clip; "
+     "past KEEP_BYTES a second reading gives the same again.")
+    import av, avbt_tacma.video as V
+    p = V.write_test_clip(tmp_path / 'v.mp4', seconds=3, size=(64, 48))
+    frames, audio, info = V.decode_clip(p, n_frames=3, size=32, seconds=3)
+    opened, real = [], av.open
+    monkeypatch.setattr(av, 'open', lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    v = V.decode_video(p, size=32)
+    assert len(opened) == 1 and (v.frames == frames).all() and (v.audio == audio).all() and v.info == info
+    monkeypatch.setattr(V, 'KEEP_BYTES', 100)                   # too large to keep: decoded from a second reading
+    w = V.decode_video(p, size=32)
+    assert len(opened) == 3 and (w.frames == frames).all() and (w.audio == audio).all() and w.info == info
