@@ -10,10 +10,10 @@ import numpy as np
 from .core import AVBTError
 
 # %% auto 0
-__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'Record',
-           'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'check_order',
-           'check_split_overlap', 'read_order', 'split_indices', 'label_matrix', 'segment_labels', 'label_indices',
-           'segment_accuracy']
+__all__ = ['CATEGORIES', 'BACKGROUND', 'CLASS_NAMES', 'NUM_CLASSES', 'BG_INDEX', 'T_SEGMENTS', 'SPLITS', 'HEADER', 'NOISY_LIST',
+           'Record', 'class_index', 'parse_annotation_line', 'read_annotations', 'write_annotations', 'check_order',
+           'check_split_overlap', 'read_order', 'split_indices', 'read_noisy_list', 'label_matrix', 'segment_labels',
+           'label_indices', 'segment_accuracy']
 
 # %% ../nbs/01_ave.ipynb 5
 CATEGORIES = [
@@ -160,6 +160,29 @@ def split_indices(annotations, # all records (Annotations.txt)
     return np.array(out, dtype=np.int64)
 
 # %% ../nbs/01_ave.ipynb 14
+NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
+
+def read_noisy_list(path, # a noisy list: one video id per line
+                   ) -> list[str]:
+    "The video ids of a noisy list, in its order (blank lines skipped); a malformed line: a one-line `AVBTError`."
+    path = Path(path)
+    if not path.is_file(): raise AVBTError(f"{path}: noisy list not found")
+    ids, seen = [], {}
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            for n, line in enumerate(f, 1):
+                v = line.strip()
+                if not v: continue
+                if len(v.split()) > 1 or '&' in v:
+                    raise AVBTError(f"{path}:{n}: expected one video id per line, got {v[:60]!r}")
+                if v in seen: raise AVBTError(f"{path}:{n}: video id {v!r} is listed twice (first on line {seen[v]})")
+                seen[v] = n
+                ids.append(v)
+    except UnicodeDecodeError as e:
+        raise AVBTError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    return ids
+
+# %% ../nbs/01_ave.ipynb 17
 def label_matrix(records, # `Record`s
                  categories=None, # the class list; None: the 28 AVE categories
                 ) -> np.ndarray:
@@ -179,7 +202,7 @@ def segment_labels(records, # `Record`s
     "Class index per segment [N, 10] (int64)."
     return label_matrix(records, categories).argmax(-1)
 
-# %% ../nbs/01_ave.ipynb 18
+# %% ../nbs/01_ave.ipynb 21
 def label_indices(y, # class indices [N, T], one-hot [N, T, C] (numpy or torch)
                  ) -> np.ndarray:
     "Class indices [N, T] of labels given as indices or one-hot, as a numpy array."

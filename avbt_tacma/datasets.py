@@ -225,7 +225,7 @@ class AVClipDataset(torch.utils.data.Dataset):
     "Clips of one split of the prepared cache: log-mel, one (augmented) frame per segment, segment labels."
     def __init__(self,
                  cache, # a prepared cache (path or reader) or a `MemoryCache`
-                 split: str, # 'train', 'val' or 'test'
+                 split: str, # 'train', 'val', 'test', or 'noisy' (the cache's background-only clips, in no split)
                  train: bool, # random frame and augmentations (else the middle frame, no augmentation)
                  aug: AugConfig | None = None, # the augmentations; None: the default (crop + blur)
                  size: int = IMAGE_SIZE, # frame side (px)
@@ -233,8 +233,9 @@ class AVClipDataset(torch.utils.data.Dataset):
                 ):
         self.cache_path = cache if isinstance(cache, (str, os.PathLike)) else None
         c = cache_object(cache)
-        if split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
-        self.rows = _usable_rows(c, c.splits[split])
+        if split == 'noisy': self.rows = np.asarray(getattr(c, 'noisy', []), np.int64)   # present ones only
+        elif split not in c.splits: raise AVBTError(f"no split {split!r} in the cache (it has {sorted(c.splits)})")
+        else: self.rows = _usable_rows(c, c.splits[split])
         self.split, self.train, self.aug, self.size, self.seed = split, train, aug, size, seed
         self.transform = frame_transform(aug if train else None, size)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()

@@ -140,7 +140,8 @@ def synth_parser(p, # the (sub)command parser to fill
                    help="with --preset: 'features' (rendering (a), features.h5, default) or 'video' (rendering (b), "
                         "mp4 files in the AVE layout)")
     p.add_argument('--background-clips', type=int, default=0,
-                   help="with --preset: background-only training clips, like the AVE's noisy videos (default 0)")
+                   help="background-only training clips, like the AVE's noisy videos, listed in noisySet.txt "
+                        "(default 0)")
     return p
 
 _PRESET_FIXED = ('classes', 'background', 'asynchrony', 'distractors', 'noise', 'like')   # the preset sets these
@@ -149,9 +150,10 @@ def synth_main(args, # the parsed arguments
               ) -> int:
     "Run `avbt synth` (with `--preset`: the preset's features or videos, and the known optimum)."
     if args.preset is None:
-        used = [f for f, d in (('render', 'features'), ('background_clips', 0)) if getattr(args, f) != d]
-        if used: raise AVBTError(f"--{used[0].replace('_', '-')} needs --preset NAME")
-        return synth.synth_main(args)
+        if args.render != 'features': raise AVBTError("--render needs --preset NAME")
+        if args.background_clips and args.like is not None:
+            raise AVBTError("--background-clips does not apply to --like (a twin has the real rows only)")
+        return synth.synth_main(args)             # --background-clips: the generator's noisySet.txt clips
     preset(args.preset)
     d = synth.synth_parser(argparse.ArgumentParser()).parse_args([])
     fixed = [k for k in _PRESET_FIXED if getattr(args, k) != getattr(d, k)]

@@ -11,7 +11,7 @@ import numpy as np
 from .core import (AVBTError, OutputError, atomic_path, atomic_write_text, save_json, load_json, versions,
                              check_out_dir, check_int, one_line, cap_workers, usable_cores)
 from .ave import (read_annotations, write_annotations, read_order, split_indices, segment_labels, Record,
-                            check_split_overlap)
+                            check_split_overlap, NOISY_LIST, read_noisy_list, BG_INDEX, T_SEGMENTS)
 from .audio import SAMPLE_RATE, CLIP_SECONDS, vggish_log_mel
 from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 
@@ -168,7 +168,7 @@ def _write_report(out, rows) -> Path:
     w.writerows(rows)
     return atomic_write_text(Path(out) / 'report.csv', b.getvalue())
 
-def _start_cache(root, out, records, settings):
+def _start_cache(root, out, records, settings, noisy_ids=()):
     "Write (or check) the cache's metadata before any clip, so a partial cache is already readable."
     out = Path(out)
     (out / 'clips').mkdir(parents=True, exist_ok=True)
@@ -183,8 +183,11 @@ def _start_cache(root, out, records, settings):
     for tmp in (out / 'clips').glob('.*'): tmp.unlink(missing_ok=True)      # leftovers of a killed run
     write_annotations(records, out / 'Annotations.txt')
     save_json({s: v.tolist() for s, v in read_splits(root, records).items()}, out / 'splits.json')
+    if noisy_ids: atomic_write_text(out / NOISY_LIST, ''.join(f'{v}\n' for v in noisy_ids))
+    else: (out / NOISY_LIST).unlink(missing_ok=True)
     save_json(dict(format=CACHE_FORMAT, settings=settings, source=str(Path(root).resolve()), n_rows=len(records),
                    synthetic=(Path(root) / 'synth_meta.json').exists(),     # made by `avbt synth`, not the AVE
+                   n_noisy=len(noisy_ids),                                  # listed background-only clips
                    n_frames=N_FRAMES, frames_per_segment=N_FRAMES // CLIP_SECONDS, sample_rate=SAMPLE_RATE,
                    versions=versions()), out / 'cache.json')
 
@@ -214,14 +217,19 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
     records = read_annotations(root / 'Annotations.txt')
     if not records: raise AVBTError(f"{root / 'Annotations.txt'}: no annotation rows, nothing to prepare")
     rows = list(range(len(records) if limit is None else min(limit, len(records))))
-    _start_cache(root, out, records, dict(size=size, quality=quality, framing=framing))
+    noisy_ids = read_noisy_list(root / NOISY_LIST) if (root / NOISY_LIST).exists() else []   # before any write
+    _start_cache(root, out, records, dict(size=size, quality=quality, framing=framing), noisy_ids)
     vdir, t0 = video_dir(root), time.time()
     vids = list(dict.fromkeys(records[r].video_id for r in rows))
     threads = threads or (1 if workers > 1 else 0)       # with a process per core, decoder threads only contend
     failed, done_now, already, remade = {}, 0, 0, {}
-    for v in vids:                                       # an id that cannot be a file name is skipped, not fatal
+    annotated = {r.video_id for r in records}
+    nfailed = {v: ('annotated', 'also an annotation row: a background-only clip is never in train/val/test')
+               for v in noisy_ids if v in annotated}
+    for v in vids + [v for v in noisy_ids if v not in nfailed]:   # an id that cannot be a file name: skipped
         try: clip_file(out, v)
-        except AVBTError as e: failed[v] = ('bad_id', str(e))
+        except AVBTError as e: (nfailed if v in noisy_ids else failed)[v] = ('bad_id', str(e))
+    vids += [v for v in noisy_ids if v not in nfailed]                # the background-only clips: the same decoding
     todo = [(v, vdir / f'{v}.mp4', clip_file(out, v), size, quality, framing, threads) for v in vids if v not in failed]
     from tqdm import tqdm
     bar = tqdm(total=len(todo), desc='prepare', unit='clip', disable=not progress)
@@ -254,7 +262,13 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
         bar.close()
         torch.set_num_threads(torch_threads)
     report, ok, padded = [], 0, 0
-    infos = {}
+    infos, n_rec = {}, len(records)
+    nfailed |= {v: failed.pop(v) for v in noisy_ids if v in failed}
+    for j, v in enumerate(noisy_ids):                    # rows after the annotation rows, as `ClipCache` numbers them
+        if v in nfailed:
+            report.append(dict(row=n_rec + j, video_id=v, status='skipped', problem=nfailed[v][0],
+                               reason=f"background-only clip ({NOISY_LIST}): {nfailed[v][1]}"))
+            log.warning(f"{NOISY_LIST}: background-only clip {v} skipped ({nfailed[v][0]}: {nfailed[v][1][:200]})")
     for r in rows:
         vid = records[r].video_id
         if vid in failed:
@@ -269,11 +283,13 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
             report.append(dict(row=r, video_id=vid, status='padded', problem='short',
                                reason=f"shorter than {CLIP_SECONDS} s (video {i['video_seconds']} s, audio "
                                       f"{i['audio_seconds']} s): padded"))
+    report.sort(key=lambda x: x['row'])
     _write_report(out, report)
     secs = time.time() - t0
-    counts = Counter(x['problem'] for x in report if x['status'] == 'skipped')
+    counts = Counter(x['problem'] for x in report if x['status'] == 'skipped' and x['row'] < n_rec)
     summary = dict(rows=len(rows), kept=ok, new=done_now, already=already, skipped=sum(counts.values()),
                    problems=dict(counts), padded=padded, seconds=round(secs, 2), remade=sorted(remade),
+                   noisy=len(noisy_ids) - len(nfailed), noisy_listed=len(noisy_ids), noisy_skipped=sorted(nfailed),
                    clips_per_s=round((len(todo) - already) / secs, 2) if secs > 0 else None,
                    report=str(out / 'report.csv'))
     summary['line'] = (f"prepare: {ok} of {len(rows)} rows in {out} ({done_now} new clips, {summary['already']} "
@@ -281,6 +297,9 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
                        f"skipped {summary['skipped']}"
                        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else '')
                        + f"; padded {padded}; {summary['clips_per_s']} clips/s; report: {summary['report']}"
+                       + (f"; background-only clips ({NOISY_LIST}): {summary['noisy']} of {len(noisy_ids)}"
+                          + (f", skipped {', '.join(f'{v} ({nfailed[v][0]})' for v in sorted(nfailed)[:5])}"
+                             + (' ...' if len(nfailed) > 5 else '') if nfailed else '') if noisy_ids else '')
                        + (f"; re-made {len(remade)} damaged cache file(s): {', '.join(sorted(remade)[:5])}"
                           + (' ...' if len(remade) > 5 else '') if remade else ''))
     if rows and not ok:                                  # nothing usable: an error, not an empty cache that "worked"
@@ -316,6 +335,10 @@ class ClipCache:
                             f"{' ...' if len(self.damaged) > 5 else ''}); re-run `avbt prepare` to re-make them")
             present -= set(self.damaged)
         self.available = np.array([i for i, r in enumerate(self.records) if r.video_id in present], dtype=np.int64)
+        self.noisy_ids = read_noisy_list(self.root / NOISY_LIST) if (self.root / NOISY_LIST).exists() else []
+        annotated, n = {r.video_id for r in self.records}, len(self.records)
+        self.noisy = np.array([n + j for j, v in enumerate(self.noisy_ids) if v in present and v not in annotated],
+                              dtype=np.int64)           # background-only clips: rows after the annotation rows
         have = set(self.available.tolist())
         sp = load_json(self.root / 'splits.json') if (self.root / 'splits.json').exists() else {}
         self.splits = {s: np.array([i for i in sp.get(s, []) if i in have], dtype=np.int64) for s in SPLITS}
@@ -336,9 +359,13 @@ class ClipCache:
     def __len__(self): return len(self.available)
     def __repr__(self):
         return (f"ClipCache({str(self.root)!r}: {len(self.available)} of {len(self.records)} rows, "
-                + ', '.join(f"{s} {len(v)}" for s, v in self.splits.items()) + f", {len(self.report)} in report)")
+                + ', '.join(f"{s} {len(v)}" for s, v in self.splits.items())
+                + (f", {len(self.noisy)} background-only" if len(self.noisy) else '')
+                + f", {len(self.report)} in report)")
 
-    def video_id(self, row: int) -> str: return self.records[row].video_id
+    def video_id(self, row: int) -> str:
+        n = len(self.records)
+        return self.records[row].video_id if row < n else self.noisy_ids[row - n]
 
     def _file(self, row: int):
         import h5py
@@ -385,7 +412,8 @@ class ClipCache:
         return json.loads(self._file(row).attrs['info'])
 
     def labels(self, row: int) -> np.ndarray:
-        "Class index per segment int64 [10] (background = 28)."
+        "Class index per segment int64 [10] (background = 28; all background for a background-only clip)."
+        if row >= len(self.records): return np.full(T_SEGMENTS, BG_INDEX, dtype=np.int64)
         return segment_labels([self.records[row]])[0].astype(np.int64)
 
     def close(self):
@@ -397,7 +425,7 @@ def open_cache(root, # the cache folder
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
-# %% ../nbs/05_prepare.ipynb 27
+# %% ../nbs/05_prepare.ipynb 29
 def prepare_parser(p, # the (sub)command parser to fill
                   ):
     p.add_argument('--ave-root', required=True,

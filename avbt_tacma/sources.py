@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from .core import AVBTError, load_json, one_line, inputs_digest
+from .ave import NOISY_LIST
 from .scales import SCALES
 
 # %% auto 0
@@ -67,7 +68,8 @@ def synthetic_dir(out,        # the run folder
     s = SCALES[scale]
     split = '-split' + '-'.join(str(round(100 * x)) for x in s['split']) if s.get('split') else ''
     gen = f"latent-{s['latent']}-r{RENDER_VERSION}" if s.get('latent') else f"g{SynthConfig().version}"
-    name = f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-{gen}{split}"
+    bg = f"-bg{s['background_clips']}" if s.get('background_clips') else ''
+    name = f"synthetic-{s['videos']}v-{s['classes']}c-{s['size']}px-seed0-{gen}{split}{bg}"
     return Path(out) / 'data' / name
 
 # %% ../nbs/18a_sources.ipynb 12
@@ -114,15 +116,15 @@ def ensure_synthetic(out,        # the run folder
         if S.get('latent'):                                         # rendering (b) of a known-answer preset
             from avbt_tacma.known import write_known
             write_known(path, S['latent'], clips=S['videos'], classes=S['classes'], render='video', size=S['size'],
-                        fps=S['fps'], progress=False)
+                        fps=S['fps'], progress=False, background_clips=S.get('background_clips', 0))
         else:
             make_synthetic(path, videos=S['videos'], seed=0, classes=S['classes'], size=S['size'], fps=S['fps'],
-                           progress=False)
+                           progress=False, background_clips=S.get('background_clips', 0))
         if S.get('split'):                                          # more test clips: less seed-to-seed noise
             log(f"split (train/val/test): {split_synthetic(path, S['split'])}")
     return path
 
-# %% ../nbs/18a_sources.ipynb 16
+# %% ../nbs/18a_sources.ipynb 17
 def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
                  path,        # its folder or file (None for synthetic)
                  scale: str,  # a name in SCALES
@@ -138,7 +140,7 @@ def source_label(kind: str,   # 'synthetic', 'ave', 'cache' or 'features'
     return ({'ave': 'AVE videos', 'cache': 'AVE cache', 'features': 'feature files'}[kind] if real else
             {'ave': 'synthetic videos', 'cache': 'synthetic cache'}[kind]) + f" ({Path(path).name})"
 
-# %% ../nbs/18a_sources.ipynb 19
+# %% ../nbs/18a_sources.ipynb 20
 _SMALL = ('Annotations.txt', 'trainSet.txt', 'valSet.txt', 'testSet.txt', 'train_order.h5', 'val_order.h5',
           'test_order.h5', 'cache.json', 'splits.json', 'synth_meta.json')
 
@@ -151,6 +153,7 @@ def data_digest(kind: str,            # 'synthetic', 'ave', 'cache' or 'features
     p = Path(path)
     if kind == 'features': return inputs_digest([p], cache)
     h = hashlib.sha256(inputs_digest([p / n for n in _SMALL], cache).encode())
+    if (p / NOISY_LIST).exists(): h.update(inputs_digest([p / NOISY_LIST], cache).encode())   # background-only clips
     media = p / 'clips' if kind == 'cache' else (p / 'AVE' if (p / 'AVE').is_dir() else p)
     for f in sorted(media.glob('*.h5' if kind == 'cache' else '*.mp4')):
         try: st = f.stat()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import (AVBTError, atomic_path, save_json, load_json, data_root, cap_workers, usable_cores,
                              check_int)
-from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations
+from .ave import CATEGORIES, T_SEGMENTS, Record, write_annotations, NOISY_LIST
 from .audio import SAMPLE_RATE
 from .video import write_video, FRAME_SIZE
 
@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
            'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'ELONG', 'RENDER_NOISE', 'BACKGROUND_SEED',
-           'NOISY_LIST', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video',
-           'memory_clips', 'feature_draws', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment',
-           'make_synthetic', 'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value',
-           'clip_look', 'render_clip', 'background_latents', 'render_latents', 'synth_parser', 'synth_main']
+           'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'memory_clips',
+           'feature_draws', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic',
+           'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value', 'clip_look',
+           'render_clip', 'background_latents', 'render_latents', 'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -562,12 +562,15 @@ def make_synthetic(out, # output folder
                    workers: int | None = None, # processes; None: all cores
                    force: bool = False, # replace a different set in `out`
                    progress: bool = True, # show a progress bar
+                   background_clips: int = 0, # background-only clips (the weak setting's noisy videos), in noisySet.txt
                    **knobs, # more `SynthConfig` fields
                   ) -> Path:
-    "Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json)."
+    ("Write a synthetic AVE-like set to `out` (AVE/<id>.mp4, Annotations.txt, train/val/testSet.txt, synth_meta.json; "
+     "noisySet.txt with `background_clips`).")
     cfg = SynthConfig(videos=videos, seed=seed, classes=classes, size=size, fps=fps, **knobs).check()
-    out, conf = Path(out), asdict(cfg)
-    ids = video_ids(videos, seed)
+    check_int(background_clips, 'background_clips', 0, 100_000)
+    out, conf = Path(out), asdict(cfg) | ({'background_clips': background_clips} if background_clips else {})
+    ids = video_ids(videos + background_clips, seed)                 # the event clips' ids do not change
     avdir, marker, meta_path = _claim(out, conf, ids, force)
     specs = class_specs(classes)
     rng = np.random.default_rng([seed, 0, 0])
@@ -575,10 +578,17 @@ def make_synthetic(out, # output folder
     full = rng.permutation(videos) < round(full_fraction(cfg.background) * videos)   # exact count of all-event clips
     plans = [dict(video_id=v, **plan_video(cfg, i, c, specs, bool(f))) for i,
              (v, c, f) in enumerate(zip(ids, cls_of, full))]
+    # background-only clips: an empty span, so a class's object or sound shows in some seconds but never both at once
+    bg_cls = np.random.default_rng([seed, 0, 4]).permutation(background_clips) % classes
+    plans += [dict(video_id=ids[videos + i], **plan_video(cfg, videos + i, int(c), specs, span=(0, 0)))
+              for i, c in enumerate(bg_cls)]
     todo = [(cfg, p, avdir / f"{p['video_id']}.mp4") for p in plans if not (avdir / f"{p['video_id']}.mp4").exists()]
     if len(todo) < len(plans):
         log.info(f"{out}: {len(plans) - len(todo)} of {len(plans)} clips already written, making the rest")
     _render_all(_render_one, todo, workers, 'synth', progress)
+    plans, bg_plans = plans[:videos], plans[videos:]
+    (out / NOISY_LIST).unlink(missing_ok=True)
+    if bg_plans: (out / NOISY_LIST).write_text(''.join(f"{p['video_id']}\n" for p in bg_plans))
     recs = [Record(p['category'], p['video_id'], 'good', p['start'], p['end']) for p in plans]
     split = split_assignment(cls_of, seed)
     write_annotations(recs, out / 'Annotations.txt')
@@ -589,8 +599,8 @@ def make_synthetic(out, # output folder
     summary = dict(background_fraction=round(1 - float(ev.mean()), 4),
                    all_event_clips=int((ev.sum(1) == T_SEGMENTS).sum()),
                    clips_per_class=np.bincount(cls_of, minlength=classes).tolist(),
-                   split_sizes={s: split.count(s) for s in ('train', 'val', 'test')})
-    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans), meta_path)
+                   split_sizes={s: split.count(s) for s in ('train', 'val', 'test')}, background_clips=len(bg_plans))
+    save_json(dict(config=conf, summary=summary, classes=specs, videos=plans, background_videos=bg_plans), meta_path)
     marker.unlink()
     return out
 
@@ -860,7 +870,6 @@ def _render_latent_one(job):
     write_mp4(path, frames, audio, fps, sr)
     return index
 
-NOISY_LIST = 'noisySet.txt'      # ids of the background-only clips (their mp4s sit in AVE/ beside the others)
 RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
@@ -965,7 +974,8 @@ def synth_main(args, # the parsed arguments
     videos = SynthConfig().videos if args.videos is None else args.videos
     make_synthetic(out, videos=videos, seed=args.seed, classes=args.classes, size=args.size, fps=args.fps,
                    workers=args.workers, force=args.force, sample_rate=args.sample_rate, background=args.background,
-                   asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise)
+                   asynchrony=args.asynchrony, distractors=args.distractors, noise=args.noise,
+                   background_clips=getattr(args, 'background_clips', 0))
     meta = load_json(Path(out) / 'synth_meta.json')
     ev = np.array([v['event'] for v in meta['videos']])
     print(f"wrote {len(ev)} clips to {out}: {1 - ev.mean():.1%} background segments, "

@@ -357,8 +357,9 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
                      progress: bool = True,   # show a progress bar
                      bf16: bool = False       # bfloat16 autocast on CPU too (as on GPUs; fast on CPUs with AMX)
                     ) -> Path:
-    "Write f_a, f_v (or the visual spatial map) of every available clip of `cache` to the feature file `out_h5`."
-    from avbt_tacma.features import save_features
+    ("Write f_a, f_v (or the visual spatial map) of every available clip of `cache` to the feature file `out_h5`; "
+     "its background-only clips as the weak setting's `noisy_*` arrays.")
+    from avbt_tacma.features import save_features, video_level_labels
     ck = load_checkpoint(checkpoint, kind='avbt')
     if not ck.get('finished', True):
         log.warning(f"{checkpoint}: the run stopped early (step {ck.get('step')}); extracting anyway")
@@ -371,7 +372,8 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
              for sp in ('train', 'val', 'test') if sp in data.splits]
     parts = [d for d in parts if len(d)]
     if not parts: raise AVBTError(f"{cache}: no decoded clips to extract")
-    ds = torch.utils.data.ConcatDataset(parts)
+    noisy = AVClipDataset(cache, 'noisy', train=False, size=cfg.image_size)    # background-only clips (no split)
+    ds = torch.utils.data.ConcatDataset(parts + ([noisy] if len(noisy) else []))
     loader = make_loader(ds, batch_size, workers=workers, pin_memory=device.type == 'cuda')
     audio, visual, labels, rows = [], [], [], []
     for b in tqdm(loader, desc='extract', disable=not progress):
@@ -388,12 +390,18 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
         rows += b['row'].tolist()
     order = np.argsort(rows, kind='stable')                             # feature rows follow the cache's row order
     rows = np.asarray(rows)[order]
-    splits = {d.split: np.searchsorted(rows, d.rows) for d in parts}
-    onehot = torch.nn.functional.one_hot(torch.cat(labels)[order].long(), NUM_CLASSES)
+    a, v = torch.cat(audio)[order].numpy(), torch.cat(visual)[order].numpy()
+    onehot = torch.nn.functional.one_hot(torch.cat(labels)[order].long(), NUM_CLASSES).numpy()
     meta = {'checkpoint': str(checkpoint), 'config': ck['config'], 'encoder': 'avbt', 'spatial': spatial,
             'features': 'visual backbone spatial map' if spatial else 'Bi-LSTM outputs f_a, f_v'}
-    return save_features(out_h5, torch.cat(audio)[order].numpy(), torch.cat(visual)[order].numpy(), onehot.numpy(),
-                         splits, ck.get('class_names') or CLASS_NAMES, [data.video_id(r) for r in rows], meta)
+    bg, bg_arrays = np.isin(rows, noisy.rows), None                      # the weak setting's noisy clips
+    if bg.any():
+        bg_arrays = dict(audio=a[bg], visual=v[bg], video_labels=video_level_labels(onehot[bg]))
+        meta |= dict(background_clips=int(bg.sum()), noisy_video_ids=[data.video_id(r) for r in rows[bg]])
+        a, v, onehot, rows = a[~bg], v[~bg], onehot[~bg], rows[~bg]
+    splits = {d.split: np.searchsorted(rows, d.rows) for d in parts}
+    return save_features(out_h5, a, v, onehot, splits, ck.get('class_names') or CLASS_NAMES,
+                         [data.video_id(r) for r in rows], meta, noisy=bg_arrays)
 
 # %% ../nbs/11_train_avbt.ipynb 34
 def _aug(spec: str | None):
