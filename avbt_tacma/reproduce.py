@@ -14,7 +14,7 @@ from .sources import data_source, is_real_ave, ensure_synthetic, source_label, d
 from .steps import Step, STEPS, plan, run_steps, check_repro_tools, paper_notebooks, REPRO_HINT
 
 # %% auto 0
-__all__ = ['reproduce', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
+__all__ = ['reproduce', 'avbt_jobs', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
 
 # %% ../nbs/19a_reproduce.ipynb 5
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out=None,
@@ -119,6 +119,13 @@ def _device_id(device: str) -> str:
     return device.split(':')[1] if ':' in device else '0'
 
 # %% ../nbs/19a_reproduce.ipynb 9
+def avbt_jobs(R,            # the run's `Repro` (its AV-BT seeds)
+              steps=None,   # step names (None = all)
+             ) -> list:
+    "Every AV-BT training of `steps` per AV-BT seed (the scale's `avbt_seeds`; `ablation_avbt_seeds` in Tables 4-5)."
+    return [j | dict(seed=s) for j in avbt_trainings(steps)
+            for s in (R.ablation_avbt_seeds if j.get('ablation') else R.avbt_seeds)]
+
 def avbt_trainings(steps=None) -> list:
     "The AV-BT trainings the reproduction notebooks of `steps` (names; None = all) ask `Repro` for, in order."
     from avbt_tacma.datasets import TABLE5_ROWS
@@ -170,7 +177,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     if not R.trains_avbt: raise AVBTError("--gpus/--train-only train AV-BT models: give --data (clips), not --features")
     R.cache()                                                         # prepared once, before the processes start
     todo, keys, res = [], set(), {'trained': [], 'reused': [], 'failed': []}
-    for job in (j | dict(seed=s) for j in avbt_trainings(steps) for s in R.avbt_seeds):   # every AV-BT seed
+    for job in avbt_jobs(R, steps):
         variant, aug, seed, kw = _job_args(R, job)
         run = R.avbt_run(variant, aug, seed, **kw)
         feats = [run / 'features.h5'] + ([run / 'features_spatial.h5'] if job.get('spatial') else [])

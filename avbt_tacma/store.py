@@ -166,10 +166,16 @@ class Repro:
         "AV-BT overrides of the Table 4-5 variants (and their baseline): a shorter training where the scale says so."
         return dict(epochs=self.S['ablation_epochs']) if self.S.get('ablation_epochs') else {}
 
+    @property
+    def ablation_avbt_seeds(self) -> list:
+        "AV-BT seeds of the Table 4-5 variants (`ablation_avbt_seeds` of the scale: fewer where it says so)."
+        return self.avbt_seeds[:self.S.get('ablation_avbt_seeds') or len(self.avbt_seeds)]
+
     def ablation_note(self) -> str:
-        e, n = self.S.get('ablation_epochs'), len(self.ablation_seeds)
+        e, n, m = self.S.get('ablation_epochs'), len(self.ablation_seeds), len(self.ablation_avbt_seeds)
         note = (f"At this scale every AV-BT model of this table (its baseline too) trains {e} epochs, "
                 f"not {self.S['avbt_epochs']}." if e else '')
+        if m < len(self.avbt_seeds): note += f" Each variant has {m} AV-BT trainings, not {len(self.avbt_seeds)}."
         if n < len(self.seeds): note += f" Its probes run {n} seeds, not {len(self.seeds)}."
         return note.strip()
 
@@ -391,11 +397,12 @@ class Repro:
                    avbt: dict | None = None,         # its AV-BT overrides
                    seeds=None,                       # head seeds (None: this run's)
                    spatial: bool = False,            # the spatial feature file
+                   avbt_seeds=None,                  # AV-BT seeds (None: this run's)
                    **head_kw) -> dict:
         "`head` on the features of every AV-BT seed of `variant`: accuracies per (AV-BT seed, head seed) and clip data."
         from avbt_tacma.report import clip_data
         values, reps, labels, bg, runs = [], [], None, None, []
-        for s in self.avbt_seeds:
+        for s in self.avbt_seeds if avbt_seeds is None else avbt_seeds:
             f = self.features(variant, spatial, aug, s, **(avbt or {}))
             summary = self.heads(f, head, seeds=seeds, **head_kw)
             runs.append(summary)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from avbt_tacma.core import AVBTError
 from avbt_tacma.store import Repro
-from avbt_tacma.reproduce import avbt_trainings, train_parallel, _job_args
+from avbt_tacma.reproduce import avbt_jobs, avbt_trainings, train_parallel, _job_args
 
 
 @pytest.fixture(scope='module')
@@ -58,6 +58,20 @@ def test_jobs_match_the_notebooks_keys(clips, tmp_path):
         assert R.avbt_run(v, a, seed, **kw) == R.avbt_run('aug-' + aug.name.replace('*', 'S').replace('+', '-'),
                                                            aug=aug, seed=2, **R.ablation)
         assert R.avbt_run(v, a, seed, **kw) != R.avbt_run(v, a, 0, **kw)          # another AV-BT seed: another model
+
+
+def test_quick_trains_fewer_avbt_seeds_only_for_tables_4_5(clips, tmp_path):
+    "At quick: 3 AV-BT seeds for the main variants, 2 (`ablation_avbt_seeds`) for each Table 4-5 variant; default: 3."
+    from avbt_tacma.datasets import TABLE5_ROWS
+    for scale, main, abl in (('quick', 3, 2), ('default', 3, 3)):
+        R = Repro('x', tmp_path, scale, 'ave', clips, 'cpu', 1)
+        jobs = avbt_jobs(R)
+        n_abl = sum(1 for j in avbt_trainings() if j.get('ablation'))
+        assert n_abl == 3 + len(TABLE5_ROWS)                           # Table 4's baseline, noshare, agva + Table 5
+        assert sorted(j['seed'] for j in jobs if j.get('ablation')) == sorted(list(range(abl)) * n_abl)
+        assert sorted(j['seed'] for j in jobs if not j.get('ablation')) == sorted(list(range(main)) * 3)
+        assert R.ablation_avbt_seeds == list(range(abl))
+        assert ('2 AV-BT trainings, not 3' in R.ablation_note()) == (abl == 2)
 
 
 def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
