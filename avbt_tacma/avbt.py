@@ -91,7 +91,7 @@ class AVBT(nn.Module):
         ps = [p for p in self.parameters() if p.requires_grad]
         return [{'params': [p for p in ps if p.ndim > 1]}, {'params': [p for p in ps if p.ndim <= 1]}]
 
-# %% ../nbs/10_avbt.ipynb 10
+# %% ../nbs/10_avbt.ipynb 11
 @dataclass
 class AVBTConfig:
     "Architecture, loss and optimiser settings of AV-BT."
@@ -141,7 +141,7 @@ class AVBTConfig:
         if unknown: raise AVBTError(f"unknown AV-BT config keys {unknown}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
-# %% ../nbs/10_avbt.ipynb 13
+# %% ../nbs/10_avbt.ipynb 14
 def cross_correlation(z_a,                # audio embeddings [B, T, D]
                       z_v,                # visual embeddings [B, T, D]
                       eps: float = 1e-6): # added under each square root
@@ -175,7 +175,7 @@ def avbt_loss(z_a,                          # audio projections [B, T, D]
     loss = on_diag + lambd * off_diag
     return (loss, {'on_diag': on_diag.detach(), 'off_diag': off_diag.detach()}) if return_terms else loss
 
-# %% ../nbs/10_avbt.ipynb 20
+# %% ../nbs/10_avbt.ipynb 21
 class LARS(torch.optim.Optimizer):
     "LARS as in the official Barlow Twins code; 1-D parameters skip weight decay and adaptation by default."
     def __init__(self,
@@ -215,7 +215,7 @@ class LARS(torch.optim.Optimizer):
                 p.add_(mu, alpha=-g['lr'])
         return loss
 
-# %% ../nbs/10_avbt.ipynb 24
+# %% ../nbs/10_avbt.ipynb 25
 def lr_at(step: int,                 # global step s
           total_steps: int,          # S, the step at which the decay ends
           warmup_steps: int,         # S_w
@@ -249,7 +249,7 @@ def make_optimizer(model: AVBT, # the AV-BT model
     cfg = cfg or model.cfg
     return LARS(model.param_groups(), lr=0.0, weight_decay=cfg.weight_decay, momentum=cfg.momentum, eta=cfg.eta)
 
-# %% ../nbs/10_avbt.ipynb 28
+# %% ../nbs/10_avbt.ipynb 29
 AVBT_PRESETS = {
     'paper': {},                                      # the defaults of `AVBTConfig`
     'synthetic': dict(audio_backbone='small', visual_backbone='small', weights='none', d_l=128,

@@ -113,7 +113,7 @@ class Localizer:
     predict = probabilities   # its first name
 
 
-# %% ../nbs/15b_inference.ipynb 10
+# %% ../nbs/15b_inference.ipynb 11
 class ModelError(AVBTError):
     "A fault of the model itself (damaged weights, NaN scores): `localize_files` stops at once, not per video."
 

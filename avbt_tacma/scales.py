@@ -40,7 +40,7 @@ SCALES = {
                   avbt_overrides=dict(small_channels=(16, 32, 64, 64), warmup_epochs=3), workers=0, threads=1,
                   head_epochs=100, head_batch=32, head_lr=5e-3, head_lrs=_ATTENTION_LR, seeds=3, ablation_seeds=2,
                   avbt_seeds=3, ablation_avbt_seeds=2, thetas=(0.0, 0.01, 0.02, THETA, 0.06, 0.1), tsne_clips=80,
-                  qualitative=4,
+                  qualitative=4, background_clips=13,   # the AVE's 178 noisy videos per 4143 clips, for the weak step
                   controls=dict(clips=3000, epochs=60, seeds=3, lrs=_CONTROL_LRS)),
     'rehearsal': dict(videos=84, classes=28, size=128, fps=8, cache_size=FRAME_SIZE, avbt='paper',
                       image_size=IMAGE_SIZE, avbt_epochs=100,

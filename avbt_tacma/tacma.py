@@ -17,7 +17,7 @@ THETA = PAPER_VALUES['fig6']['best_theta']   # the paper's theta (Eq. 4), the be
 # %% auto 0
 __all__ = ['THETA', 'Head', 'mil_max_softmax', 'MLP3', 'temporal_weights', 'TACMA']
 
-# %% ../nbs/12_tacma.ipynb 5
+# %% ../nbs/12_tacma.ipynb 6
 class Head(nn.Module):
     "Base of every model trained on fixed features: `forward(a, v) -> logits [B, T, C]`."
     needs_spatial = False   # True when the visual input must be a spatial map [B, T, H, W, C]
@@ -59,7 +59,7 @@ class MLP3(nn.Sequential):
             d = h
         super().__init__(*layers, nn.Linear(d, n_classes))
 
-# %% ../nbs/12_tacma.ipynb 8
+# %% ../nbs/12_tacma.ipynb 9
 def temporal_weights(M: torch.Tensor,      # attention matrices [..., T, T] (rows: query time i, columns: key time j)
                      theta: float,         # how fast weights fall with |i - j|; 0 gives all ones
                      eps: float = 1e-6     # lower clamp of M
@@ -70,7 +70,7 @@ def temporal_weights(M: torch.Tensor,      # attention matrices [..., T, T] (row
     dist = (t[:, None] - t[None, :]).abs()                      # |i - j|
     return torch.exp(-theta * dist / M.clamp_min(eps))
 
-# %% ../nbs/12_tacma.ipynb 14
+# %% ../nbs/12_tacma.ipynb 15
 class TACMA(Head):
     "Temporally adaptive cross-modal attention with the Eq. 8 classifier; `theta=0` is plain cross-modal attention."
     def __init__(self,
