@@ -16,11 +16,12 @@ from .paper import PAPER, PAPER_VALUES, paper_value   # re-exported: the paper's
 from .paper import RELEASE_VALUES, release_value       # the releases' own numbers, likewise
 
 # %% auto 0
-__all__ = ['METRICS', 'CLAIMS_NOTE', 'NOT_AVE', 'WEIGHT_MOVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'majority_floor',
-           'is_reference', 'known_ceiling', 'did_not_learn', 'clip_data', 'row_replicates', 'row_floor', 'judge_claim',
-           'judge_claims', 'claims_table', 'result_row', 'majority_row', 'optimum_rows', 'format_rows',
-           'markdown_table', 'tag', 'write_table', 'save_figure', 'control_table', 'judge_controls', 'apply_controls',
-           'controls_table', 'read_stamp', 'output_problem', 'markdown_html', 'write_summary']
+__all__ = ['METRICS', 'CLAIMS_NOTE', 'NOT_AVE', 'WEIGHT_MOVE', 'CLAIMS', 'CONTROLS', 'UNTESTABLE', 'VIDEO_CONTROLS',
+           'VIDEO_NOT_RUN', 'majority_floor', 'is_reference', 'known_ceiling', 'did_not_learn', 'clip_data',
+           'row_replicates', 'row_floor', 'judge_claim', 'judge_claims', 'claims_table', 'result_row', 'majority_row',
+           'optimum_rows', 'format_rows', 'markdown_table', 'tag', 'write_table', 'save_figure', 'control_table',
+           'judge_controls', 'apply_controls', 'controls_table', 'read_stamp', 'output_problem', 'markdown_html',
+           'write_summary']
 
 # %% ../nbs/17_report.ipynb 6
 def majority_floor(rows: list):  # a table's rows (its JSON sidecar)
@@ -433,8 +434,12 @@ CLAIMS = [  # fixed before any run: primary = the paper's claims (one Holm famil
 CONTROLS = {  # claim key: (positive control preset, negative control preset), presets of `latent.PRESETS`
     'av_over_a': ('fusion-pos', 'fusion-neg'),
     'tacma_over_cma': ('temporal-pos', 'temporal-neg'),
+    'jitter_damages': ('aug-hue-pos', 'aug-shape-neg'),
 }
 UNTESTABLE = 'untestable here (control failed)'
+# claims whose controls train AV-BT on rendered video (step controls-video): no shipped scale runs them (budget)
+VIDEO_CONTROLS = ('jitter_damages',)
+VIDEO_NOT_RUN = 'not run at this scale (budget): avbt reproduce --only controls-video'
 
 def control_table(preset: str,  # a control preset name
                  ) -> str:
@@ -485,16 +490,19 @@ def controls_table(out,  # the run folder (its tables/*.json)
     from avbt_tacma.latent import PRESET_ROLES
     f = lambda g: '—' if g['effect'] is None else f"{g['effect']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}]"
     cls = {k: next(c['claim'] for c in CLAIMS if c['key'] == k) for k in ctl}
-    status = lambda c: 'not run' if not c['ran'] else 'testable (controls passed)' if c['passed'] else UNTESTABLE
+    def status(k, c):
+        if not c['ran']: return VIDEO_NOT_RUN if k in VIDEO_CONTROLS else 'not run'
+        return 'testable (controls passed)' if c['passed'] else UNTESTABLE
     cells = [[cls[k], f"{c['positive']['preset']}: {PRESET_ROLES[c['positive']['preset']][0]}", f(c['positive']),
               c['positive']['verdict'], f"{c['negative']['preset']}: {PRESET_ROLES[c['negative']['preset']][0]}",
-              f(c['negative']), c['negative']['verdict'], status(c)] for k, c in ctl.items()]
+              f(c['negative']), c['negative']['verdict'], status(k, c)] for k, c in ctl.items()]
     cols = ['claim', 'positive control', 'effect [95% interval]', 'verdict', 'negative control',
             'effect [95% interval]', 'verdict', 'the claim on this run']
-    md = ("**Controls: each head-level claim on known-answer data where its effect is present (positive) or absent "
+    md = ("**Controls: each controlled claim on known-answer data where its effect is present (positive) or absent "
           "(negative)**\n\n" + markdown_table(cols, cells) + "\n\nA claim is tested only when its positive control "
           "reads reproduced and its negative control does not; the heads and seeds are those of the claim, trained on "
-          "rendering (a) of each preset (tables control_*).\n")
+          "rendering (a) of each preset (tables control_*); the video-level ones (colour jitter) train AV-BT on "
+          "rendering (b) (step controls-video).\n")
     atomic_write_text(Path(out) / 'tables' / 'controls.md', md)
     with atomic_path(Path(out) / 'tables' / 'controls.csv') as tmp:
         with open(tmp, 'w', newline='', encoding='utf-8') as fh:
@@ -503,7 +511,7 @@ def controls_table(out,  # the run folder (its tables/*.json)
             for k, c in ctl.items():
                 for role in ('positive', 'negative'):
                     g = c[role]
-                    w.writerow([k, role, g['preset'], g['effect'], g['lo'], g['hi'], g['verdict'], status(c)])
+                    w.writerow([k, role, g['preset'], g['effect'], g['lo'], g['hi'], g['verdict'], status(k, c)])
     return ctl, md
 
 # %% ../nbs/17_report.ipynb 19

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from .core import AVBTError, RunError, save_json
 from .report import read_stamp, output_problem
-from .scales import EXTENSION_SCALES
+from .scales import EXTENSION_SCALES, VIDEO_CONTROL_SCALES
 from .store import code_hash, notebook_modules
 
 # %% auto 0
@@ -52,6 +52,9 @@ STEPS = (
     Step('controls', 'controls.ipynb', (), tuple(f'tables/control_{p}.md' for p in ('fusion_pos', 'fusion_neg',
                                                                              'temporal_pos', 'temporal_neg')),
          'Controls: the head-level claims on known-answer data'),
+    Step('controls-video', 'controls_video.ipynb', (), tuple(f'tables/control_{p}.md' for p in ('aug_hue_pos',
+                                                                                        'aug_shape_neg')),
+         'Controls: colour jitter on rendered video (Table 5)', VIDEO_CONTROL_SCALES),
 )
 
 # %% ../nbs/19_steps.ipynb 8

@@ -332,6 +332,46 @@ class Repro:
         return write_table(self.out, control_table(preset), rows, f"Control {preset}: {PRESET_ROLES[preset][0]}", src,
                            self.scale, step=self.step)
 
+    def known_video(self, preset: str,  # a rendering (b) preset of `latent.PRESETS` (aug-hue-pos, aug-shape-neg)
+                    C: dict,            # its size: `scales.CONTROLS_VIDEO` (videos, size, fps)
+                   ) -> Path:
+        "The mp4 folder of a known-answer preset (rendering (b), split as the scale splits), made once per run."
+        from avbt_tacma.known import write_known
+        from avbt_tacma.sources import split_synthetic
+        size = [C['videos'], C['size'], C['fps']]
+        path = self.out / 'known' / f"{preset}-video-{C['videos']}c-{_key([preset, size], 'known', 'synth')}"
+        with _model_lock(path, 'data'):
+            if not (path / '.split').exists():            # rendering resumes; the split is rewritten once, after it
+                write_known(path, preset, clips=C['videos'], seed=0, render='video', size=C['size'], fps=C['fps'],
+                            progress=False)
+                split = split_synthetic(path, self.S.get('split') or (0.7, 0.15, 0.15))
+                atomic_write_text(path / '.split', f'{split}\n')
+        return path
+
+    def control_video(self, preset: str,  # a video-level control preset (`report.CONTROLS`)
+                      rows: dict,         # row key -> (label, AugConfig): the AV-BT trainings the claim compares
+                      videos: int = 0,    # clips of the rendered preset (0: `scales.CONTROLS_VIDEO`)
+                      epochs: int = 0,    # AV-BT epochs (0: the scale's `ablation_epochs`)
+                     ) -> str:
+        ("Render `preset`, train AV-BT with each row's augmentations on it, probe audio-visually (Table 5's rows) and "
+         "write its table `control_<preset>` (rows, floor).")
+        from avbt_tacma.report import control_table, result_row
+        from avbt_tacma.latent import PRESET_ROLES
+        from avbt_tacma.scales import CONTROLS_VIDEO, table5_variant
+        C = CONTROLS_VIDEO | self.S.get('controls_video', {}) | ({'videos': videos} if videos else {})
+        P = Repro(self.step, self.out, self.scale, 'synthetic', self.known_video(preset, C), self.device, C['seeds'],
+                  C.get('avbt_seeds', 1))
+        avbt = dict(epochs=epochs) if epochs else self.ablation
+        out = []
+        for key, (label, aug) in rows.items():
+            rep = P.replicated('probe_av', table5_variant(aug), aug=aug, avbt=avbt)
+            out.append(result_row(label, None, rep['values'], key=key, test=rep['test']))
+        out.append(P.majority(P.features(table5_variant(aug), aug=aug, **avbt)))
+        src = f"known-answer preset {preset} (rendering (b): {C['videos']} clips at {C['size']} px, {C['fps']} fps)"
+        return write_table(self.out, control_table(preset), out, f"Control {preset}: {PRESET_ROLES[preset][0]}", src,
+                           self.scale, note=f"AV-BT {avbt.get('epochs') or self.S['avbt_epochs']} epochs, "
+                           f"{len(P.avbt_seeds)} AV-BT seed(s) x {len(P.seeds)} probe seeds.", step=self.step)
+
     def majority(self, features) -> dict:
         "The table row of the majority-label floor on the test split of `features`."
         fs = self.feature_set(features)

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHMS', 'MAX_CLASSES', 'LIKE_SIZE', 'LIKE_FPS',
-           'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'ELONG', 'RENDER_NOISE', 'BACKGROUND_SEED',
-           'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction', 'plan_video', 'memory_clips',
-           'feature_draws', 'render_frames', 'render_audio', 'write_mp4', 'split_assignment', 'make_synthetic',
-           'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like', 'strength', 'cue_value', 'clip_look',
-           'render_clip', 'background_latents', 'render_latents', 'synth_parser', 'synth_main']
+           'LIKE_SAMPLE_RATE', 'VIS_NOISE', 'AUD_LEVEL', 'AUD_NOISE', 'GAIN', 'ELONG', 'RENDER_NOISE',
+           'BACKGROUND_SEED', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction',
+           'plan_video', 'memory_clips', 'feature_draws', 'render_frames', 'render_audio', 'write_mp4',
+           'split_assignment', 'make_synthetic', 'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like',
+           'strength', 'cue_value', 'clip_look', 'render_clip', 'background_latents', 'render_latents', 'synth_parser',
+           'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -747,18 +748,21 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
 # %% ../nbs/04a_synth.ipynb 46
 from .latent import LatentConfig, CUES, codes, sample_latents   # the latent model: defined once, in `latent`
 
-VIS_NOISE, AUD_LEVEL, AUD_NOISE = 20.0, 0.1, 0.05   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.20   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
 ELONG = 1.8                                         # aspect of the object when its orientation carries the class
 RENDER_NOISE = (
-    'a modality that shows class k at second t renders code g_m(k) with strength s(mu_m) = tanh(mu_m / 2) (0 at mu 0, '
-    '0.42 at 0.9, 0.96 at 4): vision, an object of opacity s over a low-saturation cluttered background plus N(0, '
-    f'{VIS_NOISE:g}^2) pixel noise; audio, the code\'s sound at RMS {AUD_LEVEL:g} s plus white + brown noise of RMS '
+    'a modality that shows class k at second t renders code g_m(k) with strength s_m = tanh(G_m mu_m / 2), '
+    f'G_a = {GAIN["a"]:g}, G_v = {GAIN["v"]:g} (0 at mu 0, 1 as mu grows): vision, an object of opacity s_v over a '
+    'low-saturation cluttered background plus N(0, '
+    f'{VIS_NOISE:g}^2) pixel noise; audio, the code\'s sound at RMS {AUD_LEVEL:g} s_a plus white + brown noise of RMS '
     f'{AUD_NOISE:g}. The cue property of the object shows the visual code; the other properties are drawn per clip.')
 
-def strength(mu: float, # a modality's informativeness
+def strength(mu: float,         # a modality's informativeness
+             gain: float = 1.0, # the modality's gain (`GAIN`)
             ) -> float:
-    "The rendering strength s(mu) = tanh(mu / 2) in [0, 1): opacity of the object, relative level of the sound."
-    return float(np.tanh(mu / 2))
+    "The rendering strength tanh(gain mu / 2) in [0, 1): opacity of the object, relative level of the sound."
+    return float(np.tanh(gain * mu / 2))
 
 def cue_value(prop: str, # 'shape', 'hue', 'orientation' or 'texture'
               j: int,    # a code (0..K-1), or a random draw when `prop` is not the cue
@@ -822,7 +826,7 @@ def render_clip(cfg: LatentConfig, # the knobs
     ext = R * (np.sqrt(ELONG) if cfg.cue == 'orientation' else 1.0) + 1
     x, y, _ = _trajectory('bounce', np.arange(F, dtype=np.float32) / fps, ext, S - ext, look['motion_seed'])
     yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
-    s_v = strength(cfg.mu_v)
+    s_v = strength(cfg.mu_v, GAIN['v'])
     for t in range(T):
         if shown_v[t] < 0 or s_v == 0: continue
         f = slice(t * fps, (t + 1) * fps)
@@ -840,7 +844,7 @@ def render_clip(cfg: LatentConfig, # the knobs
     for j in sorted(set(code_a.tolist()) - {-1}):
         spec = _audio(j)
         tone = _tone(spec, spec['f0'] * look['pitch'], tt, np.random.default_rng([look['render_seed'], 3, j]))
-        audio = audio + AUD_LEVEL * strength(cfg.mu_a) * tone * _gate(code_a == j, sr)
+        audio = audio + AUD_LEVEL * strength(cfg.mu_a, GAIN['a']) * tone * _gate(code_a == j, sr)
     return np.clip(frames, 0, 255).astype(np.uint8), np.clip(audio, -1, 1).astype(np.float32)
 
 # %% ../nbs/04a_synth.ipynb 52
@@ -870,7 +874,7 @@ def _render_latent_one(job):
     write_mp4(path, frames, audio, fps, sr)
     return index
 
-RENDER_VERSION = 1               # rendering (b)'s version: bumped when its output changes
+RENDER_VERSION = 2               # rendering (b)'s version: bumped when its output changes (2: calibrated)
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
                    out,                 # output folder

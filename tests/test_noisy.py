@@ -118,3 +118,19 @@ def test_synth_cli_background_clips(tmp_path, capsys):
     rc, out, err = run_main(capsys, 'synth', '--out', tmp_path / 't', '--like', tmp_path / 's' / 'Annotations.txt',
                             '--background-clips', 1)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and '--background-clips does not apply to --like' in err
+
+
+def test_a_scales_background_clips_reach_the_weak_training_set(tmp_path):
+    "A scale's `background_clips`: its synthetic set, cache and extracted features carry them to `weak_train` only."
+    from unittest import mock
+    from avbt_tacma.scales import SCALES
+    from avbt_tacma.store import Repro
+    bg = dict(SCALES['smoke'], videos=16, classes=3, size=32, fps=4, avbt_epochs=1, avbt_batch=4, background_clips=2)
+    with mock.patch.dict(SCALES, bg=bg):
+        R = Repro.open('weak', 'synthetic', '', 'bg', 'cpu', 1, tmp_path)
+        assert R.data.name.endswith('-bg2')
+        fs = R.feature_set(R.features('baseline'), weak=True)
+    n_train = len(fs.splits['train'])
+    assert fs.audio.shape[0] == 16 and fs.noisy['audio'].shape[0] == 2 and fs.meta['background_clips'] == 2
+    assert len(fs.weak_train()[0]) == n_train + 2
+    assert fs.meta['noisy_video_ids'] == read_noisy_list(R.data / NOISY_LIST)
