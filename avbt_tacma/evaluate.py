@@ -17,7 +17,7 @@ from .features import FeatureSet
 
 # %% auto 0
 __all__ = ['LEARN_MARGIN', 'predict', 'confusion_matrix', 'per_class_accuracy', 'majority_accuracy', 'classes_and_probs',
-           'video_predictions', 'predict_run', 'load_run', 'seed_accuracies', 'plot_confusion', 'results_table']
+           'video_predictions', 'load_run', 'predict_run', 'seed_accuracies', 'plot_confusion', 'results_table']
 
 # %% ../nbs/15_evaluate.ipynb 5
 def confusion_matrix(preds, # predicted classes [N, T]
@@ -84,30 +84,7 @@ def video_predictions(preds, # predicted classes [N, T] of `split`
 predict = classes_and_probs   # its first name
 
 
-# %% ../nbs/15_evaluate.ipynb 14
-def predict_run(path, # a head checkpoint or run folder
-                fs: FeatureSet, # the features
-                head: str | None = None, # head name when the folder holds several
-                seed: int | None = None, # seed when the folder holds several
-                split: str = 'test', # split to predict
-                return_fused: bool = False, # also return the classifier's input (the fused features)
-                device='cpu', # torch device
-               ) -> dict:
-    "Predictions of a saved head: dict of pred and labels [N, T], feature rows, seed, head, accuracy (and fused)."
-    model, res = load_run(path, head, seed, device)
-    fused, hook = [], None
-    if return_fused and hasattr(model, 'classifier'):
-        hook = model.classifier.register_forward_hook(lambda m, i, o: fused.append(i[0].detach().float().cpu()))
-    try: pred, _ = classes_and_probs(model, fs, split, device)
-    finally:
-        if hook is not None: hook.remove()
-    labels = label_indices(fs.labels[fs.splits[split]])
-    out = dict(pred=pred, labels=labels, rows=np.asarray(fs.splits[split]), seed=res['seed'], head=res['head'],
-               accuracy=segment_accuracy(pred, labels))
-    if return_fused: out['fused'] = torch.cat(fused).numpy() if fused else None
-    return out
-
-# %% ../nbs/15_evaluate.ipynb 16
+# %% ../nbs/15_evaluate.ipynb 15
 def load_run(path, # a head checkpoint or run folder
              head: str | None = None, # head name when the folder holds several
              seed: int | None = None, # seed when the folder holds several
@@ -130,13 +107,36 @@ def load_run(path, # a head checkpoint or run folder
     return rebuild_head(ck['config'], ck['model']).to(get_device(device)), ck['result']
 
 # %% ../nbs/15_evaluate.ipynb 18
+def predict_run(path, # a head checkpoint or run folder
+                fs: FeatureSet, # the features
+                head: str | None = None, # head name when the folder holds several
+                seed: int | None = None, # seed when the folder holds several
+                split: str = 'test', # split to predict
+                return_fused: bool = False, # also return the classifier's input (the fused features)
+                device='cpu', # torch device
+               ) -> dict:
+    "Predictions of a saved head: dict of pred and labels [N, T], feature rows, seed, head, accuracy (and fused)."
+    model, res = load_run(path, head, seed, device)
+    fused, hook = [], None
+    if return_fused and hasattr(model, 'classifier'):
+        hook = model.classifier.register_forward_hook(lambda m, i, o: fused.append(i[0].detach().float().cpu()))
+    try: pred, _ = classes_and_probs(model, fs, split, device)
+    finally:
+        if hook is not None: hook.remove()
+    labels = label_indices(fs.labels[fs.splits[split]])
+    out = dict(pred=pred, labels=labels, rows=np.asarray(fs.splits[split]), seed=res['seed'], head=res['head'],
+               accuracy=segment_accuracy(pred, labels))
+    if return_fused: out['fused'] = torch.cat(fused).numpy() if fused else None
+    return out
+
+# %% ../nbs/15_evaluate.ipynb 21
 def seed_accuracies(summary: dict,   # what `train_heads.train_seeds` returns (or its *_summary.json)
                     key: str = 'test_acc',  # test_acc (checkpoint chosen on val), test_acc_select_on_test or val_acc
                    ) -> list:
     "Accuracies in % per seed of a `train_seeds` summary."
     return [100 * r[key] for r in summary['per_seed']]
 
-# %% ../nbs/15_evaluate.ipynb 22
+# %% ../nbs/15_evaluate.ipynb 25
 def plot_confusion(cm, # counts [C, C] (rows = truth)
                    class_names=None, # axis labels (long names are wrapped at `wrap` characters)
                    ax=None, # matplotlib axes; None: a new figure

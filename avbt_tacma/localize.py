@@ -48,7 +48,7 @@ def _class_colour(label: str, class_names=CLASS_NAMES):
     i = names.index(label) if label in names else len(names)
     return matplotlib.colormaps['tab20' if i < 20 else 'tab20b'](i % 20)
 
-# %% ../nbs/16_localize.ipynb 8
+# %% ../nbs/16_localize.ipynb 9
 def frame_strip(ax, # matplotlib axes whose x axis is time in seconds
                 frames, # frames [k, H, W, 3], drawn side by side
                 seconds: float | None = None, # the time the strip spans (None: k, one frame a second)
@@ -123,7 +123,7 @@ def write_outputs(results: list[dict], # per-second predictions
         paths['png'] = out_dir / f'{name}.png'
     return paths
 
-# %% ../nbs/16_localize.ipynb 10
+# %% ../nbs/16_localize.ipynb 12
 MANIFEST = '.avbt-localize.json'
 OUT_SUFFIXES = ('.json', '.csv', '.png')
 

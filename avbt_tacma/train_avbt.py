@@ -36,7 +36,7 @@ def dist_setup(device: torch.device  # the device asked for; under torchrun on C
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return dist.get_rank(), dist.get_world_size(), device
 
-# %% ../nbs/11_train_avbt.ipynb 8
+# %% ../nbs/11_train_avbt.ipynb 9
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     "BatchNorm normalising by the statistics of the global batch of all ranks, on any backend (gloo/CPU included)."
     def _check_input_dim(self, x):
@@ -78,7 +78,7 @@ def sync_batchnorm(model: nn.Module,       # converted in place (and returned)
         return m
     return convert(model)
 
-# %% ../nbs/11_train_avbt.ipynb 12
+# %% ../nbs/11_train_avbt.ipynb 13
 def rng_state() -> dict:
     "The random states of python, numpy, torch (and CUDA), as weights_only-loadable values."
     name, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -98,7 +98,7 @@ def set_rng_state(st: dict  # what `rng_state` returned
     torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../nbs/11_train_avbt.ipynb 15
+# %% ../nbs/11_train_avbt.ipynb 16
 def _run_config(cfg, aug, seed, cache, inputs: dict) -> dict:
     return {'model': cfg.to_dict(), 'aug': dataclasses.asdict(aug), 'seed': seed,
             'cache': str(cache) if isinstance(cache, (str, os.PathLike)) else type(cache).__name__,
@@ -137,7 +137,7 @@ def _tensorboard(out: Path):
     except ImportError: return None
     return SummaryWriter(out / 'tb')
 
-# %% ../nbs/11_train_avbt.ipynb 17
+# %% ../nbs/11_train_avbt.ipynb 19
 def weight_change(start: dict,      # parameter name -> its tensor before training (a copy)
                   model: nn.Module,  # the model after training
                   lr_sum: float,     # the sum over steps of the weights' learning rate
@@ -273,7 +273,7 @@ def train_avbt(cache,                          # a prepared cache folder (`avbt 
         if world > 1: dist.barrier()
         return out / 'avbt.pt'
 
-# %% ../nbs/11_train_avbt.ipynb 19
+# %% ../nbs/11_train_avbt.ipynb 22
 def train_supervised(cache,                          # a prepared cache folder or a cache object
                      out,                            # the run folder (gets avbt.pt: the encoders, AV-BT's format)
                      cfg: AVBTConfig | None = None,  # the encoders' architecture and epochs, batch size (AV-BT's)
@@ -314,7 +314,7 @@ def train_supervised(cache,                          # a prepared cache folder o
                     step=step, finished=True, weight_change=wc, supervised=True)
     return out / 'avbt.pt'
 
-# %% ../nbs/11_train_avbt.ipynb 24
+# %% ../nbs/11_train_avbt.ipynb 27
 def plot_loss(run,       # a run folder of `train_avbt`
               ax=None):  # matplotlib axes to draw on (default: a new figure)
     "Plot the per-step loss of a run folder from its log.csv; returns the matplotlib axes."
@@ -326,7 +326,7 @@ def plot_loss(run,       # a run folder of `train_avbt`
     ax.set(xlabel='step', ylabel='AV-BT loss', title=Path(run).name)
     return ax
 
-# %% ../nbs/11_train_avbt.ipynb 29
+# %% ../nbs/11_train_avbt.ipynb 32
 def load_avbt_model(ck: dict, # a loaded 'avbt' checkpoint
                     where, # its file, for the errors
                    ):
@@ -403,7 +403,7 @@ def extract_features(checkpoint,              # `avbt.pt` of a run
     return save_features(out_h5, a, v, onehot, splits, ck.get('class_names') or CLASS_NAMES,
                          [data.video_id(r) for r in rows], meta, noisy=bg_arrays)
 
-# %% ../nbs/11_train_avbt.ipynb 34
+# %% ../nbs/11_train_avbt.ipynb 37
 def _aug(spec: str | None):
     "`--aug crop,flip,...` switches on exactly those augmentations; `none` switches them all off; absent: the defaults."
     if spec is None: return None
