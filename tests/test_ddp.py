@@ -60,6 +60,7 @@ def _grad_worker(rank, port, out):
     torch.save(res, Path(out) / f'rank{rank}.pt')
     dist.barrier()                      # both ranks done before teardown: gloo aborts a rank whose peer has gone
     dist.destroy_process_group()
+    os._exit(0)   # skip interpreter teardown: under load gloo's threads there can abort a finished rank
 
 def single_process():
     set_seed(0); model = AVBT(tiny_cfg()).train()
@@ -103,6 +104,7 @@ def _train_worker(rank, port, out):
                progress=False)
     dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)   # skip interpreter teardown: under load gloo's threads there can abort a finished rank
 
 def test_ddp_training_matches_single_process():
     "Two epochs of one global batch each: `train-avbt` under 2 gloo processes ends with the single-process weights."
