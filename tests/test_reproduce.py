@@ -280,7 +280,8 @@ def test_default_and_quick_scales_split_for_verdicts():
         S = SCALES[s]
         assert S['split'][2] >= 0.15 and S['seeds'] >= 3 and S['avbt_seeds'] >= 3
         assert S['head_lrs']['psp'] < S['head_lr']
-        assert synthetic_dir('/x', s).name.endswith('-split70-15-15')
+        bg = f"-bg{S['background_clips']}" if S.get('background_clips') else ''   # quick: the weak step's clips
+        assert synthetic_dir('/x', s).name.endswith('-split70-15-15' + bg)
     assert 'split' not in SCALES['smoke'] and not synthetic_dir('/x', 'smoke').name.endswith('20')
 
 def test_every_head_gets_the_same_seeds(tmp_path):
