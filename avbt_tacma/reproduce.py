@@ -12,6 +12,9 @@ from .report import write_summary
 from .scales import SCALES, cpu_jobs, TABLE4_VARIANTS, table5_variant
 from .sources import data_source, is_real_ave, ensure_synthetic, source_label, data_digest
 from .steps import Step, STEPS, plan, run_steps, check_repro_tools, paper_notebooks, REPRO_HINT
+# their home was this module before the split: still importable from here
+from .steps import (step_hash, step_state, notebook_parameters, kernel_for_this_python, run_notebook,
+                              REPRO_MODULES)
 
 # %% auto 0
 __all__ = ['reproduce', 'avbt_jobs', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
