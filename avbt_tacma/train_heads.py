@@ -26,26 +26,16 @@ __all__ = ['RECIPES', 'RECIPES_WEAK', 'SETTINGS', 'train_tacma_parser', 'train_t
 
 # %% ../nbs/14_train_heads.ipynb 5
 def synthetic_features(n_videos: int = 600, # clips
-                       n_classes: int = 6, # event classes (1..28)
-                       d_a: int = 32, # audio width
-                       d_v: int = 32, # visual width
-                       spatial=None, # (H, W) for spatial visual maps; None: vectors
-                       signal: float = 1.0, # scale of the class means
-                       noise: float = 2.0, # std of the added noise
-                       p_offscreen: float = 0.6, # chance of an audible-only or visible-only segment
-                       p_async: float = 0.3, # chance the visual span is shifted by one
-                       split=(0.7, 0.15, 0.15), # train/val/test fractions
-                       seed: int = 0, # the seed
-                       n_background: int = 0, # background-only training clips (the weak setting's noisy videos)
+                       **kwargs,             # the other knobs of `synth.feature_draws`
                       ) -> FeatureSet:
     ("Structured synthetic AVE-like features (`synth.feature_draws`) as a FeatureSet: class means + noise, "
      "audible-and-visible events, asynchrony, optional spatial maps.")
     from avbt_tacma.synth import feature_draws
-    d = feature_draws(n_videos, n_classes, d_a, d_v, spatial, signal, noise, p_offscreen, p_async, split, seed,
-                      n_background)
+    d = feature_draws(n_videos, **kwargs)
     labels, noisy = np.eye(NUM_CLASSES, dtype=np.float32)[d['labels']], d['noisy']
     if noisy is not None:               # the AVE release's noisy videos: background-only video labels
-        noisy = dict(noisy, video_labels=np.eye(NUM_CLASSES, dtype=np.float32)[np.full(n_background, BG_INDEX)])
+        bg = np.full(len(noisy['audio']), BG_INDEX)
+        noisy = dict(noisy, video_labels=np.eye(NUM_CLASSES, dtype=np.float32)[bg])
     return FeatureSet(d['audio'], d['visual'], labels, d['splits'], list(CLASS_NAMES),
                       [f'synth{i:05d}' for i in range(n_videos)], d['meta'], video_level_labels(labels), noisy)
 
