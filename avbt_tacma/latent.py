@@ -12,8 +12,8 @@ from .ave import CATEGORIES, T_SEGMENTS, BG_INDEX, NUM_CLASSES
 # %% auto 0
 __all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V', 'PRESETS',
            'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig', 'codes',
-           'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior', 'bayes_accuracy',
-           'calibrate_mu', 'preset']
+           'delay_visual', 'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior',
+           'bayes_accuracy', 'calibrate_mu', 'preset']
 
 # %% ../nbs/01a_latent.ipynb 5
 # real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
@@ -74,6 +74,7 @@ class LatentConfig:
     rho_v: float = 0.0           # fraction merged into confusable visual pairs (other pairs than audio's)
     distractors: float = 0.0     # chance that an off-span modality shows another class
     second_event: float = 0.0    # chance that a clip holds a second event
+    lag_v: int = 0               # seconds vision lags audio: vision at second t shows the state of second t - lag_v
     cue: str = 'shape'           # visual property carrying the class in rendered pixels
     d_a: int = 32                # audio feature width (>= classes)
     d_v: int = 32                # visual feature width (>= classes)
@@ -89,6 +90,8 @@ class LatentConfig:
         for k in ('q_a', 'q_v', 'rho_a', 'rho_v', 'distractors', 'second_event'):
             need(0 <= getattr(self, k) <= 1, k, '0..1')
         need(self.q_a + self.q_v <= 1, 'q_a', f"0..{1 - self.q_v:g} (q_a + q_v <= 1)")
+        need(isinstance(self.lag_v, (int, np.integer)) and not isinstance(self.lag_v, bool)
+             and 0 <= self.lag_v < T_SEGMENTS, 'lag_v', f"0..{T_SEGMENTS - 1} (whole seconds)")
         for k in ('mu_a', 'mu_v'): need(0 <= getattr(self, k) <= 20, k, '0..20')
         need(self.cue in CUES, 'cue', ', '.join(CUES))
         need(self.d_a >= self.classes, 'd_a', f">= classes ({self.classes})")
@@ -113,6 +116,20 @@ def codes(cfg: LatentConfig,  # the knobs
     return tuple(out)
 
 # %% ../nbs/01a_latent.ipynb 17
+def delay_visual(cfg: LatentConfig,  # the knobs (`lag_v`: L seconds)
+                 shown_v,            # [n, T] visual class shown per second without a lag (-1: nothing)
+                 first,              # [n] class of each clip's first part (the seconds before the clip: its off-span)
+                 seed,               # the seed of the draws of the L seconds before the clip
+                ) -> np.ndarray:
+    "Vision at second t shows the visual state of second t - L ([n, T]); the L seconds before the clip are off-span."
+    L, K = cfg.lag_v, cfg.classes
+    if L == 0: return shown_v
+    rng = np.random.default_rng(seed)
+    n, first = len(shown_v), np.asarray(first)[:, None]
+    on, dis = rng.random((n, L)) < cfg.q_v, rng.random((n, L)) < cfg.distractors
+    other = (first + rng.integers(1, K, (n, L))) % K                  # uniform over the K - 1 other classes
+    return np.concatenate([np.where(on, first, np.where(dis, other, -1)), shown_v[:, :T_SEGMENTS - L]], 1)
+
 def sample_latents(cfg: LatentConfig,  # the knobs
                    n: int,              # clips
                    seed: int | None = None,  # the draws' seed (None: `cfg.seed`)
@@ -147,9 +164,10 @@ def sample_latents(cfg: LatentConfig,  # the knobs
         dis = ~show & (rng.random((n, T)) < cfg.distractors)
         other = (owner + rng.integers(1, K, (n, T))) % K      # uniform over the K - 1 other classes
         out[f'shown_{m}'] = np.where(dis, other, shown)
+    out['shown_v'] = delay_visual(cfg, out['shown_v'], cls[:, 0], [cfg.seed if seed is None else seed, 4])
     return out
 
-# %% ../nbs/01a_latent.ipynb 20
+# %% ../nbs/01a_latent.ipynb 21
 def embeddings(cfg: LatentConfig) -> tuple:
     "(Q_a [d_a, K], Q_v [d_v, K]): the orthonormal code embeddings of the set."
     rng = np.random.default_rng([cfg.seed, 11])
@@ -173,7 +191,7 @@ def render_features(cfg: LatentConfig,  # the knobs
     lab = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(y == K, BG_INDEX, y)]
     return out[0], out[1], lab
 
-# %% ../nbs/01a_latent.ipynb 23
+# %% ../nbs/01a_latent.ipynb 24
 def _llr(cfg, feats, which):
     "Per-second log ratios l[m] [n, T, K] of each modality used (class order), from the features."
     g, Q = codes(cfg), embeddings(cfg)
@@ -182,23 +200,35 @@ def _llr(cfg, feats, which):
         if m in which: out[m] = mu * (np.asarray(x, np.float64) @ Qm)[..., gm] - mu ** 2 / 2
     return out
 
-def _terms(cfg, l):
-    "(in_t(c), out_t(c)) [n, T, K] from the log ratios of the modalities used."
-    K, pd = cfg.classes, cfg.distractors
-    E = {m: np.exp(np.minimum(x, 700)) for m, x in l.items()}
-    D = {m: 1 - pd + pd * (e.sum(-1, keepdims=True) - e) / (K - 1) for m, e in E.items()}
+def _terms(cfg, l, keep=None):
+    ("(in_j(c), out_j(c)) [n, T + L, K] of the source seconds j = s + L (audio of second s, vision of s + L) from the "
+     "log ratios of the modalities used; `keep` [T]: the observed seconds used (None: all), the others get ratio 1.")
+    K, pd, L, T = cfg.classes, cfg.distractors, cfg.lag_v, T_SEGMENTS
+    keep = np.ones(T, bool) if keep is None else np.asarray(keep, bool)
+    lam, E, D, used = {}, {}, {}, np.zeros(T + L, bool)
+    for m, x in l.items():
+        e = np.exp(np.minimum(x, 700))
+        d = 1 - pd + pd * (e.sum(-1, keepdims=True) - e) / (K - 1)
+        k = keep[None, :, None]
+        x, e, d = x * k, np.where(k, e, 1.0), np.where(k, d, 1.0)
+        pad = lambda y, f: np.concatenate([np.full(y.shape[:1] + (L,) + y.shape[2:], f), y][::1 if m == 'a' else -1], 1)
+        lam[m], E[m], D[m] = pad(x, 0.0), pad(e, 1.0), pad(d, 1.0)     # audio: nothing before the clip; vision: after
+        used |= pad(keep[None, :, None], False)[0, :, 0]
     q = {'a': cfg.q_a, 'v': cfg.q_v}
-    inn = sum(l.values())
+    inn = sum(lam.values())
     if len(l) == 2: out = q['a'] * E['a'] * D['v'] + q['v'] * E['v'] * D['a'] + (1 - q['a'] - q['v']) * D['a'] * D['v']
     else: (m,) = l; out = q[m] * E[m] + (1 - q[m]) * D[m]
-    return inn, np.log(out)
+    u = used[None, :, None]
+    return inn * u, np.log(out) * u
 
-def _part(inn, out, lo, hi, spans, logp):
-    "Log weights [n, K, S] of (class, span) in the part [lo, hi), and the spans' membership [S, T]."
-    Pi = np.concatenate([np.zeros_like(inn[:, :1]), np.cumsum(inn, 1)], 1)        # [n, T + 1, K]
+def _part(inn, out, lo, hi, spans, logp, L=0):
+    ("Log weights [n, K, S] of (class, span) in the part [lo, hi) (source seconds shifted by the lag L; the first "
+     "part also holds the L seconds before the clip), and the spans' membership [S, T].")
+    Pi = np.concatenate([np.zeros_like(inn[:, :1]), np.cumsum(inn, 1)], 1)        # [n, T + L + 1, K]
     Po = np.concatenate([np.zeros_like(out[:, :1]), np.cumsum(out, 1)], 1)
     a, b = spans[:, 0], spans[:, 1]
-    w = (Pi[:, b] - Pi[:, a]) + (Po[:, hi] - Po[:, lo])[:, None] - (Po[:, b] - Po[:, a])   # [n, S, K]
+    lo_s = lo + L if lo > 0 else 0
+    w = (Pi[:, b + L] - Pi[:, a + L]) + (Po[:, hi + L] - Po[:, lo_s])[:, None] - (Po[:, b + L] - Po[:, a + L])
     member = (np.arange(T_SEGMENTS)[None] >= a[:, None]) & (np.arange(T_SEGMENTS)[None] < b[:, None])
     return w.transpose(0, 2, 1) + logp[None, None], member.astype(np.float64)
 
@@ -207,22 +237,22 @@ def _lse(x, axis):
     return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis))
 
 def _posterior_terms(cfg, inn, out):
-    "P(y_t = k | x) [n, T, K + 1] from the per-second terms (the last column: background)."
-    K, T = cfg.classes, T_SEGMENTS
+    "P(y_t = k | x) [n, T, K + 1] from the source seconds' terms (the last column: background)."
+    K, T, L = cfg.classes, T_SEGMENTS, cfg.lag_v
     logK = np.log(K)
     parts = []                                  # (log weight of the structure [n], class marginals [n, T, K])
     spans, p = ave_span_prior(cfg.spans)
     if cfg.second_event < 1:
-        w, mem = _part(inn, out, 0, T, spans, np.log(p))
+        w, mem = _part(inn, out, 0, T, spans, np.log(p), L)
         Z = _lse(w.reshape(len(w), -1), 1)
         post = np.einsum('nks,st->ntk', np.exp(w - Z[:, None, None]), mem)
         parts.append((Z - logK + np.log(1 - cfg.second_event), post))
     if cfg.second_event > 0:
         for m in CUTS:
-            Zs, post = 0, np.zeros(inn.shape)
+            Zs, post = 0, np.zeros((len(inn), T, K))
             for lo, hi in ((0, m), (m, T)):
                 sp, pp = part_span_prior(lo, hi)
-                w, mem = _part(inn, out, lo, hi, sp, np.log(pp))
+                w, mem = _part(inn, out, lo, hi, sp, np.log(pp), L)
                 Z = _lse(w.reshape(len(w), -1), 1)
                 post += np.einsum('nks,st->ntk', np.exp(w - Z[:, None, None]), mem)
                 Zs = Zs + Z - logK
@@ -236,39 +266,47 @@ def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
               audio,              # [n, T, d_a] features
               visual,             # [n, T, d_v] features
               which: str = 'av',  # modalities used: 'a', 'v' or 'av'
-              window: int | None = None,  # use only seconds within |i - t| <= window of second t (None: all)
+              window: int | None = None,  # use only the features of seconds |i - t| <= window for second t (None: all)
              ) -> np.ndarray:
     "The exact posterior P(y_t = k | x) [n, T, K + 1] of each second's label (last column: background)."
     if which not in ('a', 'v', 'av'): raise AVBTError(f"which must be 'a', 'v' or 'av', not {which!r}")
-    inn, out = _terms(cfg, _llr(cfg, (audio, visual), which))
-    if window is None or window >= T_SEGMENTS - 1: return _posterior_terms(cfg, inn, out)
-    res = np.empty(inn.shape[:2] + (cfg.classes + 1,))
+    l = _llr(cfg, (audio, visual), which)
+    if window is None or window >= T_SEGMENTS - 1: return _posterior_terms(cfg, *_terms(cfg, l))
+    res = np.empty(next(iter(l.values())).shape[:2] + (cfg.classes + 1,))
     for t in range(T_SEGMENTS):
-        keep = (abs(np.arange(T_SEGMENTS) - t) <= window)[None, :, None]
-        res[:, t] = _posterior_terms(cfg, inn * keep, out * keep)[:, t]
+        res[:, t] = _posterior_terms(cfg, *_terms(cfg, l, abs(np.arange(T_SEGMENTS) - t) <= window))[:, t]
     return res
 
-# %% ../nbs/01a_latent.ipynb 25
+# %% ../nbs/01a_latent.ipynb 26
 def mc_posterior(cfg: LatentConfig,  # the knobs
                  audio, visual,      # ONE clip's features [T, d]
                  draws: int = 200_000,  # prior samples
                  which: str = 'av',  # modalities used
                  seed: int = 1,      # the sampler's seed
-                ) -> np.ndarray:
-    "A Monte-Carlo estimate of P(y_t = k | x) [T, K + 1] for one clip (likelihood-weighted prior samples)."
+                 window: int | None = None,  # second t uses the features of seconds |i - t| <= window (None: all)
+                 ess: bool = False,  # also return the smallest effective sample size over the seconds
+                ):
+    ("A Monte-Carlo estimate of P(y_t = k | x) [T, K + 1] for one clip (likelihood-weighted prior samples); with "
+     "`ess`, (estimate, effective sample size (sum w)^2 / sum w^2, the smallest over the seconds).")
     lat = sample_latents(cfg, draws, seed=seed)
     g, Q = codes(cfg), embeddings(cfg)
-    ll = np.zeros(draws)
+    T = T_SEGMENTS
+    ll = np.zeros((draws, T))
     for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
         if m not in which: continue
         z = np.asarray(x, np.float64) @ Qm                                      # [T, K]
         s = lat[f'shown_{m}']
-        val = mu * z[np.arange(T_SEGMENTS)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
-        ll += np.where(s >= 0, val, 0).sum(1)
-    w = np.exp(ll - ll.max()); w /= w.sum()
-    return np.einsum('n,ntk->tk', w, np.eye(cfg.classes + 1)[lat['labels']])
+        val = mu * z[np.arange(T)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
+        ll += np.where(s >= 0, val, 0)
+    P, n_eff = np.empty((T, cfg.classes + 1)), []
+    for t in range(T):
+        lt = ll[:, abs(np.arange(T) - t) <= (T if window is None else window)].sum(1)
+        w = np.exp(lt - lt.max()); w /= w.sum()
+        P[t] = np.bincount(lat['labels'][:, t], weights=w, minlength=cfg.classes + 1)
+        n_eff.append(1 / (w ** 2).sum())
+    return (P, float(min(n_eff))) if ess else P
 
-# %% ../nbs/01a_latent.ipynb 28
+# %% ../nbs/01a_latent.ipynb 30
 def bayes_accuracy(cfg: LatentConfig,  # the knobs
                    audio, visual,      # features [n, T, d]
                    which: str = 'av',  # modalities used
@@ -281,7 +319,7 @@ def bayes_accuracy(cfg: LatentConfig,  # the knobs
     else: per = (P.argmax(-1) == labels).mean(1)
     return 100 * per.mean(), 100 * per.std(ddof=1) / np.sqrt(len(per))
 
-# %% ../nbs/01a_latent.ipynb 31
+# %% ../nbs/01a_latent.ipynb 33
 def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set here)
                  which: str,          # 'a' or 'v'
                  target: float,       # wanted Bayes-optimal accuracy of that modality alone, %
@@ -301,7 +339,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
         else: hi = mid
     return round((lo + hi) / 2, 4)
 
-# %% ../nbs/01a_latent.ipynb 34
+# %% ../nbs/01a_latent.ipynb 36
 # calibrate_mu(LatentConfig(), 'a', 63.5, hi=6, window=0), calibrate_mu(LatentConfig(), 'v', 61.0, hi=6, window=0)
 MU_BALANCE_A, MU_BALANCE_V = 2.6638, 2.5725
 PRESETS = {
