@@ -331,6 +331,10 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
     "The mu of modality `which` whose Bayes-optimal `which`-only accuracy is `target` % (bisection, fixed draws)."
     if which not in ('a', 'v'): raise AVBTError(f"which must be 'a' or 'v', not {which!r}")
     lat = sample_latents(cfg, n)
+    top = LatentConfig(**(asdict(cfg) | {f'mu_{which}': hi}))
+    best = bayes_accuracy(top, *render_features(top, lat)[:2], which, window)[0]
+    if best < target:
+        raise AVBTError(f"target = {target} is out of reach: the optimum at mu_{which} = {hi:g} is {best:.1f}; raise hi")
     for _ in range(steps):
         mid = (lo + hi) / 2
         c = LatentConfig(**(asdict(cfg) | {f'mu_{which}': mid}))
