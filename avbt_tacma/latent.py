@@ -75,6 +75,7 @@ class LatentConfig:
     distractors: float = 0.0     # chance that an off-span modality shows another class
     second_event: float = 0.0    # chance that a clip holds a second event
     lag_v: int = 0               # seconds vision lags audio: vision at second t shows the state of second t - lag_v
+    rho_noise: float = 0.0       # AR(1) correlation of the feature noise between consecutive seconds
     cue: str = 'shape'           # visual property carrying the class in rendered pixels
     d_a: int = 32                # audio feature width (>= classes)
     d_v: int = 32                # visual feature width (>= classes)
@@ -92,6 +93,9 @@ class LatentConfig:
         need(self.q_a + self.q_v <= 1, 'q_a', f"0..{1 - self.q_v:g} (q_a + q_v <= 1)")
         need(isinstance(self.lag_v, (int, np.integer)) and not isinstance(self.lag_v, bool)
              and 0 <= self.lag_v < T_SEGMENTS, 'lag_v', f"0..{T_SEGMENTS - 1} (whole seconds)")
+        need(0 <= self.rho_noise <= 0.9, 'rho_noise', '0..0.9')
+        need(self.rho_noise == 0 or self.distractors == 0 and self.second_event == 0, 'rho_noise',
+             '0 when distractors or second_event > 0 (the exact optimum chains the off-span seconds of one event)')
         for k in ('mu_a', 'mu_v'): need(0 <= getattr(self, k) <= 20, k, '0..20')
         need(self.cue in CUES, 'cue', ', '.join(CUES))
         need(self.d_a >= self.classes, 'd_a', f">= classes ({self.classes})")
@@ -187,7 +191,10 @@ def render_features(cfg: LatentConfig,  # the knobs
         sig = np.zeros(shown.shape + (K,))
         i = np.nonzero(shown >= 0)
         sig[i + (gm[shown[i]],)] = mu
-        out.append((sig @ Qm.T + rng.normal(size=shown.shape + (Qm.shape[0],))).astype(np.float32))
+        eps = rng.normal(size=shown.shape + (Qm.shape[0],))
+        for t in range(1, T_SEGMENTS if cfg.rho_noise else 0):       # AR(1) over the seconds
+            eps[:, t] = cfg.rho_noise * eps[:, t - 1] + np.sqrt(1 - cfg.rho_noise ** 2) * eps[:, t]
+        out.append((sig @ Qm.T + eps).astype(np.float32))
     lab = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(y == K, BG_INDEX, y)]
     return out[0], out[1], lab
 
@@ -262,6 +269,62 @@ def _posterior_terms(cfg, inn, out):
     cls = sum(r[:, i, None, None] * pst for i, (_, pst) in enumerate(parts))
     return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
 
+# %% ../nbs/01a_latent.ipynb 26
+def _ar_precision(n: int, rho: float) -> np.ndarray:
+    "The inverse [n, n] of the AR(1) covariance rho^|i - j| of n consecutive seconds (tridiagonal)."
+    if n == 1: return np.ones((1, 1))
+    d = np.full(n, 1 + rho ** 2); d[[0, -1]] = 1
+    return (np.diag(d) - rho * (np.eye(n, k=1) + np.eye(n, k=-1))) / (1 - rho ** 2)
+
+def _ar_llr(cfg, feats, which, keep):
+    ("(l[m] [n, T, K], pair[m] [T - 1]) under AR(1) noise from the kept seconds (one contiguous block; the others get "
+     "ratio 1): per-second log ratios and the gain of showing the same code at seconds t and t + 1.")
+    g, Q = codes(cfg), embeddings(cfg)
+    idx = np.flatnonzero(keep)
+    P = _ar_precision(len(idx), cfg.rho_noise)
+    l, pair = {}, {}
+    for m, x, mu, gm, Qm in (('a', feats[0], cfg.mu_a, g[0], Q[0]), ('v', feats[1], cfg.mu_v, g[1], Q[1])):
+        if m not in which: continue
+        r = np.einsum('ij,njk->nik', P, np.asarray(x, np.float64)[:, idx] @ Qm)
+        l[m] = np.zeros(x.shape[:2] + (cfg.classes,))
+        l[m][:, idx] = mu * r[..., gm] - mu ** 2 / 2 * np.diag(P)[None, :, None]
+        pair[m] = np.zeros(T_SEGMENTS - 1)
+        pair[m][idx[:-1]] = -mu ** 2 * P[np.arange(len(idx) - 1), np.arange(1, len(idx))]
+    return l, pair
+
+def _posterior_chain(cfg, l, pair):
+    ("P(y_t = k | x) [n, T, K + 1] of one event without distractors when consecutive seconds showing the class gain "
+     "`pair`: per class a forward and a backward pass over the off-span states (neither, audio only, vision only).")
+    K, T, L = cfg.classes, T_SEGMENTS, cfg.lag_v
+    J, n = T + L, len(next(iter(l.values())))
+    la, lv = (l.get(m, np.zeros((n, T, K))) for m in 'av')
+    la, lv = np.concatenate([np.zeros((n, L, K)), la], 1), np.concatenate([lv, np.zeros((n, L, K))], 1)
+    ba = np.r_[np.zeros(L), pair.get('a', np.zeros(T - 1))]                 # source seconds j, j + 1
+    bv = np.r_[pair.get('v', np.zeros(T - 1)), np.zeros(L)]
+    with np.errstate(divide='ignore'): lp = np.log([1 - cfg.q_a - cfg.q_v, cfg.q_a, cfg.q_v])
+    sa, sv = np.array([0., 1, 0]), np.array([0., 0, 1])                   # the state shows audio / vision
+    phi = lp + sa * la[..., None] + sv * lv[..., None]                      # [n, J, K, 3]
+    psi = ba[:, None, None] * np.outer(sa, sa) + bv[:, None, None] * np.outer(sv, sv)     # [J - 1, 3, 3]
+    nxt = ba[:, None] * sa + bv[:, None] * sv                               # [J - 1, 3]: next to a span second
+    left, right = np.zeros((n, J + 1, K)), np.zeros((n, J + 1, K))        # off-span seconds before j / from j on
+    alpha, beta = phi[:, 0], phi[:, J - 1]
+    for j in range(1, J):
+        left[:, j] = _lse(alpha + nxt[j - 1], -1)
+        alpha = phi[:, j] + _lse(alpha[..., :, None] + psi[j - 1], -2)
+        i = J - j
+        right[:, i] = _lse(beta + nxt[i - 1], -1)
+        beta = phi[:, i - 1] + _lse(psi[i - 1] + beta[..., None, :], -1)
+    Pi = np.concatenate([np.zeros((n, 1, K)), np.cumsum(la + lv, 1)], 1)
+    Pb = np.r_[0, np.cumsum(ba + bv)]
+    spans, p = ave_span_prior(cfg.spans)
+    a, b = spans[:, 0] + L, spans[:, 1] + L
+    w = left[:, a] + Pi[:, b] - Pi[:, a] + (Pb[b - 1] - Pb[a])[None, :, None] + right[:, b]    # [n, S, K]
+    w = w.transpose(0, 2, 1) + np.log(p)[None, None]
+    member = ((np.arange(T)[None] >= spans[:, :1]) & (np.arange(T)[None] < spans[:, 1:])).astype(np.float64)
+    cls = np.einsum('nks,st->ntk', np.exp(w - _lse(w.reshape(n, -1), 1)[:, None, None]), member)
+    return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
+
+# %% ../nbs/01a_latent.ipynb 27
 def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
               audio,              # [n, T, d_a] features
               visual,             # [n, T, d_v] features
@@ -270,14 +333,20 @@ def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
              ) -> np.ndarray:
     "The exact posterior P(y_t = k | x) [n, T, K + 1] of each second's label (last column: background)."
     if which not in ('a', 'v', 'av'): raise AVBTError(f"which must be 'a', 'v' or 'av', not {which!r}")
+    T = T_SEGMENTS
+    if cfg.rho_noise > 0:                                   # AR(1) noise: the chain, Lambda of each window's seconds
+        full = window is None or window >= T - 1
+        keeps = [np.ones(T, bool)] if full else [abs(np.arange(T) - t) <= window for t in range(T)]
+        Ps = [_posterior_chain(cfg, *_ar_llr(cfg, (audio, visual), which, k)) for k in keeps]
+        return Ps[0] if full else np.stack([P[:, t] for t, P in enumerate(Ps)], 1)
     l = _llr(cfg, (audio, visual), which)
-    if window is None or window >= T_SEGMENTS - 1: return _posterior_terms(cfg, *_terms(cfg, l))
+    if window is None or window >= T - 1: return _posterior_terms(cfg, *_terms(cfg, l))
     res = np.empty(next(iter(l.values())).shape[:2] + (cfg.classes + 1,))
-    for t in range(T_SEGMENTS):
-        res[:, t] = _posterior_terms(cfg, *_terms(cfg, l, abs(np.arange(T_SEGMENTS) - t) <= window))[:, t]
+    for t in range(T):
+        res[:, t] = _posterior_terms(cfg, *_terms(cfg, l, abs(np.arange(T) - t) <= window))[:, t]
     return res
 
-# %% ../nbs/01a_latent.ipynb 26
+# %% ../nbs/01a_latent.ipynb 30
 def mc_posterior(cfg: LatentConfig,  # the knobs
                  audio, visual,      # ONE clip's features [T, d]
                  draws: int = 200_000,  # prior samples
@@ -298,15 +367,25 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
         s = lat[f'shown_{m}']
         val = mu * z[np.arange(T)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
         ll += np.where(s >= 0, val, 0)
+    def loglik(keep):                            # [draws]: log p(x_keep | latents) - log p(x_keep | nothing shown)
+        if cfg.rho_noise == 0: return ll[:, keep].sum(1)
+        idx, out = np.flatnonzero(keep), 0
+        C = np.linalg.inv(np.linalg.cholesky(cfg.rho_noise ** abs(np.subtract.outer(idx, idx))))   # whitens
+        for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
+            if m not in which: continue
+            z, s = (np.asarray(x, np.float64) @ Qm)[idx], lat[f'shown_{m}'][:, idx]
+            M = np.where((s >= 0)[..., None], mu * np.eye(cfg.classes)[gm[np.maximum(s, 0)]], 0)   # [draws, W, K]
+            out = out - ((C @ (z - M)) ** 2).sum((1, 2)) / 2 + ((C @ z) ** 2).sum() / 2
+        return out
     P, n_eff = np.empty((T, cfg.classes + 1)), []
     for t in range(T):
-        lt = ll[:, abs(np.arange(T) - t) <= (T if window is None else window)].sum(1)
+        lt = loglik(abs(np.arange(T) - t) <= (T if window is None else window))
         w = np.exp(lt - lt.max()); w /= w.sum()
         P[t] = np.bincount(lat['labels'][:, t], weights=w, minlength=cfg.classes + 1)
         n_eff.append(1 / (w ** 2).sum())
     return (P, float(min(n_eff))) if ess else P
 
-# %% ../nbs/01a_latent.ipynb 30
+# %% ../nbs/01a_latent.ipynb 34
 def bayes_accuracy(cfg: LatentConfig,  # the knobs
                    audio, visual,      # features [n, T, d]
                    which: str = 'av',  # modalities used
@@ -319,7 +398,7 @@ def bayes_accuracy(cfg: LatentConfig,  # the knobs
     else: per = (P.argmax(-1) == labels).mean(1)
     return 100 * per.mean(), 100 * per.std(ddof=1) / np.sqrt(len(per))
 
-# %% ../nbs/01a_latent.ipynb 33
+# %% ../nbs/01a_latent.ipynb 37
 def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set here)
                  which: str,          # 'a' or 'v'
                  target: float,       # wanted Bayes-optimal accuracy of that modality alone, %
@@ -334,7 +413,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
     top = LatentConfig(**(asdict(cfg) | {f'mu_{which}': hi}))
     best = bayes_accuracy(top, *render_features(top, lat)[:2], which, window)[0]
     if best < target:
-        raise AVBTError(f"target = {target} is out of reach: the optimum at mu_{which} = {hi:g} is {best:.1f}; raise hi")
+        raise AVBTError(f"target = {target} is out of reach: at mu_{which} = {hi:g} the optimum is {best:.1f}")
     for _ in range(steps):
         mid = (lo + hi) / 2
         c = LatentConfig(**(asdict(cfg) | {f'mu_{which}': mid}))
@@ -343,7 +422,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
         else: hi = mid
     return round((lo + hi) / 2, 4)
 
-# %% ../nbs/01a_latent.ipynb 36
+# %% ../nbs/01a_latent.ipynb 40
 # calibrate_mu(LatentConfig(), 'a', 63.5, hi=6, window=0), calibrate_mu(LatentConfig(), 'v', 61.0, hi=6, window=0)
 MU_BALANCE_A, MU_BALANCE_V = 2.6638, 2.5725
 PRESETS = {

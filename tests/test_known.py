@@ -86,6 +86,46 @@ def test_lagged_posterior_matches_simulation(lag):
     assert worst > 2                                       # ignoring the lag is caught at this sample size
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-1, 2, allow_nan=False), st.sampled_from([{}, {'distractors': 0.2}, {'second_event': 0.5}]))
+def test_rho_noise_out_of_range_is_one_line_naming_it(rho, other):
+    cfg = LatentConfig(rho_noise=rho, **other)
+    if 0 <= rho <= 0.9 and (rho == 0 or not other): cfg.check(); return
+    with pytest.raises(AVBTError) as e: cfg.check()
+    assert '\n' not in str(e.value) and str(e.value).startswith('rho_noise = ') and 'allowed 0' in str(e.value)
+
+
+@pytest.mark.parametrize('lag', [0, 1])
+def test_ar1_posterior_matches_simulation(lag):
+    """AR(1) noise over seconds (rho 0.6): the forward-backward closed form agrees with a Monte-Carlo posterior that
+    weights each draw by the Gaussian likelihood of the whitened features (Cholesky factor of rho^|i - j|), all seconds
+    and windowed; tolerance 2.5 / sqrt(n_eff) as above. Treating the noise as white misses by far more."""
+    cfg = LatentConfig(classes=3, d_a=4, d_v=3, mu_a=0.7, mu_v=0.6, q_a=0.2, q_v=0.4, rho_v=0.7, rho_noise=0.6,
+                       lag_v=lag, seed=2)
+    white = LatentConfig(**(asdict(cfg) | dict(rho_noise=0.0)))
+    a, v, _ = render_features(cfg, sample_latents(cfg, 2, seed=9), seed=9)
+    worst = 0
+    for which, window in (('av', None), ('v', None), ('av', 1)):
+        P = posterior(cfg, a, v, which, window)
+        np.testing.assert_allclose(P.sum(-1), 1, atol=1e-9)
+        for i in range(2):
+            mc, n_eff = mc_posterior(cfg, a[i], v[i], which=which, window=window, ess=True)
+            assert n_eff > 500
+            np.testing.assert_allclose(mc, P[i], atol=2.5 / np.sqrt(n_eff))
+            worst = max(worst, np.abs(mc - posterior(white, a, v, which, window)[i]).max() * np.sqrt(n_eff) / 2.5)
+    assert worst > 2
+
+
+def test_ar1_optimum_agrees_with_scoring_on_the_labels():
+    "AR(1) at rho = 0.6 keeps the optimum a bound: the Bayes rule scored on the drawn labels agrees with its expectation."
+    cfg = LatentConfig(classes=6, d_a=8, d_v=8, mu_a=1.5, mu_v=1.2, rho_noise=0.6, lag_v=1, seed=4)
+    lat = sample_latents(cfg, 1500, seed=4)
+    a, v, _ = render_features(cfg, lat, seed=4)
+    exp, _ = bayes_accuracy(cfg, a, v, 'av')
+    got, se = bayes_accuracy(cfg, a, v, 'av', labels=lat['labels'])
+    assert abs(exp - got) < 3 * se
+
+
 # bayes_accuracy (a, v, av) x window (None, 0, 2) of 200 clips, computed by the code before the lag existed (2fb407c)
 LAG0_PINS = {
     ("temporal-pos", 3): [69.5030088465, 41.3852524661, 65.6886806559, 70.1970436247, 41.5901627851, 66.8949008328,
