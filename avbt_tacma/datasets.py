@@ -271,8 +271,8 @@ class AVClipDataset(torch.utils.data.Dataset):
         frames = torch.from_numpy(np.ascontiguousarray(c.frames(row, idx))).permute(0, 3, 1, 2)   # [10, 3, H, W] uint8
         if self.train and self.aug is not None:
             seed = int(np.random.default_rng([self.seed, self.epoch, row, 1]).integers(2**62))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with torch.random.fork_rng(devices=[]):    # the CPU generator only: torch.manual_seed would also queue
+                torch.random.default_generator.manual_seed(seed)       # a lazy CUDA seeding per item (~1 ms each)
                 frames = torch.stack([self.transform(f) for f in frames])          # independent draws per frame
         else: frames = self.transform(frames)                                     # deterministic resize, all at once
         logmel = torch.from_numpy(np.asarray(c.logmel(row), np.float32)).unsqueeze(1)

@@ -18,9 +18,9 @@ from .video import decode_clip, ClipError, N_FRAMES, FRAME_SIZE
 log = logging.getLogger(__name__)
 
 # %% auto 0
-__all__ = ['log', 'CACHE_FORMAT', 'MAX_ID_BYTES', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip', 'clip_digest',
-           'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipCache', 'open_cache', 'prepare_parser',
-           'prepare_main']
+__all__ = ['log', 'CACHE_FORMAT', 'MAX_ID_BYTES', 'CLIP_MEMORY', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip',
+           'clip_digest', 'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipMemory', 'ClipCache', 'open_cache',
+           'prepare_parser', 'prepare_main']
 
 # %% ../nbs/05_prepare.ipynb 5
 CACHE_FORMAT = 'avbt_tacma.cache/1'
@@ -309,6 +309,80 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
     return summary
 
 # %% ../nbs/05_prepare.ipynb 16
+def _memory_limit() -> int:
+    "Bytes of `AVBT_CLIP_MEMORY_MB` (0 when unset)."
+    env = os.environ.get('AVBT_CLIP_MEMORY_MB', '').strip()
+    try: mb = float(env or 0)
+    except ValueError: mb = -1.0
+    if not mb >= 0: raise AVBTError(f"AVBT_CLIP_MEMORY_MB={env!r}: give megabytes (a number >= 0; 0 keeps nothing)")
+    return int(mb * 2**20)
+
+class ClipMemory:
+    "Decoded frames and log-mel of cache clips, kept in this process up to `limit` bytes as they are first read."
+    def __init__(self,
+                 limit: int | None = None, # bytes (0: keep nothing); None: `AVBT_CLIP_MEMORY_MB`, read when first used
+                ):
+        self._limit = limit
+        self.clear()
+
+    @property
+    def limit(self) -> int:
+        if self._limit is None: self._limit = _memory_limit()
+        return self._limit
+    @limit.setter
+    def limit(self, v): self._limit = int(v)
+
+    def clear(self):
+        "Forget every kept clip."
+        self.clips, self.used, self.decoded = {}, 0, 0
+
+    def _entry(self, path) -> dict:
+        st, key = os.stat(path), os.fspath(path)
+        e = self.clips.get(key)
+        if e is not None and e['sig'] != (st.st_mtime_ns, st.st_size):          # re-made since: its old content goes
+            self.used -= e['bytes']; e = None
+        if e is None: e = self.clips[key] = dict(sig=(st.st_mtime_ns, st.st_size), frames=None, logmel=None, bytes=0)
+        return e
+
+    def _room(self, e: dict, nbytes: int) -> bool:
+        if self.used + nbytes > self.limit: return False
+        self.used += nbytes; e['bytes'] += nbytes
+        return True
+
+    def frames(self,
+               path,             # the clip's cache file (its size and time stamp tell a re-made file)
+               n: int,           # frames in the file
+               idx: np.ndarray,  # the frames wanted: sorted, unique
+               read,             # read(i) decodes the frames i (sorted) from the file
+              ) -> np.ndarray:
+        "Frames `idx` of a clip, decoding only those not kept yet; the caller's own copy."
+        e = self._entry(path)
+        if e['frames'] is None:
+            got = read(idx); self.decoded += len(idx)
+            if not self._room(e, n * got[0].nbytes): return got
+            e['frames'], e['have'] = np.empty((n, *got.shape[1:]), got.dtype), np.zeros(n, bool)
+            e['frames'][idx], e['have'][idx] = got, True
+            return got
+        miss = idx[~e['have'][idx]]
+        if len(miss): e['frames'][miss], e['have'][miss] = read(miss), True
+        self.decoded += len(miss)
+        return e['frames'][idx]                                     # integer indexing copies
+
+    def logmel(self,
+               path,   # the clip's cache file
+               read,   # read() gives its log-mel
+              ) -> np.ndarray:
+        "The log-mel of a clip, read once; the caller's own copy."
+        e = self._entry(path)
+        if e['logmel'] is None:
+            got = read()
+            if not self._room(e, got.nbytes): return got
+            e['logmel'] = got
+        return e['logmel'].copy()
+
+CLIP_MEMORY = ClipMemory()   # the process's; `avbt reproduce` sets AVBT_CLIP_MEMORY_MB for its training processes
+
+# %% ../nbs/05_prepare.ipynb 19
 class ClipCache:
     "Read access to a prepared cache: frames, log-mel, waveform, labels and splits by annotation row."
     def __init__(self,
@@ -390,18 +464,22 @@ class ClipCache:
 
     def frames(self, row: int, idx=None) -> np.ndarray:
         ("Frames uint8 [len(idx), H, W, 3] of a row; frame numbers 0..159, segment t is 16 t ... 16 t + 15 (all when "
-         "idx is None).")
+         "idx is None). Kept decoded in `CLIP_MEMORY` when it has room.")
         ds = self._file(row)['jpeg']
-        if idx is None: return decode_jpegs(ds[()])
-        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        keep = CLIP_MEMORY.limit > 0
+        if idx is None and not keep: return decode_jpegs(ds[()])
+        idx = np.arange(len(ds)) if idx is None else np.atleast_1d(np.asarray(idx, dtype=np.int64))
         if len(idx) and (idx.min() < 0 or idx.max() >= len(ds)):
             raise AVBTError(f"frame numbers must be in 0..{len(ds) - 1}, got {idx.tolist()}")
         uniq, inv = np.unique(idx, return_inverse=True)
-        return decode_jpegs(ds[uniq])[inv]
+        if not (keep and len(uniq)): return decode_jpegs(ds[uniq])[inv]
+        read = lambda i: decode_jpegs(ds[()] if len(i) == len(ds) else ds[i])
+        return CLIP_MEMORY.frames(clip_file(self.root, self.video_id(row)), len(ds), uniq, read)[inv]
 
     def logmel(self, row: int) -> np.ndarray:
-        "VGGish log-mel examples float32 [10, 96, 64]."
-        return self._file(row)['logmel'][()]
+        "VGGish log-mel examples float32 [10, 96, 64] (kept in `CLIP_MEMORY` when it has room)."
+        read = lambda: self._file(row)['logmel'][()]
+        return CLIP_MEMORY.logmel(clip_file(self.root, self.video_id(row)), read) if CLIP_MEMORY.limit > 0 else read()
 
     def waveform(self, row: int) -> np.ndarray:
         "The 10-s 16-kHz mono waveform, float32 [160000]."
@@ -425,7 +503,7 @@ def open_cache(root, # the cache folder
     "Open a cache written by `avbt prepare`."
     return ClipCache(root)
 
-# %% ../nbs/05_prepare.ipynb 29
+# %% ../nbs/05_prepare.ipynb 34
 def prepare_parser(p, # the (sub)command parser to fill
                   ):
     p.add_argument('--ave-root', required=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import (AVBTError, RunError, save_json, load_json, default_run_dir, run_lock,
     die_with_parent, usable_cores)
 from .report import write_summary
-from .scales import SCALES, cpu_jobs, TABLE4_VARIANTS, table5_variant
+from .scales import SCALES, cpu_jobs, TABLE4_VARIANTS, table5_variant, TRAIN_CLIP_MEMORY_MB
 from .sources import data_source, is_real_ave, ensure_synthetic, source_label, data_digest
 from .steps import Step, STEPS, plan, run_steps, check_repro_tools, paper_notebooks, REPRO_HINT
 # their home was this module before the split: still importable from here
@@ -154,7 +154,7 @@ def _job_args(R, job: dict) -> tuple:
     return job['variant'], aug, job.get('seed', 0), kw
 
 def _train_job(spec: str) -> int:
-    "Child process of `train_parallel`: train one AV-BT model and extract its features (resuming a killed one)."
+    "One job of a `train_parallel` process: train one AV-BT model and extract its features (resuming a killed one)."
     from avbt_tacma.store import Repro
     a = json.loads(spec)
     R = Repro('train', a['out'], a['scale'], a['data_source'], a['data'], a['device'], a['seeds'], a.get('avbt_seeds'))
@@ -162,6 +162,31 @@ def _train_job(spec: str) -> int:
     R.features(variant, aug=aug, seed=seed, **kw)
     if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, seed=seed, **kw)
     return 0
+
+def _train_worker() -> int:
+    ("A training process of `train_parallel`: runs the jobs it reads from stdin (one JSON line each) in turn, each "
+     "writing to its own log, and answers `ok` or `failed` on a line of stdout; it ends after a failed job.")
+    import traceback
+    answer = os.fdopen(os.dup(1), 'w', buffering=1)              # fds 1 and 2 are each job's log in turn
+    for n, line in enumerate(sys.stdin, 1):
+        a = json.loads(line)
+        sys.stdout.flush(); sys.stderr.flush()
+        with open(a['log'], 'w') as lf:
+            os.dup2(lf.fileno(), 1); os.dup2(lf.fileno(), 2)
+            print(f"training process {os.getpid()}, job {n}", flush=True)
+            try: ok = _train_job(line) == 0
+            except Exception: traceback.print_exc(); ok = False
+            sys.stdout.flush(); sys.stderr.flush()
+        answer.write('ok\n' if ok else 'failed\n')
+        if not ok: return 1
+    return 0
+
+def _last_line(*paths) -> str:
+    "The last non-blank line of the first of `paths` that has one (200 characters at most)."
+    for p in paths:
+        lines = [l for l in Path(p).read_text(errors='replace').splitlines() if l.strip()] if Path(p).exists() else []
+        if lines: return lines[-1][:200]
+    return ''
 
 def train_parallel(out,               # the run folder (its model store: out/models/avbt)
                    params: dict,      # the notebooks' parameters (data_source, data, scale, seeds) from `reproduce`
@@ -171,7 +196,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
                    poll: float = 0.5  # seconds between looks at the running processes
                   ) -> dict:
     "Train the AV-BT models of `steps` in parallel processes, one per device; returns {'trained', 'reused', 'failed'}."
-    import subprocess
+    import subprocess, select
     from avbt_tacma.store import Repro
     out, gpus = Path(out).absolute(), [str(g).strip() for g in gpus if str(g).strip()]
     if not gpus: raise AVBTError("--gpus: give at least one device (e.g. 0,1 or cpu)")
@@ -191,37 +216,46 @@ def train_parallel(out,               # the run folder (its model store: out/mod
         else: todo.append((job, run))
     (out / 'logs').mkdir(parents=True, exist_ok=True)
     log(f"AV-BT trainings: {len(todo)} to run on {', '.join(gpus)}, {len(res['reused'])} already there")
-    free, running, t0 = list(gpus), {}, time.time()
-    parent = os.getpid()
+    procs, busy, t0, parent = {}, {}, time.time(), os.getpid()    # slot -> its process; slot -> (run, log)
     def die(): die_with_parent(parent)                # in the child: killed with this process, even by kill -9
+    def start(i):                                     # slot i's training process (a new one after a failed job)
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if gpus[i] == 'cpu' else gpus[i])
+        env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
+        if gpus[i] == 'cpu' and env['AVBT_WORKERS'] == '0':     # it reads its clips itself: keep them decoded
+            env.setdefault('AVBT_CLIP_MEMORY_MB', str(TRAIN_CLIP_MEMORY_MB))
+        with open(out / 'logs' / f'train-process-{i}.log', 'a') as wl:
+            return subprocess.Popen([sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import '
+                                     '_train_worker; sys.exit(_train_worker())'], env=env, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=wl, cwd=str(out), text=True, bufsize=1,
+                                    preexec_fn=die if sys.platform.startswith('linux') else None)
     try:
-        while todo or running:
-            while todo and free:
-                (job, run), g = todo.pop(0), free.pop(0)
-                cpu = g == 'cpu'
-                env = dict(os.environ, CUDA_VISIBLE_DEVICES='' if cpu else g)
-                env.setdefault('AVBT_WORKERS', str(max(0, usable_cores() // len(gpus) - 1)))   # the cores, shared
-                spec = json.dumps(dict(params, out=str(out), device='cpu' if cpu else 'cuda', job=job))
-                lf = open(out / 'logs' / f'train-{run.name}.log', 'w')
-                cmd = [sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
-                       'sys.exit(_train_job(sys.argv[1]))', spec]
-                pr = subprocess.Popen(cmd, env=env, stdout=lf, stderr=subprocess.STDOUT, cwd=str(out),
-                                      preexec_fn=die if sys.platform.startswith('linux') else None)
-                running[pr] = (run, g, lf)
-                log(f"  {run.name}: started on {g}")
-            time.sleep(poll)
-            for pr in [p for p in running if p.poll() is not None]:
-                run, g, lf = running.pop(pr); lf.close(); free.append(g)
-                if pr.returncode == 0:
-                    res['trained'].append(run.name); log(f"  {run.name}: done on {g} ({time.time() - t0:.0f} s)")
-                else:
-                    lines = [l for l in Path(lf.name).read_text(errors='replace').splitlines() if l.strip()]
-                    last = (lines or [''])[-1][:200]
-                    res['failed'].append(f"{run.name} on {g} (exit {pr.returncode}): {last} (log: {lf.name})")
-                    log(f"  FAILED {res['failed'][-1]}")
+        while todo or busy:
+            for i in [i for i in range(len(gpus)) if i not in busy and todo]:
+                job, run = todo.pop(0)
+                if i not in procs or procs[i].poll() is not None: procs[i] = start(i)
+                lp = out / 'logs' / f'train-{run.name}.log'
+                spec = dict(params, out=str(out), device='cpu' if gpus[i] == 'cpu' else 'cuda', job=job, log=str(lp))
+                try: procs[i].stdin.write(json.dumps(spec) + '\n'); procs[i].stdin.flush()
+                except OSError: pass                          # it died: its answer below is the end of its output
+                busy[i] = (run, lp); log(f"  {run.name}: started on {gpus[i]}")
+            ready, _, _ = select.select([procs[i].stdout for i in busy], [], [], poll)
+            for i in [i for i in busy if procs[i].stdout in ready]:
+                (run, lp), answer = busy.pop(i), procs[i].stdout.readline().strip()
+                if answer == 'ok':
+                    res['trained'].append(run.name); log(f"  {run.name}: done on {gpus[i]} ({time.time() - t0:.0f} s)")
+                    continue
+                code, last = procs[i].wait(), _last_line(lp, out / 'logs' / f'train-process-{i}.log')
+                res['failed'].append(f"{run.name} on {gpus[i]} (exit {code}): {last} (log: {lp})")
+                log(f"  FAILED {res['failed'][-1]}")
     finally:                                          # Ctrl-C or an error here: no training is left orphaned
-        for pr, (run, g, lf) in running.items():
-            pr.terminate(); pr.wait(); lf.close(); log(f"  {run.name}: stopped (a re-run resumes it)")
+        for i, pr in procs.items():
+            if i in busy: pr.terminate(); log(f"  {busy[i][0].name}: stopped (a re-run resumes it)")
+            else:
+                try: pr.stdin.close()                         # no more jobs: it ends
+                except OSError: pass
+            try: pr.wait(timeout=30)
+            except subprocess.TimeoutExpired: pr.kill(); pr.wait()
+            pr.stdout.close()
     if res['failed']: raise RunError(f"{len(res['failed'])} AV-BT training(s) failed: " + '; '.join(res['failed']))
     return res
 
@@ -231,8 +265,8 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
     "Arguments of `avbt reproduce`."
     p.add_argument('--scale', choices=list(SCALES), default='default',
                    help='smoke: CI-sized, learns little; default: every table and figure in under 10 minutes on 2 CPU '
-                        'cores, enough seeds for verdicts; quick: more data, longer head training (about 15 minutes); '
-                        'rehearsal: '
+                        'cores, enough seeds for verdicts; quick: more data, longer head training, the weak setting '
+                        'and CMBS (about 25 minutes); rehearsal: '
                         'the paper\'s models and settings, each training capped at a few steps, random weights '
                         '(a CPU check of the paper path); paper: the paper\'s settings on a GPU (default %(default)s)')
     p.add_argument('--data', help='the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare` '

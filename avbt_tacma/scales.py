@@ -11,8 +11,8 @@ from .datasets import IMAGE_SIZE
 from .tacma import THETA
 
 # %% auto 0
-__all__ = ['SCALES', 'EXTENSION_SCALES', 'CONTROLS_VIDEO', 'VIDEO_CONTROL_SCALES', 'TABLE4_VARIANTS', 'cpu_jobs', 'torch_threads',
-           'loader_workers', 'table5_variant']
+__all__ = ['SCALES', 'EXTENSION_SCALES', 'CONTROLS_VIDEO', 'VIDEO_CONTROL_SCALES', 'TRAIN_CLIP_MEMORY_MB', 'TABLE4_VARIANTS',
+           'cpu_jobs', 'torch_threads', 'loader_workers', 'table5_variant']
 
 # %% ../nbs/18_scales.ipynb 5
 # the attention heads (TACMA, plain CMA, PSP) stay at the majority label or learn little at the probes' 5e-3
@@ -96,6 +96,9 @@ def loader_workers(setting=0  # a scale's `workers`: a number, or 'auto' (one pe
     return int(setting)
 
 # %% ../nbs/18_scales.ipynb 15
+TRAIN_CLIP_MEMORY_MB = 1024   # decoded clips a CPU training process of a parallel run keeps, per process
+
+# %% ../nbs/18_scales.ipynb 18
 TABLE4_VARIANTS = {'baseline': {}, 'noshare': dict(shared_projector=False), 'agva': dict(agva=True)}
 
 def table5_variant(aug, # the row's `AugConfig`

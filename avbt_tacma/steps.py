@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_steps.ipynb 3
 from __future__ import annotations
-import os, sys, ast, json, time, hashlib, logging, datetime
+import os, sys, ast, json, time, hashlib, logging, datetime, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from .core import AVBTError, RunError, save_json
@@ -163,6 +163,7 @@ def run_notebook(notebook, executed, params: dict, cwd=None, kernel: str = 'pyth
     pm = _papermill()
     executed = Path(executed); executed.parent.mkdir(parents=True, exist_ok=True)
     for lg in ('papermill', 'traitlets', 'asyncio'): logging.getLogger(lg).setLevel(logging.CRITICAL)
+    warnings.filterwarnings('ignore', message='Cell is missing an id field')   # nbformat 4.4 notebooks: no cell ids
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel,
                             cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False)
@@ -187,6 +188,7 @@ def run_steps(out,            # the run folder
               before=None,    # called with the names of the steps to run before the first runs (`train_parallel`)
              ) -> dict:
     "Run the notebooks of `plan(steps, only)` into the run folder `out`; returns {'ran', 'skipped', 'seconds'}."
+    import threading
     from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
     if int(jobs) < 1: raise AVBTError(f"jobs must be at least 1, got {jobs}")
     out = Path(out).absolute(); nbdir = Path(notebooks) if notebooks else paper_notebooks()
@@ -208,16 +210,20 @@ def run_steps(out,            # the run folder
             if why not in ('forced', 'not run', 'inputs changed'): log(f"{head} re-running it: {why}")
             work[s.name] = (s, nb, p, h, stamp, head)
 
+    lock = threading.Lock()
+    def say(line):                 # two notebooks' lines at once: one whole line each
+        with lock: log(line)
+
     def execute(s, nb, p, h, stamp, head):
         stamp.unlink(missing_ok=True)
-        log(f"{head} running {s.notebook} ..."); t0 = time.time()
+        say(f"{head} running {s.notebook} ..."); t0 = time.time()
         executed = run_notebook(nb, out / 'notebooks' / s.notebook, p, cwd=out, kernel=kernel, name=s.name)
         bad = [f"{o} ({why})" for o in s.outputs if (why := output_problem(out / o))]
         if bad: raise RunError(f"notebook {s.name} ran but did not write {', '.join(bad)} (executed copy: {executed})")
         dt = res['seconds'][s.name] = round(time.time() - t0, 1)
         save_json({'hash': h, 'notebook': s.notebook, 'parameters': p, 'seconds': dt,
                    'finished': datetime.datetime.now().isoformat(timespec='seconds')}, stamp)
-        log(f"{head} done in {dt:.1f} s")
+        say(f"{head} done in {dt:.1f} s")
 
     if work and before is not None: before(list(work))
     if int(jobs) == 1:             # one after the other in this thread: Ctrl-C reaches papermill

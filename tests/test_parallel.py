@@ -82,3 +82,27 @@ def test_a_failed_training_is_named_in_one_line(synthetic_ave, tmp_path):
     assert '\n' not in msg and '2 AV-BT training(s) failed' in msg and 'baseline-' in msg
     assert 'fewer than one batch' in msg
     assert 'log: ' in msg and Path(msg.split('log: ')[1].split(')')[0]).exists()
+
+
+@pytest.mark.slow
+def test_one_process_trains_in_turn_and_changes_no_number(clips, tmp_path, monkeypatch):
+    "Three trainings in one long-lived process that keeps its decoded clips give the features of fresh processes."
+    import h5py, numpy as np
+    monkeypatch.setenv('AVBT_WORKERS', '0')                  # reads its own clips: `train_parallel` keeps them decoded
+    params = dict(data_source='ave', data=str(clips), scale='smoke', seeds=1)
+    res = train_parallel(tmp_path / 'a', params, ['cpu'], ['table4'], log=lambda *a: None)
+    assert [r.split('-')[0] for r in res['trained']] == ['baseline', 'noshare', 'agva']
+    heads = [(tmp_path / 'a' / 'logs' / f'train-{r}.log').read_text().splitlines()[0] for r in res['trained']]
+    assert len({h.split(',')[0] for h in heads}) == 1, heads                 # one process ...
+    assert [h.split(', ')[1] for h in heads] == ['job 1', 'job 2', 'job 3']  # ... ran them in turn
+    R = Repro('x', tmp_path / 'a', 'smoke', 'ave', clips, 'cpu', 1)
+    jobs = {j['variant']: j for j in avbt_jobs(R, ['table4'])}
+    for v in ('noshare', 'agva'):                                # again, each in a fresh process keeping nothing
+        spec = json.dumps(dict(params, out=str(tmp_path / 'b'), device='cpu', job=jobs[v]))
+        subprocess.run([sys.executable, '-c', 'import sys; from avbt_tacma.reproduce import _train_job; '
+                        '_train_job(sys.argv[1])', spec], check=True, capture_output=True,
+                       env={**__import__('os').environ, 'AVBT_CLIP_MEMORY_MB': '0'})
+        name = next(r for r in res['trained'] if r.startswith(v))
+        with h5py.File(tmp_path / 'a' / 'models' / 'avbt' / name / 'features.h5') as a, \
+             h5py.File(next((tmp_path / 'b' / 'models' / 'avbt').glob(f'{v}-*/features.h5'))) as b:
+            for k in ('audio', 'visual'): np.testing.assert_array_equal(a[k][()], b[k][()])
