@@ -20,8 +20,10 @@ from . import synth
 __all__ = ['EMISSION', 'WINDOWS', 'POPULATION', 'known_optimum', 'write_known', 'balance_at', 'synth_parser', 'synth_main']
 
 # %% ../nbs/15a_known.ipynb 4
-EMISSION = ('x_t^m = Q_m (mu_m e_{g_m(k)} if modality m shows class k at second t, else 0) + N(0, I_{d_m}); '
-            'Q_m: d_m x K with orthonormal columns (seeded), e_j: unit vector of R^K, g_m: the code of each class')
+EMISSION = ('x_t^m = Q_m (mu_m e_{g_m(k)} if modality m shows class k at second t, else 0) + eps_t^m; '
+            'Q_m: d_m x K with orthonormal columns (seeded), e_j: unit vector of R^K, g_m: the code of each class; '
+            'eps_t^m ~ N(0, I_{d_m}) independent over seconds, or with rho_noise = rho > 0 AR(1): eps_t = rho eps_{t-1} '
+            '+ sqrt(1 - rho^2) eta_t, eta_t ~ N(0, I); with lag_v = L vision at t shows the visual state of second t - L')
 WINDOWS = (0, 1, 2, 4, 9)
 
 def known_optimum(cfg: LatentConfig,  # the knobs the features were drawn with
@@ -123,10 +125,10 @@ def balance_at(classes: int,      # K: the first K AVE categories
                **knobs,           # other knobs to change (seed, cue, ...)
               ) -> LatentConfig:
     ("`ave-balance`'s knobs at `classes` classes, mu_a and mu_v re-set by `calibrate_mu` so that the audio and visual "
-     "optima are still Table 2's probes (63.5, 61.0): fewer classes need a smaller signal for the same accuracy.")
+     "optima from one second (window 0) are still Table 2's probes (63.5, 61.0): fewer classes need less signal.")
     from avbt_tacma.paper import paper_value
     cfg = preset('ave-balance', classes=classes, **knobs)
-    mu = {m: calibrate_mu(cfg, m, paper_value('table2', f'probe_{m}'), clips) for m in ('a', 'v')}
+    mu = {m: calibrate_mu(cfg, m, paper_value('table2', f'probe_{m}'), clips, window=0) for m in ('a', 'v')}
     return LatentConfig(**(asdict(cfg) | dict(mu_a=mu['a'], mu_v=mu['v']))).check()
 
 # %% ../nbs/15a_known.ipynb 14

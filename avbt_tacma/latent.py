@@ -12,8 +12,8 @@ from .ave import CATEGORIES, T_SEGMENTS, BG_INDEX, NUM_CLASSES
 # %% auto 0
 __all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V', 'PRESETS',
            'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig', 'codes',
-           'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior', 'bayes_accuracy',
-           'calibrate_mu', 'preset']
+           'delay_visual', 'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior',
+           'bayes_accuracy', 'calibrate_mu', 'preset']
 
 # %% ../nbs/01a_latent.ipynb 5
 # real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
@@ -74,6 +74,8 @@ class LatentConfig:
     rho_v: float = 0.0           # fraction merged into confusable visual pairs (other pairs than audio's)
     distractors: float = 0.0     # chance that an off-span modality shows another class
     second_event: float = 0.0    # chance that a clip holds a second event
+    lag_v: int = 0               # seconds vision lags audio: vision at second t shows the state of second t - lag_v
+    rho_noise: float = 0.0       # AR(1) correlation of the feature noise between consecutive seconds
     cue: str = 'shape'           # visual property carrying the class in rendered pixels
     d_a: int = 32                # audio feature width (>= classes)
     d_v: int = 32                # visual feature width (>= classes)
@@ -89,6 +91,11 @@ class LatentConfig:
         for k in ('q_a', 'q_v', 'rho_a', 'rho_v', 'distractors', 'second_event'):
             need(0 <= getattr(self, k) <= 1, k, '0..1')
         need(self.q_a + self.q_v <= 1, 'q_a', f"0..{1 - self.q_v:g} (q_a + q_v <= 1)")
+        need(isinstance(self.lag_v, (int, np.integer)) and not isinstance(self.lag_v, bool)
+             and 0 <= self.lag_v < T_SEGMENTS, 'lag_v', f"0..{T_SEGMENTS - 1} (whole seconds)")
+        need(0 <= self.rho_noise <= 0.9, 'rho_noise', '0..0.9')
+        need(self.rho_noise == 0 or self.distractors == 0 and self.second_event == 0, 'rho_noise',
+             '0 when distractors or second_event > 0 (the exact optimum chains the off-span seconds of one event)')
         for k in ('mu_a', 'mu_v'): need(0 <= getattr(self, k) <= 20, k, '0..20')
         need(self.cue in CUES, 'cue', ', '.join(CUES))
         need(self.d_a >= self.classes, 'd_a', f">= classes ({self.classes})")
@@ -113,6 +120,20 @@ def codes(cfg: LatentConfig,  # the knobs
     return tuple(out)
 
 # %% ../nbs/01a_latent.ipynb 17
+def delay_visual(cfg: LatentConfig,  # the knobs (`lag_v`: L seconds)
+                 shown_v,            # [n, T] visual class shown per second without a lag (-1: nothing)
+                 first,              # [n] class of each clip's first part (the seconds before the clip: its off-span)
+                 seed,               # the seed of the draws of the L seconds before the clip
+                ) -> np.ndarray:
+    "Vision at second t shows the visual state of second t - L ([n, T]); the L seconds before the clip are off-span."
+    L, K = cfg.lag_v, cfg.classes
+    if L == 0: return shown_v
+    rng = np.random.default_rng(seed)
+    n, first = len(shown_v), np.asarray(first)[:, None]
+    on, dis = rng.random((n, L)) < cfg.q_v, rng.random((n, L)) < cfg.distractors
+    other = (first + rng.integers(1, K, (n, L))) % K                  # uniform over the K - 1 other classes
+    return np.concatenate([np.where(on, first, np.where(dis, other, -1)), shown_v[:, :T_SEGMENTS - L]], 1)
+
 def sample_latents(cfg: LatentConfig,  # the knobs
                    n: int,              # clips
                    seed: int | None = None,  # the draws' seed (None: `cfg.seed`)
@@ -147,9 +168,10 @@ def sample_latents(cfg: LatentConfig,  # the knobs
         dis = ~show & (rng.random((n, T)) < cfg.distractors)
         other = (owner + rng.integers(1, K, (n, T))) % K      # uniform over the K - 1 other classes
         out[f'shown_{m}'] = np.where(dis, other, shown)
+    out['shown_v'] = delay_visual(cfg, out['shown_v'], cls[:, 0], [cfg.seed if seed is None else seed, 4])
     return out
 
-# %% ../nbs/01a_latent.ipynb 20
+# %% ../nbs/01a_latent.ipynb 21
 def embeddings(cfg: LatentConfig) -> tuple:
     "(Q_a [d_a, K], Q_v [d_v, K]): the orthonormal code embeddings of the set."
     rng = np.random.default_rng([cfg.seed, 11])
@@ -169,11 +191,14 @@ def render_features(cfg: LatentConfig,  # the knobs
         sig = np.zeros(shown.shape + (K,))
         i = np.nonzero(shown >= 0)
         sig[i + (gm[shown[i]],)] = mu
-        out.append((sig @ Qm.T + rng.normal(size=shown.shape + (Qm.shape[0],))).astype(np.float32))
+        eps = rng.normal(size=shown.shape + (Qm.shape[0],))
+        for t in range(1, T_SEGMENTS if cfg.rho_noise else 0):       # AR(1) over the seconds
+            eps[:, t] = cfg.rho_noise * eps[:, t - 1] + np.sqrt(1 - cfg.rho_noise ** 2) * eps[:, t]
+        out.append((sig @ Qm.T + eps).astype(np.float32))
     lab = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(y == K, BG_INDEX, y)]
     return out[0], out[1], lab
 
-# %% ../nbs/01a_latent.ipynb 23
+# %% ../nbs/01a_latent.ipynb 24
 def _llr(cfg, feats, which):
     "Per-second log ratios l[m] [n, T, K] of each modality used (class order), from the features."
     g, Q = codes(cfg), embeddings(cfg)
@@ -182,23 +207,35 @@ def _llr(cfg, feats, which):
         if m in which: out[m] = mu * (np.asarray(x, np.float64) @ Qm)[..., gm] - mu ** 2 / 2
     return out
 
-def _terms(cfg, l):
-    "(in_t(c), out_t(c)) [n, T, K] from the log ratios of the modalities used."
-    K, pd = cfg.classes, cfg.distractors
-    E = {m: np.exp(np.minimum(x, 700)) for m, x in l.items()}
-    D = {m: 1 - pd + pd * (e.sum(-1, keepdims=True) - e) / (K - 1) for m, e in E.items()}
+def _terms(cfg, l, keep=None):
+    ("(in_j(c), out_j(c)) [n, T + L, K] of the source seconds j = s + L (audio of second s, vision of s + L) from the "
+     "log ratios of the modalities used; `keep` [T]: the observed seconds used (None: all), the others get ratio 1.")
+    K, pd, L, T = cfg.classes, cfg.distractors, cfg.lag_v, T_SEGMENTS
+    keep = np.ones(T, bool) if keep is None else np.asarray(keep, bool)
+    lam, E, D, used = {}, {}, {}, np.zeros(T + L, bool)
+    for m, x in l.items():
+        e = np.exp(np.minimum(x, 700))
+        d = 1 - pd + pd * (e.sum(-1, keepdims=True) - e) / (K - 1)
+        k = keep[None, :, None]
+        x, e, d = x * k, np.where(k, e, 1.0), np.where(k, d, 1.0)
+        pad = lambda y, f: np.concatenate([np.full(y.shape[:1] + (L,) + y.shape[2:], f), y][::1 if m == 'a' else -1], 1)
+        lam[m], E[m], D[m] = pad(x, 0.0), pad(e, 1.0), pad(d, 1.0)     # audio: nothing before the clip; vision: after
+        used |= pad(keep[None, :, None], False)[0, :, 0]
     q = {'a': cfg.q_a, 'v': cfg.q_v}
-    inn = sum(l.values())
+    inn = sum(lam.values())
     if len(l) == 2: out = q['a'] * E['a'] * D['v'] + q['v'] * E['v'] * D['a'] + (1 - q['a'] - q['v']) * D['a'] * D['v']
     else: (m,) = l; out = q[m] * E[m] + (1 - q[m]) * D[m]
-    return inn, np.log(out)
+    u = used[None, :, None]
+    return inn * u, np.log(out) * u
 
-def _part(inn, out, lo, hi, spans, logp):
-    "Log weights [n, K, S] of (class, span) in the part [lo, hi), and the spans' membership [S, T]."
-    Pi = np.concatenate([np.zeros_like(inn[:, :1]), np.cumsum(inn, 1)], 1)        # [n, T + 1, K]
+def _part(inn, out, lo, hi, spans, logp, L=0):
+    ("Log weights [n, K, S] of (class, span) in the part [lo, hi) (source seconds shifted by the lag L; the first "
+     "part also holds the L seconds before the clip), and the spans' membership [S, T].")
+    Pi = np.concatenate([np.zeros_like(inn[:, :1]), np.cumsum(inn, 1)], 1)        # [n, T + L + 1, K]
     Po = np.concatenate([np.zeros_like(out[:, :1]), np.cumsum(out, 1)], 1)
     a, b = spans[:, 0], spans[:, 1]
-    w = (Pi[:, b] - Pi[:, a]) + (Po[:, hi] - Po[:, lo])[:, None] - (Po[:, b] - Po[:, a])   # [n, S, K]
+    lo_s = lo + L if lo > 0 else 0
+    w = (Pi[:, b + L] - Pi[:, a + L]) + (Po[:, hi + L] - Po[:, lo_s])[:, None] - (Po[:, b + L] - Po[:, a + L])
     member = (np.arange(T_SEGMENTS)[None] >= a[:, None]) & (np.arange(T_SEGMENTS)[None] < b[:, None])
     return w.transpose(0, 2, 1) + logp[None, None], member.astype(np.float64)
 
@@ -207,22 +244,22 @@ def _lse(x, axis):
     return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis))
 
 def _posterior_terms(cfg, inn, out):
-    "P(y_t = k | x) [n, T, K + 1] from the per-second terms (the last column: background)."
-    K, T = cfg.classes, T_SEGMENTS
+    "P(y_t = k | x) [n, T, K + 1] from the source seconds' terms (the last column: background)."
+    K, T, L = cfg.classes, T_SEGMENTS, cfg.lag_v
     logK = np.log(K)
     parts = []                                  # (log weight of the structure [n], class marginals [n, T, K])
     spans, p = ave_span_prior(cfg.spans)
     if cfg.second_event < 1:
-        w, mem = _part(inn, out, 0, T, spans, np.log(p))
+        w, mem = _part(inn, out, 0, T, spans, np.log(p), L)
         Z = _lse(w.reshape(len(w), -1), 1)
         post = np.einsum('nks,st->ntk', np.exp(w - Z[:, None, None]), mem)
         parts.append((Z - logK + np.log(1 - cfg.second_event), post))
     if cfg.second_event > 0:
         for m in CUTS:
-            Zs, post = 0, np.zeros(inn.shape)
+            Zs, post = 0, np.zeros((len(inn), T, K))
             for lo, hi in ((0, m), (m, T)):
                 sp, pp = part_span_prior(lo, hi)
-                w, mem = _part(inn, out, lo, hi, sp, np.log(pp))
+                w, mem = _part(inn, out, lo, hi, sp, np.log(pp), L)
                 Z = _lse(w.reshape(len(w), -1), 1)
                 post += np.einsum('nks,st->ntk', np.exp(w - Z[:, None, None]), mem)
                 Zs = Zs + Z - logK
@@ -232,43 +269,124 @@ def _posterior_terms(cfg, inn, out):
     cls = sum(r[:, i, None, None] * pst for i, (_, pst) in enumerate(parts))
     return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
 
+# %% ../nbs/01a_latent.ipynb 26
+def _ar_precision(n: int, rho: float) -> np.ndarray:
+    "The inverse [n, n] of the AR(1) covariance rho^|i - j| of n consecutive seconds (tridiagonal)."
+    if n == 1: return np.ones((1, 1))
+    d = np.full(n, 1 + rho ** 2); d[[0, -1]] = 1
+    return (np.diag(d) - rho * (np.eye(n, k=1) + np.eye(n, k=-1))) / (1 - rho ** 2)
+
+def _ar_llr(cfg, feats, which, keep):
+    ("(l[m] [n, T, K], pair[m] [T - 1]) under AR(1) noise from the kept seconds (one contiguous block; the others get "
+     "ratio 1): per-second log ratios and the gain of showing the same code at seconds t and t + 1.")
+    g, Q = codes(cfg), embeddings(cfg)
+    idx = np.flatnonzero(keep)
+    P = _ar_precision(len(idx), cfg.rho_noise)
+    l, pair = {}, {}
+    for m, x, mu, gm, Qm in (('a', feats[0], cfg.mu_a, g[0], Q[0]), ('v', feats[1], cfg.mu_v, g[1], Q[1])):
+        if m not in which: continue
+        r = np.einsum('ij,njk->nik', P, np.asarray(x, np.float64)[:, idx] @ Qm)
+        l[m] = np.zeros(x.shape[:2] + (cfg.classes,))
+        l[m][:, idx] = mu * r[..., gm] - mu ** 2 / 2 * np.diag(P)[None, :, None]
+        pair[m] = np.zeros(T_SEGMENTS - 1)
+        pair[m][idx[:-1]] = -mu ** 2 * P[np.arange(len(idx) - 1), np.arange(1, len(idx))]
+    return l, pair
+
+def _posterior_chain(cfg, l, pair):
+    ("P(y_t = k | x) [n, T, K + 1] of one event without distractors when consecutive seconds showing the class gain "
+     "`pair`: per class a forward and a backward pass over the off-span states (neither, audio only, vision only).")
+    K, T, L = cfg.classes, T_SEGMENTS, cfg.lag_v
+    J, n = T + L, len(next(iter(l.values())))
+    la, lv = (l.get(m, np.zeros((n, T, K))) for m in 'av')
+    la, lv = np.concatenate([np.zeros((n, L, K)), la], 1), np.concatenate([lv, np.zeros((n, L, K))], 1)
+    ba = np.r_[np.zeros(L), pair.get('a', np.zeros(T - 1))]                 # source seconds j, j + 1
+    bv = np.r_[pair.get('v', np.zeros(T - 1)), np.zeros(L)]
+    with np.errstate(divide='ignore'): lp = np.log([1 - cfg.q_a - cfg.q_v, cfg.q_a, cfg.q_v])
+    sa, sv = np.array([0., 1, 0]), np.array([0., 0, 1])                   # the state shows audio / vision
+    phi = lp + sa * la[..., None] + sv * lv[..., None]                      # [n, J, K, 3]
+    psi = ba[:, None, None] * np.outer(sa, sa) + bv[:, None, None] * np.outer(sv, sv)     # [J - 1, 3, 3]
+    nxt = ba[:, None] * sa + bv[:, None] * sv                               # [J - 1, 3]: next to a span second
+    left, right = np.zeros((n, J + 1, K)), np.zeros((n, J + 1, K))        # off-span seconds before j / from j on
+    alpha, beta = phi[:, 0], phi[:, J - 1]
+    for j in range(1, J):
+        left[:, j] = _lse(alpha + nxt[j - 1], -1)
+        alpha = phi[:, j] + _lse(alpha[..., :, None] + psi[j - 1], -2)
+        i = J - j
+        right[:, i] = _lse(beta + nxt[i - 1], -1)
+        beta = phi[:, i - 1] + _lse(psi[i - 1] + beta[..., None, :], -1)
+    Pi = np.concatenate([np.zeros((n, 1, K)), np.cumsum(la + lv, 1)], 1)
+    Pb = np.r_[0, np.cumsum(ba + bv)]
+    spans, p = ave_span_prior(cfg.spans)
+    a, b = spans[:, 0] + L, spans[:, 1] + L
+    w = left[:, a] + Pi[:, b] - Pi[:, a] + (Pb[b - 1] - Pb[a])[None, :, None] + right[:, b]    # [n, S, K]
+    w = w.transpose(0, 2, 1) + np.log(p)[None, None]
+    member = ((np.arange(T)[None] >= spans[:, :1]) & (np.arange(T)[None] < spans[:, 1:])).astype(np.float64)
+    cls = np.einsum('nks,st->ntk', np.exp(w - _lse(w.reshape(n, -1), 1)[:, None, None]), member)
+    return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
+
+# %% ../nbs/01a_latent.ipynb 27
 def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
               audio,              # [n, T, d_a] features
               visual,             # [n, T, d_v] features
               which: str = 'av',  # modalities used: 'a', 'v' or 'av'
-              window: int | None = None,  # use only seconds within |i - t| <= window of second t (None: all)
+              window: int | None = None,  # use only the features of seconds |i - t| <= window for second t (None: all)
              ) -> np.ndarray:
     "The exact posterior P(y_t = k | x) [n, T, K + 1] of each second's label (last column: background)."
     if which not in ('a', 'v', 'av'): raise AVBTError(f"which must be 'a', 'v' or 'av', not {which!r}")
-    inn, out = _terms(cfg, _llr(cfg, (audio, visual), which))
-    if window is None or window >= T_SEGMENTS - 1: return _posterior_terms(cfg, inn, out)
-    res = np.empty(inn.shape[:2] + (cfg.classes + 1,))
-    for t in range(T_SEGMENTS):
-        keep = (abs(np.arange(T_SEGMENTS) - t) <= window)[None, :, None]
-        res[:, t] = _posterior_terms(cfg, inn * keep, out * keep)[:, t]
+    T = T_SEGMENTS
+    if cfg.rho_noise > 0:                                   # AR(1) noise: the chain, Lambda of each window's seconds
+        full = window is None or window >= T - 1
+        keeps = [np.ones(T, bool)] if full else [abs(np.arange(T) - t) <= window for t in range(T)]
+        Ps = [_posterior_chain(cfg, *_ar_llr(cfg, (audio, visual), which, k)) for k in keeps]
+        return Ps[0] if full else np.stack([P[:, t] for t, P in enumerate(Ps)], 1)
+    l = _llr(cfg, (audio, visual), which)
+    if window is None or window >= T - 1: return _posterior_terms(cfg, *_terms(cfg, l))
+    res = np.empty(next(iter(l.values())).shape[:2] + (cfg.classes + 1,))
+    for t in range(T):
+        res[:, t] = _posterior_terms(cfg, *_terms(cfg, l, abs(np.arange(T) - t) <= window))[:, t]
     return res
 
-# %% ../nbs/01a_latent.ipynb 25
+# %% ../nbs/01a_latent.ipynb 30
 def mc_posterior(cfg: LatentConfig,  # the knobs
                  audio, visual,      # ONE clip's features [T, d]
                  draws: int = 200_000,  # prior samples
                  which: str = 'av',  # modalities used
                  seed: int = 1,      # the sampler's seed
-                ) -> np.ndarray:
-    "A Monte-Carlo estimate of P(y_t = k | x) [T, K + 1] for one clip (likelihood-weighted prior samples)."
+                 window: int | None = None,  # second t uses the features of seconds |i - t| <= window (None: all)
+                 ess: bool = False,  # also return the smallest effective sample size over the seconds
+                ):
+    ("A Monte-Carlo estimate of P(y_t = k | x) [T, K + 1] for one clip (likelihood-weighted prior samples); with "
+     "`ess`, (estimate, effective sample size (sum w)^2 / sum w^2, the smallest over the seconds).")
     lat = sample_latents(cfg, draws, seed=seed)
     g, Q = codes(cfg), embeddings(cfg)
-    ll = np.zeros(draws)
+    T = T_SEGMENTS
+    ll = np.zeros((draws, T))
     for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
         if m not in which: continue
         z = np.asarray(x, np.float64) @ Qm                                      # [T, K]
         s = lat[f'shown_{m}']
-        val = mu * z[np.arange(T_SEGMENTS)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
-        ll += np.where(s >= 0, val, 0).sum(1)
-    w = np.exp(ll - ll.max()); w /= w.sum()
-    return np.einsum('n,ntk->tk', w, np.eye(cfg.classes + 1)[lat['labels']])
+        val = mu * z[np.arange(T)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
+        ll += np.where(s >= 0, val, 0)
+    def loglik(keep):                            # [draws]: log p(x_keep | latents) - log p(x_keep | nothing shown)
+        if cfg.rho_noise == 0: return ll[:, keep].sum(1)
+        idx, out = np.flatnonzero(keep), 0
+        C = np.linalg.inv(np.linalg.cholesky(cfg.rho_noise ** abs(np.subtract.outer(idx, idx))))   # whitens
+        for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
+            if m not in which: continue
+            z, s = (np.asarray(x, np.float64) @ Qm)[idx], lat[f'shown_{m}'][:, idx]
+            M = np.where((s >= 0)[..., None], mu * np.eye(cfg.classes)[gm[np.maximum(s, 0)]], 0)   # [draws, W, K]
+            out = out - ((C @ (z - M)) ** 2).sum((1, 2)) / 2 + ((C @ z) ** 2).sum() / 2
+        return out
+    P, n_eff, seen = np.empty((T, cfg.classes + 1)), [], {}
+    for t in range(T):
+        keep = abs(np.arange(T) - t) <= (T if window is None else window)
+        lt = seen[keep.tobytes()] if keep.tobytes() in seen else seen.setdefault(keep.tobytes(), loglik(keep))
+        w = np.exp(lt - lt.max()); w /= w.sum()
+        P[t] = np.bincount(lat['labels'][:, t], weights=w, minlength=cfg.classes + 1)
+        n_eff.append(1 / (w ** 2).sum())
+    return (P, float(min(n_eff))) if ess else P
 
-# %% ../nbs/01a_latent.ipynb 28
+# %% ../nbs/01a_latent.ipynb 34
 def bayes_accuracy(cfg: LatentConfig,  # the knobs
                    audio, visual,      # features [n, T, d]
                    which: str = 'av',  # modalities used
@@ -281,7 +399,7 @@ def bayes_accuracy(cfg: LatentConfig,  # the knobs
     else: per = (P.argmax(-1) == labels).mean(1)
     return 100 * per.mean(), 100 * per.std(ddof=1) / np.sqrt(len(per))
 
-# %% ../nbs/01a_latent.ipynb 31
+# %% ../nbs/01a_latent.ipynb 37
 def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set here)
                  which: str,          # 'a' or 'v'
                  target: float,       # wanted Bayes-optimal accuracy of that modality alone, %
@@ -293,6 +411,10 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
     "The mu of modality `which` whose Bayes-optimal `which`-only accuracy is `target` % (bisection, fixed draws)."
     if which not in ('a', 'v'): raise AVBTError(f"which must be 'a' or 'v', not {which!r}")
     lat = sample_latents(cfg, n)
+    top = LatentConfig(**(asdict(cfg) | {f'mu_{which}': hi}))
+    best = bayes_accuracy(top, *render_features(top, lat)[:2], which, window)[0]
+    if best < target:
+        raise AVBTError(f"target = {target} is out of reach: at mu_{which} = {hi:g} the optimum is {best:.1f}")
     for _ in range(steps):
         mid = (lo + hi) / 2
         c = LatentConfig(**(asdict(cfg) | {f'mu_{which}': mid}))
@@ -301,7 +423,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
         else: hi = mid
     return round((lo + hi) / 2, 4)
 
-# %% ../nbs/01a_latent.ipynb 34
+# %% ../nbs/01a_latent.ipynb 40
 # calibrate_mu(LatentConfig(), 'a', 63.5, hi=6, window=0), calibrate_mu(LatentConfig(), 'v', 61.0, hi=6, window=0)
 MU_BALANCE_A, MU_BALANCE_V = 2.6638, 2.5725
 PRESETS = {
@@ -313,6 +435,7 @@ PRESETS = {
     'temporal-neg': dict(classes=10, mu_a=0.8, mu_v=0.8, spans=[[0, 10, 1]], d_a=16, d_v=16),
     'aug-hue-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='hue', d_a=16, d_v=16),
     'aug-shape-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='shape', d_a=16, d_v=16),
+    'lag-pos': dict(classes=10, q_a=0.1, q_v=0.1, mu_a=1.0, mu_v=3.0, lag_v=1, d_a=16, d_v=16),
 }
 PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive'/'negative'/None)
     'ave-balance': ("the AVE's balance: Bayes audio 63.5, visual 61.0 from one second (Table 2's probes)", None, None),
@@ -326,6 +449,7 @@ PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive
                     'positive'),
     'aug-shape-neg': ('rendering (b): the class is in the shape, hue is random, so colour jitter must not hurt',
                       'augmentation', 'negative'),
+    'lag-pos': ('vision lags audio by 1 s: a second is seen one second later, so the next second helps', None, None),
 }
 
 def preset(name: str,  # a name in PRESETS

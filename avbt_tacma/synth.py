@@ -746,7 +746,7 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     return out
 
 # %% ../nbs/04a_synth.ipynb 46
-from .latent import LatentConfig, CUES, codes, sample_latents   # the latent model: defined once, in `latent`
+from .latent import LatentConfig, CUES, codes, sample_latents, delay_visual   # one home: `latent`
 
 VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.20   # pixel noise std (0..255), tone RMS at full strength, noise RMS
 GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
@@ -854,8 +854,8 @@ def background_latents(cfg: LatentConfig, # the knobs
                        n: int,             # clips
                       ) -> dict:
     ("Latents of `n` background-only clips (the AVE's noisy videos): labels all background; every second is off-span "
-     "(one modality shows the clip's class with q_a / q_v, a distractor with `distractors`).")
-    lat = sample_latents(cfg, n, seed=cfg.seed + BACKGROUND_SEED)
+     "(one modality shows the clip's class with q_a / q_v, a distractor with `distractors`; vision lags by `lag_v`).")
+    lat = sample_latents(LatentConfig(**(asdict(cfg) | dict(lag_v=0))), n, seed=cfg.seed + BACKGROUND_SEED)
     K, ev = cfg.classes, lat['labels'] < cfg.classes
     rng = np.random.default_rng([cfg.seed + BACKGROUND_SEED, 9])
     u = rng.random(ev.shape)
@@ -864,6 +864,8 @@ def background_latents(cfg: LatentConfig, # the knobs
         other = (owner + rng.integers(1, K, ev.shape)) % K
         off = np.where(rng.random(ev.shape) < cfg.distractors, other, -1)
         lat[f'shown_{m}'] = np.where(ev, np.where(on, owner, off), owner)
+    first = np.take_along_axis(lat['labels'], ev.argmax(1)[:, None], 1)[:, 0]   # the first part's class
+    lat['shown_v'] = delay_visual(cfg, lat['shown_v'], first, [cfg.seed + BACKGROUND_SEED, 4])   # a lag: as in a clip
     lat['labels'] = np.full_like(lat['labels'], K)
     return lat
 

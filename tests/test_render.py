@@ -1,10 +1,11 @@
 "Rendering (b) of the known-answer latents: decoded presence equals the latents, confusable pairs, cues, bad knobs."
 import json
+from dataclasses import asdict
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from avbt_tacma.core import AVBTError
-from avbt_tacma.latent import LatentConfig, CUES, codes
+from avbt_tacma.latent import LatentConfig, CUES, codes, sample_latents
 from avbt_tacma.synth import render_clip, render_latents, write_mp4, NOISY_LIST, AUD_LEVEL
 from tests.conftest import run_main
 
@@ -18,10 +19,11 @@ def _per_second(diff, fps, block=4):
     return np.abs(b).reshape(10, -1).mean(1)
 
 
-def test_decoded_mp4_shows_exactly_the_latents(tmp_path):
+@pytest.mark.parametrize('lag', [0, 2])
+def test_decoded_mp4_shows_exactly_the_latents(tmp_path, lag):
     "Each clip of a rendered set decodes with the project's decoder; object pixels and sound sit where the latents say."
     from avbt_tacma.video import decode_clip
-    cfg = LatentConfig(classes=4, mu_a=6, mu_v=6, q_a=0.3, q_v=0.3, distractors=0.3, cue='hue', seed=2)
+    cfg = LatentConfig(classes=4, mu_a=6, mu_v=6, q_a=0.3, q_v=0.3, distractors=0.3, cue='hue', seed=2, lag_v=lag)
     size, fps = 32, 4
     render_latents(cfg, tmp_path / 's', videos=4, size=size, fps=fps, sample_rate=16000, background_clips=2,
                    workers=1, progress=False)
@@ -43,6 +45,10 @@ def test_decoded_mp4_shows_exactly_the_latents(tmp_path):
         rms = np.sqrt(((au[:160000] - ga[:160000]).reshape(10, -1) ** 2).mean(1))   # the sound alone, codec aside
         assert ((rms > AUD_LEVEL / 2) == (sa >= 0)).all(), (i, rms.round(3), sa)
     assert shown_any['v'] and shown_any['a'] and shown_any['v'] < 60 and shown_any['a'] < 60   # both cases seen
+    if lag:                          # rendering (b) draws the lag: vision shows the unlagged clip's visual state L s late
+        lat0 = sample_latents(LatentConfig(**(asdict(cfg) | dict(lag_v=0))), 4)
+        sv = np.array([c['shown_v'] for c in meta['videos']])
+        assert (sv[:, lag:] == lat0['shown_v'][:, :-lag]).all() and (sv != lat0['shown_v']).any()
 
 
 @pytest.mark.parametrize('modality', ['a', 'v'])
