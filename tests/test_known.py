@@ -117,7 +117,7 @@ def test_ar1_posterior_matches_simulation(lag):
 
 
 def test_ar1_optimum_agrees_with_scoring_on_the_labels():
-    "AR(1) at rho = 0.6 keeps the optimum a bound: the Bayes rule scored on the drawn labels agrees with its expectation."
+    "AR(1) at rho = 0.6 keeps the optimum a bound: the Bayes rule scored on the drawn labels agrees with its mean."
     cfg = LatentConfig(classes=6, d_a=8, d_v=8, mu_a=1.5, mu_v=1.2, rho_noise=0.6, lag_v=1, seed=4)
     lat = sample_latents(cfg, 1500, seed=4)
     a, v, _ = render_features(cfg, lat, seed=4)

@@ -45,7 +45,7 @@ def test_decoded_mp4_shows_exactly_the_latents(tmp_path, lag):
         rms = np.sqrt(((au[:160000] - ga[:160000]).reshape(10, -1) ** 2).mean(1))   # the sound alone, codec aside
         assert ((rms > AUD_LEVEL / 2) == (sa >= 0)).all(), (i, rms.round(3), sa)
     assert shown_any['v'] and shown_any['a'] and shown_any['v'] < 60 and shown_any['a'] < 60   # both cases seen
-    if lag:                          # rendering (b) draws the lag: vision shows the unlagged clip's visual state L s late
+    if lag:                          # rendering (b) draws the lag: vision shows the unlagged visual state L s late
         lat0 = sample_latents(LatentConfig(**(asdict(cfg) | dict(lag_v=0))), 4)
         sv = np.array([c['shown_v'] for c in meta['videos']])
         assert (sv[:, lag:] == lat0['shown_v'][:, :-lag]).all() and (sv != lat0['shown_v']).any()
