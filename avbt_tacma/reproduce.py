@@ -181,6 +181,12 @@ def _train_worker() -> int:
         if not ok: return 1
     return 0
 
+def _signal_name(n: int) -> str:
+    "SIGKILL for 9: the name of a signal number (or 'signal N')."
+    import signal
+    try: return signal.Signals(n).name
+    except ValueError: return f"signal {n}"
+
 def _last_line(*paths) -> str:
     "The last non-blank line of the first of `paths` that has one (200 characters at most)."
     for p in paths:
@@ -245,6 +251,8 @@ def train_parallel(out,               # the run folder (its model store: out/mod
                     res['trained'].append(run.name); log(f"  {run.name}: done on {gpus[i]} ({time.time() - t0:.0f} s)")
                     continue
                 code, last = procs[i].wait(), _last_line(lp, out / 'logs' / f'train-process-{i}.log')
+                if code < 0: last = f"killed by {_signal_name(-code)}" + ('' if last.startswith('training process ')
+                                                                          else f"; last line: {last}")
                 res['failed'].append(f"{run.name} on {gpus[i]} (exit {code}): {last} (log: {lp})")
                 log(f"  FAILED {res['failed'][-1]}")
     finally:                                          # Ctrl-C or an error here: no training is left orphaned

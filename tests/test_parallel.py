@@ -106,3 +106,34 @@ def test_one_process_trains_in_turn_and_changes_no_number(clips, tmp_path, monke
         with h5py.File(tmp_path / 'a' / 'models' / 'avbt' / name / 'features.h5') as a, \
              h5py.File(next((tmp_path / 'b' / 'models' / 'avbt').glob(f'{v}-*/features.h5'))) as b:
             for k in ('audio', 'visual'): np.testing.assert_array_equal(a[k][()], b[k][()])
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_is_named_and_the_next_job_gets_a_new_one(clips, tmp_path):
+    "SIGKILL to the process in the middle of its second job: one line says so; the third job runs in a fresh process."
+    import os, signal, threading, time
+    params = dict(data_source='ave', data=str(clips), scale='smoke', seeds=1)
+    out, got = tmp_path / 'run', {}
+    th = threading.Thread(target=lambda: got.update(r=_catch(lambda: train_parallel(out, params, ['cpu'], ['table4'],
+                                                                                     log=lambda *a: None, poll=0.1))))
+    th.start()
+    t0, pid = time.time(), None
+    while pid is None and time.time() - t0 < 120:
+        for f in (out / 'logs').glob('train-noshare-*.log') if (out / 'logs').exists() else []:
+            head = f.read_text().splitlines()[:1]
+            if head and head[0].endswith('job 2'): pid = int(head[0].split()[2].rstrip(','))
+        time.sleep(0.05)
+    assert pid, 'the second job never started'
+    os.kill(pid, signal.SIGKILL); th.join(300)
+    e = got['r']
+    assert isinstance(e, AVBTError) and '\n' not in str(e), e
+    assert '1 AV-BT training(s) failed: noshare-' in str(e) and 'killed by SIGKILL' in str(e), e
+    agva = next((out / 'logs').glob('train-agva-*.log')).read_text().splitlines()[0]
+    assert agva.endswith('job 1') and f'process {pid},' not in agva           # a fresh process took the next job
+    again = train_parallel(out, params, ['cpu'], ['table4'], log=lambda *a: None)   # a re-run finishes the killed one
+    assert [r.split('-')[0] for r in again['trained']] == ['noshare'] and len(again['reused']) == 2
+
+
+def _catch(f):
+    try: return f()
+    except Exception as e: return e
