@@ -79,6 +79,7 @@ class LatentConfig:
     cue: str = 'shape'           # visual property carrying the class in rendered pixels
     d_a: int = 32                # audio feature width (>= classes)
     d_v: int = 32                # visual feature width (>= classes)
+    shared_codes: bool = True    # vision's code directions are audio's (when d_v == d_a): AV-BT's aligned space
     spans: list | None = None    # rows (start, end, clips) of a given Annotations file (`span_counts`); None: AVE
     seed: int = 0                # the set's seed (codes, pairs and clips)
 
@@ -100,6 +101,7 @@ class LatentConfig:
         need(self.cue in CUES, 'cue', ', '.join(CUES))
         need(self.d_a >= self.classes, 'd_a', f">= classes ({self.classes})")
         need(self.d_v >= self.classes, 'd_v', f">= classes ({self.classes})")
+        need(isinstance(self.shared_codes, (bool, np.bool_)), 'shared_codes', 'True or False')
         ave_span_prior(self.spans)
         return self
 
@@ -173,9 +175,11 @@ def sample_latents(cfg: LatentConfig,  # the knobs
 
 # %% ../nbs/01a_latent.ipynb 21
 def embeddings(cfg: LatentConfig) -> tuple:
-    "(Q_a [d_a, K], Q_v [d_v, K]): the orthonormal code embeddings of the set."
+    "(Q_a [d_a, K], Q_v [d_v, K]): the orthonormal code embeddings of the set (Q_v = Q_a with `shared_codes`)."
     rng = np.random.default_rng([cfg.seed, 11])
-    return tuple(np.linalg.qr(rng.normal(size=(d, cfg.classes)))[0] for d in (cfg.d_a, cfg.d_v))
+    Q = [np.linalg.qr(rng.normal(size=(d, cfg.classes)))[0] for d in (cfg.d_a, cfg.d_v)]
+    if cfg.shared_codes and cfg.d_a == cfg.d_v: Q[1] = Q[0]
+    return tuple(Q)
 
 def render_features(cfg: LatentConfig,  # the knobs
                     lat: dict,          # `sample_latents` output

@@ -142,6 +142,7 @@ def test_lag_zero_reproduces_the_numbers_before_the_lag(name, seed):
     "lag_v = 0 (the default) gives the same optima as before (to 1e-9 points: the same arithmetic, same draws)."
     cfg = (LatentConfig(classes=5, rho_a=0.5, distractors=0.2, second_event=0.3, seed=1) if name == 'classes5'
            else preset(name, seed=5) if name == 'ave-balance' else preset(name))
+    cfg = LatentConfig(**(asdict(cfg) | dict(shared_codes=False)))      # the pins' visual draws: codes not shared
     assert cfg.lag_v == 0
     lat = sample_latents(cfg, 200, seed=seed)
     a, v, _ = render_features(cfg, lat, seed=seed)
