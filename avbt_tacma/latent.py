@@ -181,16 +181,20 @@ def embeddings(cfg: LatentConfig) -> tuple:
     if cfg.shared_codes and cfg.d_a == cfg.d_v: Q[1] = Q[0]
     return tuple(Q)
 
+def _emission(cfg: LatentConfig) -> tuple:
+    "((m, mu_m, g_m, Q_m) of audio, then of vision): what each modality's features are drawn from."
+    g, Q = codes(cfg), embeddings(cfg)
+    return ('a', cfg.mu_a, g[0], Q[0]), ('v', cfg.mu_v, g[1], Q[1])
+
 def render_features(cfg: LatentConfig,  # the knobs
                     lat: dict,          # `sample_latents` output
                     seed: int | None = None,  # the noise's seed (None: `cfg.seed`)
                    ) -> tuple:
     "(audio [n, T, d_a], visual [n, T, d_v], labels [n, T, 29] one-hot) of the latents: rendering (a)."
     rng = np.random.default_rng([cfg.seed if seed is None else seed, 2])
-    g, Q = codes(cfg), embeddings(cfg)
     K, y = cfg.classes, lat['labels']
     out = []
-    for m, mu, gm, Qm in (('a', cfg.mu_a, g[0], Q[0]), ('v', cfg.mu_v, g[1], Q[1])):
+    for m, mu, gm, Qm in _emission(cfg):
         shown = lat[f'shown_{m}']
         sig = np.zeros(shown.shape + (K,))
         i = np.nonzero(shown >= 0)
@@ -205,9 +209,8 @@ def render_features(cfg: LatentConfig,  # the knobs
 # %% ../nbs/01a_latent.ipynb 24
 def _llr(cfg, feats, which):
     "Per-second log ratios l[m] [n, T, K] of each modality used (class order), from the features."
-    g, Q = codes(cfg), embeddings(cfg)
     out = {}
-    for m, x, mu, gm, Qm in (('a', feats[0], cfg.mu_a, g[0], Q[0]), ('v', feats[1], cfg.mu_v, g[1], Q[1])):
+    for (m, mu, gm, Qm), x in zip(_emission(cfg), feats):
         if m in which: out[m] = mu * (np.asarray(x, np.float64) @ Qm)[..., gm] - mu ** 2 / 2
     return out
 
@@ -283,11 +286,10 @@ def _ar_precision(n: int, rho: float) -> np.ndarray:
 def _ar_llr(cfg, feats, which, keep):
     ("(l[m] [n, T, K], pair[m] [T - 1]) under AR(1) noise from the kept seconds (one contiguous block; the others get "
      "ratio 1): per-second log ratios and the gain of showing the same code at seconds t and t + 1.")
-    g, Q = codes(cfg), embeddings(cfg)
     idx = np.flatnonzero(keep)
     P = _ar_precision(len(idx), cfg.rho_noise)
     l, pair = {}, {}
-    for m, x, mu, gm, Qm in (('a', feats[0], cfg.mu_a, g[0], Q[0]), ('v', feats[1], cfg.mu_v, g[1], Q[1])):
+    for (m, mu, gm, Qm), x in zip(_emission(cfg), feats):
         if m not in which: continue
         r = np.einsum('ij,njk->nik', P, np.asarray(x, np.float64)[:, idx] @ Qm)
         l[m] = np.zeros(x.shape[:2] + (cfg.classes,))
@@ -362,10 +364,9 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
     ("A Monte-Carlo estimate of P(y_t = k | x) [T, K + 1] for one clip (likelihood-weighted prior samples); with "
      "`ess`, (estimate, effective sample size (sum w)^2 / sum w^2, the smallest over the seconds).")
     lat = sample_latents(cfg, draws, seed=seed)
-    g, Q = codes(cfg), embeddings(cfg)
-    T = T_SEGMENTS
+    T, em = T_SEGMENTS, tuple(zip(_emission(cfg), (audio, visual)))
     ll = np.zeros((draws, T))
-    for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
+    for (m, mu, gm, Qm), x in em:
         if m not in which: continue
         z = np.asarray(x, np.float64) @ Qm                                      # [T, K]
         s = lat[f'shown_{m}']
@@ -375,7 +376,7 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
         if cfg.rho_noise == 0: return ll[:, keep].sum(1)
         idx, out = np.flatnonzero(keep), 0
         C = np.linalg.inv(np.linalg.cholesky(cfg.rho_noise ** abs(np.subtract.outer(idx, idx))))   # whitens
-        for m, x, mu, gm, Qm in (('a', audio, cfg.mu_a, g[0], Q[0]), ('v', visual, cfg.mu_v, g[1], Q[1])):
+        for (m, mu, gm, Qm), x in em:
             if m not in which: continue
             z, s = (np.asarray(x, np.float64) @ Qm)[idx], lat[f'shown_{m}'][:, idx]
             M = np.where((s >= 0)[..., None], mu * np.eye(cfg.classes)[gm[np.maximum(s, 0)]], 0)   # [draws, W, K]

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # %% auto 0
 __all__ = ['log', 'CACHE_FORMAT', 'MAX_ID_BYTES', 'CLIP_MEMORY', 'encode_jpegs', 'decode_jpegs', 'clip_file', 'prepare_clip',
-           'clip_digest', 'check_clip', 'read_splits', 'video_dir', 'prepare', 'ClipMemory', 'ClipCache', 'open_cache',
-           'prepare_parser', 'prepare_main']
+           'clip_digest', 'check_clip', 'read_splits', 'video_dir', 'prepare', 'clip_memory_bytes', 'ClipMemory',
+           'ClipCache', 'open_cache', 'prepare_parser', 'prepare_main']
 
 # %% ../nbs/05_prepare.ipynb 5
 CACHE_FORMAT = 'avbt_tacma.cache/1'
@@ -309,12 +309,13 @@ def prepare(ave_root, # an AVE root (Annotations.txt and the mp4 files)
     return summary
 
 # %% ../nbs/05_prepare.ipynb 16
-def _memory_limit() -> int:
-    "Bytes of `AVBT_CLIP_MEMORY_MB` (0 when unset)."
+def clip_memory_bytes() -> int:
+    "Bytes of `AVBT_CLIP_MEMORY_MB` (0 when unset); a value that is not a finite number >= 0 is one line."
     env = os.environ.get('AVBT_CLIP_MEMORY_MB', '').strip()
     try: mb = float(env or 0)
     except ValueError: mb = -1.0
-    if not mb >= 0: raise AVBTError(f"AVBT_CLIP_MEMORY_MB={env!r}: give megabytes (a number >= 0; 0 keeps nothing)")
+    if not 0 <= mb < float('inf'):
+        raise AVBTError(f"AVBT_CLIP_MEMORY_MB={env!r}: give megabytes (a number >= 0; 0 keeps nothing)")
     return int(mb * 2**20)
 
 class ClipMemory:
@@ -327,7 +328,7 @@ class ClipMemory:
 
     @property
     def limit(self) -> int:
-        if self._limit is None: self._limit = _memory_limit()
+        if self._limit is None: self._limit = clip_memory_bytes()
         return self._limit
     @limit.setter
     def limit(self, v): self._limit = int(v)
@@ -341,7 +342,8 @@ class ClipMemory:
         e = self.clips.get(key)
         if e is not None and e['sig'] != (st.st_mtime_ns, st.st_size):          # re-made since: its old content goes
             self.used -= e['bytes']; e = None
-        if e is None: e = self.clips[key] = dict(sig=(st.st_mtime_ns, st.st_size), frames=None, logmel=None, bytes=0)
+        if e is None:
+            e = self.clips[key] = dict(sig=(st.st_mtime_ns, st.st_size), frames=None, have=None, logmel=None, bytes=0)
         return e
 
     def _room(self, e: dict, nbytes: int) -> bool:
@@ -356,6 +358,7 @@ class ClipMemory:
                read,             # read(i) decodes the frames i (sorted) from the file
               ) -> np.ndarray:
         "Frames `idx` of a clip, decoding only those not kept yet; the caller's own copy."
+        if self.limit <= 0: return read(idx)
         e = self._entry(path)
         if e['frames'] is None:
             got = read(idx); self.decoded += len(idx)
@@ -373,6 +376,7 @@ class ClipMemory:
                read,   # read() gives its log-mel
               ) -> np.ndarray:
         "The log-mel of a clip, read once; the caller's own copy."
+        if self.limit <= 0: return read()
         e = self._entry(path)
         if e['logmel'] is None:
             got = read()
@@ -466,20 +470,17 @@ class ClipCache:
         ("Frames uint8 [len(idx), H, W, 3] of a row; frame numbers 0..159, segment t is 16 t ... 16 t + 15 (all when "
          "idx is None). Kept decoded in `CLIP_MEMORY` when it has room.")
         ds = self._file(row)['jpeg']
-        keep = CLIP_MEMORY.limit > 0
-        if idx is None and not keep: return decode_jpegs(ds[()])
         idx = np.arange(len(ds)) if idx is None else np.atleast_1d(np.asarray(idx, dtype=np.int64))
         if len(idx) and (idx.min() < 0 or idx.max() >= len(ds)):
             raise AVBTError(f"frame numbers must be in 0..{len(ds) - 1}, got {idx.tolist()}")
         uniq, inv = np.unique(idx, return_inverse=True)
-        if not (keep and len(uniq)): return decode_jpegs(ds[uniq])[inv]
         read = lambda i: decode_jpegs(ds[()] if len(i) == len(ds) else ds[i])
         return CLIP_MEMORY.frames(clip_file(self.root, self.video_id(row)), len(ds), uniq, read)[inv]
 
     def logmel(self, row: int) -> np.ndarray:
         "VGGish log-mel examples float32 [10, 96, 64] (kept in `CLIP_MEMORY` when it has room)."
         read = lambda: self._file(row)['logmel'][()]
-        return CLIP_MEMORY.logmel(clip_file(self.root, self.video_id(row)), read) if CLIP_MEMORY.limit > 0 else read()
+        return CLIP_MEMORY.logmel(clip_file(self.root, self.video_id(row)), read)
 
     def waveform(self, row: int) -> np.ndarray:
         "The 10-s 16-kHz mono waveform, float32 [160000]."

@@ -10,6 +10,7 @@ from .core import (AVBTError, RunError, save_json, load_json, default_run_dir, r
     die_with_parent, usable_cores)
 from .report import write_summary
 from .scales import SCALES, cpu_jobs, TABLE4_VARIANTS, table5_variant, TRAIN_CLIP_MEMORY_MB
+from .prepare import clip_memory_bytes
 from .sources import data_source, is_real_ave, ensure_synthetic, source_label, data_digest
 from .steps import Step, STEPS, plan, run_steps, check_repro_tools, paper_notebooks, REPRO_HINT
 # their home was this module before the split: still importable from here
@@ -163,6 +164,8 @@ def _train_job(spec: str) -> int:
     if a['job'].get('spatial'): R.features(variant, spatial=True, aug=aug, seed=seed, **kw)
     return 0
 
+_JOB_HEAD = 'training process '    # each job log's first line: the process and its job number
+
 def _train_worker() -> int:
     ("A training process of `train_parallel`: runs the jobs it reads from stdin (one JSON line each) in turn, each "
      "writing to its own log, and answers `ok` or `failed` on a line of stdout; it ends after a failed job.")
@@ -173,7 +176,7 @@ def _train_worker() -> int:
         sys.stdout.flush(); sys.stderr.flush()
         with open(a['log'], 'w') as lf:
             os.dup2(lf.fileno(), 1); os.dup2(lf.fileno(), 2)
-            print(f"training process {os.getpid()}, job {n}", flush=True)
+            print(f"{_JOB_HEAD}{os.getpid()}, job {n}", flush=True)
             try: ok = _train_job(line) == 0
             except Exception: traceback.print_exc(); ok = False
             sys.stdout.flush(); sys.stderr.flush()
@@ -209,6 +212,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
     R = Repro('train', out, params['scale'], params['data_source'], params['data'], 'cpu', params['seeds'],
               params.get('avbt_seeds'))
     if not R.trains_avbt: raise AVBTError("--gpus/--train-only train AV-BT models: give --data (clips), not --features")
+    clip_memory_bytes()                                           # a bad AVBT_CLIP_MEMORY_MB: one line, nothing started
     R.cache()                                                         # prepared once, before the processes start
     todo, keys, res = [], set(), {'trained': [], 'reused': [], 'failed': []}
     for job in avbt_jobs(R, steps):
@@ -251,7 +255,7 @@ def train_parallel(out,               # the run folder (its model store: out/mod
                     res['trained'].append(run.name); log(f"  {run.name}: done on {gpus[i]} ({time.time() - t0:.0f} s)")
                     continue
                 code, last = procs[i].wait(), _last_line(lp, out / 'logs' / f'train-process-{i}.log')
-                if code < 0: last = f"killed by {_signal_name(-code)}" + ('' if last.startswith('training process ')
+                if code < 0: last = f"killed by {_signal_name(-code)}" + ('' if last.startswith(_JOB_HEAD)
                                                                           else f"; last line: {last}")
                 res['failed'].append(f"{run.name} on {gpus[i]} (exit {code}): {last} (log: {lp})")
                 log(f"  FAILED {res['failed'][-1]}")

@@ -137,3 +137,12 @@ def test_a_killed_training_process_is_named_and_the_next_job_gets_a_new_one(clip
 def _catch(f):
     try: return f()
     except Exception as e: return e
+
+
+@pytest.mark.parametrize('bad', ['lots', '-1', 'inf', 'nan'])
+def test_a_bad_clip_memory_setting_is_one_line_before_any_work(clips, tmp_path, monkeypatch, bad):
+    monkeypatch.setenv('AVBT_CLIP_MEMORY_MB', bad)
+    params = dict(data_source='ave', data=str(clips), scale='smoke', seeds=1)
+    with pytest.raises(AVBTError) as e: train_parallel(tmp_path / 'run', params, ['cpu'], ['table4'], log=print)
+    assert '\n' not in str(e.value) and f"AVBT_CLIP_MEMORY_MB={bad!r}" in str(e.value)
+    assert not (tmp_path / 'run' / 'cache').exists() and not (tmp_path / 'run' / 'models').exists()
