@@ -274,7 +274,8 @@ def test_interrupted_run_resumes_avbt_training(tmp_path):
     assert (run / 'avbt.pt').exists() and len(steps) == len(set(steps))       # no step logged twice
 
 def test_default_and_quick_scales_split_for_verdicts():
-    "`default` and `quick` hold out 15% of the synthetic clips for test (not 10%), and PSP gets its smaller lr."
+    ("`default` and `quick` hold out 15% of the synthetic clips for test (not 10%), PSP gets its smaller lr, and "
+     "their clips are rendering (b) of `ave-balance`.")
     from avbt_tacma.sources import synthetic_dir
     for s in ('default', 'quick'):
         S = SCALES[s]
@@ -282,6 +283,7 @@ def test_default_and_quick_scales_split_for_verdicts():
         assert S['head_lrs']['psp'] < S['head_lr']
         bg = f"-bg{S['background_clips']}" if S.get('background_clips') else ''   # quick: the weak step's clips
         assert synthetic_dir('/x', s).name.endswith('-split70-15-15' + bg)
+        assert S['latent'] == 'ave-balance' and '-latent-ave-balance-r' in synthetic_dir('/x', s).name  # rendering (b)
     assert 'split' not in SCALES['smoke'] and not synthetic_dir('/x', 'smoke').name.endswith('20')
 
 def test_every_head_gets_the_same_seeds(tmp_path):
