@@ -24,7 +24,9 @@ EMISSION = ('x_t^m = Q_m (mu_m e_{g_m(k)} if modality m shows class k at second 
             'Q_m: d_m x K with orthonormal columns (seeded; Q_v = Q_a with shared_codes when d_v = d_a), e_j: unit '
             'vector of R^K, g_m: the code of each class; '
             'eps_t^m ~ N(0, I_{d_m}) independent over seconds, or with rho_noise = rho > 0 AR(1): '
-            'eps_t = rho eps_{t-1} + sqrt(1 - rho^2) eta_t, eta_t ~ N(0, I); with lag_v = L vision at t shows the '
+            'eps_t = rho eps_{t-1} + sqrt(1 - rho^2) eta_t, eta_t ~ N(0, I); with nuisance = sigma > 0 one offset '
+            'n^m ~ N(0, sigma^2 I_{d_m}) per clip and modality is added to every second: '
+            'x_t^m = Q_m (mu_m e_{g_m(k)} [shown]) + n^m + eps_t^m; with lag_v = L vision at t shows the '
             'visual state of second t - L')
 WINDOWS = (0, 1, 2, 4, 9)
 

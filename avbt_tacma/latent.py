@@ -76,6 +76,7 @@ class LatentConfig:
     second_event: float = 0.0    # chance that a clip holds a second event
     lag_v: int = 0               # seconds vision lags audio: vision at second t shows the state of second t - lag_v
     rho_noise: float = 0.0       # AR(1) correlation of the feature noise between consecutive seconds
+    nuisance: float = 0.0        # sigma of a per-clip offset N(0, sigma^2 I) added to every second of a modality
     cue: str = 'shape'           # visual property carrying the class in rendered pixels
     d_a: int = 32                # audio feature width (>= classes)
     d_v: int = 32                # visual feature width (>= classes)
@@ -97,6 +98,10 @@ class LatentConfig:
         need(0 <= self.rho_noise <= 0.9, 'rho_noise', '0..0.9')
         need(self.rho_noise == 0 or self.distractors == 0 and self.second_event == 0, 'rho_noise',
              '0 when distractors or second_event > 0 (the exact optimum chains the off-span seconds of one event)')
+        need(0 <= self.nuisance <= 3, 'nuisance', '0..3')
+        need(self.nuisance == 0 or self.distractors == 0 and self.second_event == 0 and self.rho_noise == 0,
+             'nuisance', '0 when distractors, second_event or rho_noise > 0 (the exact optimum counts the seconds '
+             'that show the one class)')
         for k in ('mu_a', 'mu_v'): need(0 <= getattr(self, k) <= 20, k, '0..20')
         need(self.cue in CUES, 'cue', ', '.join(CUES))
         need(self.d_a >= self.classes, 'd_a', f">= classes ({self.classes})")
@@ -192,6 +197,7 @@ def render_features(cfg: LatentConfig,  # the knobs
                    ) -> tuple:
     "(audio [n, T, d_a], visual [n, T, d_v], labels [n, T, 29] one-hot) of the latents: rendering (a)."
     rng = np.random.default_rng([cfg.seed if seed is None else seed, 2])
+    nrng = np.random.default_rng([cfg.seed if seed is None else seed, 13])      # the nuisance's own stream
     K, y = cfg.classes, lat['labels']
     out = []
     for m, mu, gm, Qm in _emission(cfg):
@@ -202,7 +208,9 @@ def render_features(cfg: LatentConfig,  # the knobs
         eps = rng.normal(size=shown.shape + (Qm.shape[0],))
         for t in range(1, T_SEGMENTS if cfg.rho_noise else 0):       # AR(1) over the seconds
             eps[:, t] = cfg.rho_noise * eps[:, t - 1] + np.sqrt(1 - cfg.rho_noise ** 2) * eps[:, t]
-        out.append((sig @ Qm.T + eps).astype(np.float32))
+        x = sig @ Qm.T + eps
+        if cfg.nuisance: x = x + cfg.nuisance * nrng.normal(size=(len(shown), 1, Qm.shape[0]))   # n^m: per clip
+        out.append(x.astype(np.float32))
     lab = np.eye(NUM_CLASSES, dtype=np.float32)[np.where(y == K, BG_INDEX, y)]
     return out[0], out[1], lab
 
@@ -247,8 +255,10 @@ def _part(inn, out, lo, hi, spans, logp, L=0):
     return w.transpose(0, 2, 1) + logp[None, None], member.astype(np.float64)
 
 def _lse(x, axis):
+    "log sum exp along `axis` (an all -inf slice gives -inf)."
     m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis))
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide='ignore'): return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis))
 
 def _posterior_terms(cfg, inn, out):
     "P(y_t = k | x) [n, T, K + 1] from the source seconds' terms (the last column: background)."
@@ -298,6 +308,13 @@ def _ar_llr(cfg, feats, which, keep):
         pair[m][idx[:-1]] = -mu ** 2 * P[np.arange(len(idx) - 1), np.arange(1, len(idx))]
     return l, pair
 
+def _spans_posterior(w, spans):
+    "P(y_t = k | x) [n, T, K + 1] of one event from log weights [n, K, S] of (class, span) (last column: background)."
+    n, t = len(w), np.arange(T_SEGMENTS)[None]
+    member = ((t >= spans[:, :1]) & (t < spans[:, 1:])).astype(np.float64)
+    cls = np.einsum('nks,st->ntk', np.exp(w - _lse(w.reshape(n, -1), 1)[:, None, None]), member)
+    return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
+
 def _posterior_chain(cfg, l, pair):
     ("P(y_t = k | x) [n, T, K + 1] of one event without distractors when consecutive seconds showing the class gain "
      "`pair`: per class a forward and a backward pass over the off-span states (neither, audio only, vision only).")
@@ -325,12 +342,58 @@ def _posterior_chain(cfg, l, pair):
     spans, p = ave_span_prior(cfg.spans)
     a, b = spans[:, 0] + L, spans[:, 1] + L
     w = left[:, a] + Pi[:, b] - Pi[:, a] + (Pb[b - 1] - Pb[a])[None, :, None] + right[:, b]    # [n, S, K]
-    w = w.transpose(0, 2, 1) + np.log(p)[None, None]
-    member = ((np.arange(T)[None] >= spans[:, :1]) & (np.arange(T)[None] < spans[:, 1:])).astype(np.float64)
-    cls = np.einsum('nks,st->ntk', np.exp(w - _lse(w.reshape(n, -1), 1)[:, None, None]), member)
-    return np.concatenate([cls, np.clip(1 - cls.sum(-1, keepdims=True), 0, 1)], -1)
+    return _spans_posterior(w.transpose(0, 2, 1) + np.log(p)[None, None], spans)
 
-# %% ../nbs/01a_latent.ipynb 27
+# %% ../nbs/01a_latent.ipynb 28
+def _posterior_count(cfg, feats, which, keep):
+    ("P(y_t = k | x) [n, T, K + 1] of one event without distractors under a per-clip nuisance, from the `keep` [T] "
+     "seconds (the others: ratio 1): per class and span a log-space dynamic programme over the off-span source seconds "
+     "that counts the seconds each modality shows, plus the coupling h_m(count) of the clip's summed signal.")
+    K, T, L, s2 = cfg.classes, T_SEGMENTS, cfg.lag_v, cfg.nuisance ** 2
+    keep = np.asarray(keep, bool)
+    used, J, n = int(keep.sum()), T + L, len(feats[0])
+    c = s2 / (1 + used * s2)                                     # Sherman-Morrison of I + sigma^2 1 1^T
+    with np.errstate(divide='ignore'): lq = np.log([1 - cfg.q_a - cfg.q_v, cfg.q_a, cfg.q_v])
+    lam, obs, h = {}, {}, {}
+    for (m, mu, gm, Qm), x in zip(_emission(cfg), feats):
+        pad = np.zeros((n, L, K))
+        if m not in which: lam[m], obs[m], h[m] = np.zeros((n, J, K)), np.zeros(J, int), np.zeros((n, K, 1)); continue
+        z = (np.asarray(x, np.float64) @ Qm)[..., gm] * keep[None, :, None]           # [n, T, K]: each class's code
+        l = (mu * z - mu ** 2 / 2) * keep[None, :, None]
+        lam[m] = np.concatenate([pad, l] if m == 'a' else [l, pad], 1)               # audio of s, vision of s + L
+        obs[m] = np.r_[np.zeros(L, int), keep] if m == 'a' else np.r_[keep, np.zeros(L, int)]
+        N = np.arange(2 * used + 1)
+        h[m] = c * (mu ** 2 * N ** 2 / 2 - mu * N * z.sum(1)[..., None])               # [n, K, counts]
+    da, dv = (used + 1 if m in which else 1 for m in 'av')
+    def shift(P, ax):                                            # one more second shown: the count moves up by one
+        pad = np.full(P.shape[:ax] + (1,) + P.shape[ax + 1:], -np.inf)
+        return np.concatenate([pad, np.delete(P, -1, ax)], ax)
+    def step(P, j):                                              # times the factor of off-span source second j
+        if not (obs['a'][j] or obs['v'][j]): return P           # nothing observed: the factor is 1
+        terms = [P + lq[0]]
+        for m, ax, lqm in (('a', 2, lq[1]), ('v', 3, lq[2])):
+            t = P + lqm + lam[m][:, j, :, None, None]
+            terms.append(shift(t, ax) if obs[m][j] else t)
+        return _lse(np.stack(terms), 0)
+    left = [np.full((n, K, da, dv), -np.inf)]
+    left[0][..., 0, 0] = 0
+    for j in range(J - 1): left.append(step(left[-1], j))
+    Pi = np.concatenate([np.zeros((n, 1, K)), np.cumsum(lam['a'] + lam['v'], 1)], 1)
+    ca, cv = (np.r_[0, np.cumsum(obs[m])] for m in 'av')
+    spans, p = ave_span_prior(cfg.spans)
+    at = {(int(a) + L, int(b) + L): i for i, (a, b) in enumerate(spans)}
+    w = np.empty((n, K, len(spans)))
+    for A in sorted({a for a, _ in at}):
+        P = left[A]
+        for B in range(J, A, -1):
+            if B < J: P = step(P, B)
+            if (A, B) not in at: continue
+            na, nv = ca[B] - ca[A], cv[B] - cv[A]                # the span's own shown seconds
+            H = h['a'][..., na:na + da, None] + h['v'][..., None, nv:nv + dv]
+            w[..., at[A, B]] = Pi[:, B] - Pi[:, A] + _lse((P + H).reshape(n, K, -1), -1)
+    return _spans_posterior(w + np.log(p), spans)
+
+# %% ../nbs/01a_latent.ipynb 29
 def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
               audio,              # [n, T, d_a] features
               visual,             # [n, T, d_v] features
@@ -340,10 +403,11 @@ def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
     "The exact posterior P(y_t = k | x) [n, T, K + 1] of each second's label (last column: background)."
     if which not in ('a', 'v', 'av'): raise AVBTError(f"which must be 'a', 'v' or 'av', not {which!r}")
     T = T_SEGMENTS
-    if cfg.rho_noise > 0:                                   # AR(1) noise: the chain, Lambda of each window's seconds
+    if cfg.rho_noise > 0 or cfg.nuisance > 0:        # coupled seconds: the chain (AR(1)) or the counts, per window
         full = window is None or window >= T - 1
         keeps = [np.ones(T, bool)] if full else [abs(np.arange(T) - t) <= window for t in range(T)]
-        Ps = [_posterior_chain(cfg, *_ar_llr(cfg, (audio, visual), which, k)) for k in keeps]
+        if cfg.nuisance > 0: Ps = [_posterior_count(cfg, (audio, visual), which, k) for k in keeps]
+        else: Ps = [_posterior_chain(cfg, *_ar_llr(cfg, (audio, visual), which, k)) for k in keeps]
         return Ps[0] if full else np.stack([P[:, t] for t, P in enumerate(Ps)], 1)
     l = _llr(cfg, (audio, visual), which)
     if window is None or window >= T - 1: return _posterior_terms(cfg, *_terms(cfg, l))
@@ -352,7 +416,7 @@ def posterior(cfg: LatentConfig,  # the knobs the features were drawn with
         res[:, t] = _posterior_terms(cfg, *_terms(cfg, l, abs(np.arange(T) - t) <= window))[:, t]
     return res
 
-# %% ../nbs/01a_latent.ipynb 30
+# %% ../nbs/01a_latent.ipynb 33
 def mc_posterior(cfg: LatentConfig,  # the knobs
                  audio, visual,      # ONE clip's features [T, d]
                  draws: int = 200_000,  # prior samples
@@ -373,9 +437,10 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
         val = mu * z[np.arange(T)[None], gm[np.maximum(s, 0)]] - mu ** 2 / 2
         ll += np.where(s >= 0, val, 0)
     def loglik(keep):                            # [draws]: log p(x_keep | latents) - log p(x_keep | nothing shown)
-        if cfg.rho_noise == 0: return ll[:, keep].sum(1)
+        if cfg.rho_noise == 0 and cfg.nuisance == 0: return ll[:, keep].sum(1)
         idx, out = np.flatnonzero(keep), 0
-        C = np.linalg.inv(np.linalg.cholesky(cfg.rho_noise ** abs(np.subtract.outer(idx, idx))))   # whitens
+        cov = cfg.rho_noise ** abs(np.subtract.outer(idx, idx)) + cfg.nuisance ** 2    # AR(1) + the clip's offset
+        C = np.linalg.inv(np.linalg.cholesky(cov))                                      # whitens
         for (m, mu, gm, Qm), x in em:
             if m not in which: continue
             z, s = (np.asarray(x, np.float64) @ Qm)[idx], lat[f'shown_{m}'][:, idx]
@@ -391,7 +456,7 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
         n_eff.append(1 / (w ** 2).sum())
     return (P, float(min(n_eff))) if ess else P
 
-# %% ../nbs/01a_latent.ipynb 34
+# %% ../nbs/01a_latent.ipynb 38
 def bayes_accuracy(cfg: LatentConfig,  # the knobs
                    audio, visual,      # features [n, T, d]
                    which: str = 'av',  # modalities used
@@ -404,7 +469,7 @@ def bayes_accuracy(cfg: LatentConfig,  # the knobs
     else: per = (P.argmax(-1) == labels).mean(1)
     return 100 * per.mean(), 100 * per.std(ddof=1) / np.sqrt(len(per))
 
-# %% ../nbs/01a_latent.ipynb 37
+# %% ../nbs/01a_latent.ipynb 41
 def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set here)
                  which: str,          # 'a' or 'v'
                  target: float,       # wanted Bayes-optimal accuracy of that modality alone, %
@@ -428,7 +493,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
         else: hi = mid
     return round((lo + hi) / 2, 4)
 
-# %% ../nbs/01a_latent.ipynb 40
+# %% ../nbs/01a_latent.ipynb 44
 # calibrate_mu(LatentConfig(), 'a', 63.5, hi=6, window=0), calibrate_mu(LatentConfig(), 'v', 61.0, hi=6, window=0)
 MU_BALANCE_A, MU_BALANCE_V = 2.6638, 2.5725
 PRESETS = {

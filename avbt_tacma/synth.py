@@ -896,6 +896,9 @@ def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is w
     if cfg.second_event > 0:
         raise AVBTError(f"second_event = {cfg.second_event!r}: rendering (b) writes one AVE annotation row (one event) "
                         "per clip; allowed 0 (use the features for two-event presets)")
+    if cfg.nuisance > 0:
+        raise AVBTError(f"nuisance = {cfg.nuisance!r}: rendering (b) draws no per-clip offset (its noise is the "
+                        "pixels' and the sound's); allowed 0 (the nuisance is a knob of the features)")
     SynthConfig(videos=videos, seed=cfg.seed, classes=cfg.classes, size=size, fps=fps, sample_rate=sample_rate).check()
     check_int(background_clips, 'background_clips', 0, 100_000)
     out = Path(out)

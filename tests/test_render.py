@@ -140,11 +140,12 @@ def test_bad_knob_is_one_line_and_writes_nothing(tmp_path_factory, knob, value):
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.sampled_from(('cue', 'classes', 'second_event')), st.data())
+@given(st.sampled_from(('cue', 'classes', 'second_event', 'nuisance')), st.data())
 def test_other_bad_knobs_are_refused_before_writing(tmp_path_factory, knob, data):
+    "Bad knobs, and knobs rendering (b) cannot draw (a second event, a per-clip nuisance): one line, nothing written."
     value = data.draw({'cue': st.text(min_size=1, max_size=8).filter(lambda s: s not in CUES),
                        'classes': st.one_of(st.integers(-5, 1), st.integers(29, 100)),
-                       'second_event': st.floats(1e-3, 1)}[knob])
+                       'second_event': st.floats(1e-3, 1), 'nuisance': st.floats(1e-3, 3)}[knob])
     out = tmp_path_factory.mktemp('bad') / 'set'
     with pytest.raises(AVBTError) as e:
         render_latents(LatentConfig(**({'classes': 4} | {knob: value})), out, videos=2, size=32, fps=1, progress=False)
