@@ -10,16 +10,17 @@ from .core import AVBTError
 from .ave import CATEGORIES, T_SEGMENTS, BG_INDEX, NUM_CLASSES
 
 # %% auto 0
-__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V', 'PRESETS',
-           'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig', 'codes',
-           'delay_visual', 'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior',
+__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'PROPERTIES', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V',
+           'PRESETS', 'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig',
+           'codes', 'delay_visual', 'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior',
            'bayes_accuracy', 'calibrate_mu', 'preset']
 
 # %% ../nbs/01a_latent.ipynb 5
 # real AVE: how many annotated events last 2..9 seconds (the other 2750 of 4143 last all 10 s)
 AVE_PARTIAL_LENGTHS = {2: 214, 3: 220, 4: 217, 5: 196, 6: 200, 7: 139, 8: 111, 9: 95}
 AVE_CLIPS = 4143
-CUES = ('shape', 'hue', 'orientation', 'texture')
+PROPERTIES = ('shape', 'hue', 'orientation', 'texture')   # the rendered object's properties
+CUES = PROPERTIES + ('look',)          # 'look': shape, hue and texture together (orientation random)
 CUTS = (3, 4, 5, 6, 7)                  # where a two-event clip is cut (uniform)
 
 def all_spans(lo: int = 0,           # first second of the region
@@ -497,7 +498,7 @@ def calibrate_mu(cfg: LatentConfig,  # the other knobs (mu of `which` is set her
 # calibrate_mu(LatentConfig(), 'a', 63.5, hi=6, window=0), calibrate_mu(LatentConfig(), 'v', 61.0, hi=6, window=0)
 MU_BALANCE_A, MU_BALANCE_V = 2.6638, 2.5725
 PRESETS = {
-    'ave-balance': dict(classes=28, q_a=0.3, q_v=0.3, mu_a=MU_BALANCE_A, mu_v=MU_BALANCE_V),
+    'ave-balance': dict(classes=28, q_a=0.3, q_v=0.3, mu_a=MU_BALANCE_A, mu_v=MU_BALANCE_V, cue='look'),
     'fusion-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=2.0, mu_v=1.5, rho_a=1.0, d_a=16, d_v=16),
     'fusion-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=2.0, mu_v=0.0, rho_a=1.0, d_a=16, d_v=16),
     'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, second_event=1.0, distractors=0.3,

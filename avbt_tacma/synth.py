@@ -23,8 +23,8 @@ __all__ = ['log', 'SHAPES', 'TEXTURES', 'MOTIONS', 'COLOURS', 'TIMBRES', 'RHYTHM
            'BACKGROUND_SEED', 'RENDER_VERSION', 'class_specs', 'SynthConfig', 'video_ids', 'full_fraction',
            'plan_video', 'memory_clips', 'feature_draws', 'render_frames', 'render_audio', 'write_mp4',
            'split_assignment', 'make_synthetic', 'like_fps', 'like_splits', 'sample_rows', 'make_synthetic_like',
-           'strength', 'cue_value', 'clip_look', 'render_clip', 'background_latents', 'render_latents', 'synth_parser',
-           'synth_main']
+           'strength', 'cue_value', 'clip_look', 'carries', 'render_clip', 'background_latents', 'render_latents',
+           'synth_parser', 'synth_main']
 
 # %% ../nbs/04a_synth.ipynb 6
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross', 'ring')
@@ -746,9 +746,9 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     return out
 
 # %% ../nbs/04a_synth.ipynb 46
-from .latent import LatentConfig, CUES, codes, sample_latents, delay_visual   # one home: `latent`
+from .latent import LatentConfig, PROPERTIES, codes, sample_latents, delay_visual   # one home: `latent`
 
-VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.20   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.26   # pixel noise std (0..255), tone RMS at full strength, noise RMS
 GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
 ELONG = 1.8                                         # aspect of the object when its orientation carries the class
 RENDER_NOISE = (
@@ -774,7 +774,7 @@ def cue_value(prop: str, # 'shape', 'hue', 'orientation' or 'texture'
     if prop == 'hue': return j / K
     if prop == 'orientation': return np.pi * j / K
     if prop == 'texture': return (('stripes', 'checker', 'dots', 'rings')[j % 4], 0.35 + 0.1 * (j // 4))
-    raise AVBTError(f"cue must be one of {', '.join(CUES)}, not {prop!r}")
+    raise AVBTError(f"cue must be one of {', '.join(PROPERTIES)}, not {prop!r}")
 
 # %% ../nbs/04a_synth.ipynb 49
 def clip_look(cfg: LatentConfig, # the knobs (classes, cue, seed)
@@ -782,17 +782,23 @@ def clip_look(cfg: LatentConfig, # the knobs (classes, cue, seed)
              ) -> dict:
     "The clip's random draws that carry no class: the non-cue properties (as codes), rotation, motion, pitch factor."
     rng = np.random.default_rng([cfg.seed, index, 5])
-    rand = {p: int(rng.integers(cfg.classes)) for p in CUES}
-    return dict(random={p: j for p, j in rand.items() if p != cfg.cue}, rotation=float(rng.uniform(0, 2 * np.pi)),
+    rand = {p: int(rng.integers(cfg.classes)) for p in PROPERTIES}
+    return dict(random={p: j for p, j in rand.items() if not carries(cfg, p)}, rotation=float(rng.uniform(0, 2 * np.pi)),
                 motion_seed=int(rng.integers(2**31)), pitch=float(rng.uniform(0.985, 1.015)),
                 render_seed=int(rng.integers(2**31)))
+
+def carries(cfg: LatentConfig, # the knobs
+            prop: str,         # a property in `PROPERTIES`
+           ) -> bool:
+    "Whether the rendered object's property `prop` shows the visual code (the cue, or one of the cue `look`'s)."
+    return cfg.cue == prop or (cfg.cue == 'look' and prop in ('shape', 'hue', 'texture'))
 
 def _object(cfg, look, j, dx, dy, R):
     "(opacity [..], colour [.., 3]) of the object showing visual code `j` at offsets (dx, dy) from its centre."
     import colorsys
-    val = {p: cue_value(p, j if p == cfg.cue else look['random'][p], cfg.classes) for p in CUES}
-    phi = val['orientation'] if cfg.cue == 'orientation' else look['rotation']
-    e = np.sqrt(ELONG) if cfg.cue == 'orientation' else 1.0
+    val = {p: cue_value(p, j if carries(cfg, p) else look['random'][p], cfg.classes) for p in PROPERTIES}
+    phi = val['orientation'] if carries(cfg, 'orientation') else look['rotation']
+    e = np.sqrt(ELONG) if carries(cfg, 'orientation') else 1.0
     u = (dx * np.cos(phi) + dy * np.sin(phi)) / e               # object coordinates (u along its long axis)
     v = (-dx * np.sin(phi) + dy * np.cos(phi)) * e
     (n, a), d, th = val['shape'], np.hypot(u, v), np.arctan2(v, u)
@@ -823,7 +829,7 @@ def render_clip(cfg: LatentConfig, # the knobs
     noise = rng.standard_normal((8, S, S, 3), dtype=np.float32) * np.float32(VIS_NOISE)
     pick = rng.integers(0, 8, F)
     R = 0.2 * S
-    ext = R * (np.sqrt(ELONG) if cfg.cue == 'orientation' else 1.0) + 1
+    ext = R * (np.sqrt(ELONG) if carries(cfg, 'orientation') else 1.0) + 1
     x, y, _ = _trajectory('bounce', np.arange(F, dtype=np.float32) / fps, ext, S - ext, look['motion_seed'])
     yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
     s_v = strength(cfg.mu_v, GAIN['v'])
@@ -847,7 +853,7 @@ def render_clip(cfg: LatentConfig, # the knobs
         audio = audio + AUD_LEVEL * strength(cfg.mu_a, GAIN['a']) * tone * _gate(code_a == j, sr)
     return np.clip(frames, 0, 255).astype(np.uint8), np.clip(audio, -1, 1).astype(np.float32)
 
-# %% ../nbs/04a_synth.ipynb 52
+# %% ../nbs/04a_synth.ipynb 53
 BACKGROUND_SEED = 10**9          # background-only clips draw their latents with the set's seed + this
 
 def background_latents(cfg: LatentConfig, # the knobs
@@ -869,14 +875,14 @@ def background_latents(cfg: LatentConfig, # the knobs
     lat['labels'] = np.full_like(lat['labels'], K)
     return lat
 
-# %% ../nbs/04a_synth.ipynb 55
+# %% ../nbs/04a_synth.ipynb 56
 def _render_latent_one(job):
     cfg, shown_v, shown_a, index, path, size, fps, sr = job
     frames, audio = render_clip(cfg, shown_v, shown_a, index, size, fps, sr)
     write_mp4(path, frames, audio, fps, sr)
     return index
 
-RENDER_VERSION = 2               # rendering (b)'s version: bumped when its output changes (2: calibrated)
+RENDER_VERSION = 3               # rendering (b)'s version: bumped when its output changes (3: cue look, audio noise)
 
 def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is written on a bad one)
                    out,                 # output folder
@@ -930,7 +936,7 @@ def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is w
                   split=split[i]) for i in range(videos)]
     meta = dict(config=conf, source='known-answer latent model, rendering (b): video', render=RENDER_NOISE,
                 video_ids=ids, codes=dict(audio=g_a.tolist(), visual=g_v.tolist()),
-                cue_values={p: [cue_value(p, j, K) for j in range(K)] for p in CUES},
+                cue_values={p: [cue_value(p, j, K) for j in range(K)] for p in PROPERTIES},
                 summary=dict(background_fraction=round(float((y == K).mean()), 4),
                              clips_per_class=np.bincount(cls, minlength=K).tolist(),
                              split_sizes={s: split.count(s) for s in ('train', 'val', 'test')},
@@ -941,7 +947,7 @@ def render_latents(cfg: LatentConfig,   # the knobs (checked first: nothing is w
     marker.unlink()
     return out
 
-# %% ../nbs/04a_synth.ipynb 58
+# %% ../nbs/04a_synth.ipynb 59
 def synth_parser(p, # the (sub)command parser to fill
                 ):
     "Arguments of `avbt synth`."
