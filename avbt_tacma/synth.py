@@ -748,7 +748,7 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
 # %% ../nbs/04a_synth.ipynb 46
 from .latent import LatentConfig, PROPERTIES, codes, sample_latents, delay_visual   # one home: `latent`
 
-VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.28   # pixel noise std (0..255), tone RMS at full strength, noise RMS
+VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.30   # pixel noise std (0..255), tone RMS at full strength, noise RMS
 GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
 ELONG = 1.8                                         # aspect of the object when its orientation carries the class
 RENDER_NOISE = (
