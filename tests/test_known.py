@@ -95,6 +95,23 @@ def test_rho_noise_out_of_range_is_one_line_naming_it(rho, other):
     assert '\n' not in str(e.value) and str(e.value).startswith('rho_noise = ') and 'allowed 0' in str(e.value)
 
 
+def _agrees_with_mc(cfg, knob, cases):
+    """The closed form against `mc_posterior` on two clips for each (modalities, window) in `cases`, tolerance
+    2.5 / sqrt(n_eff); the same posterior with `knob` set to 0 misses by more than twice that (the check can fail)."""
+    off = LatentConfig(**(asdict(cfg) | {knob: 0.0}))
+    a, v, _ = render_features(cfg, sample_latents(cfg, 2, seed=9), seed=9)
+    worst = 0
+    for which, window in cases:
+        P = posterior(cfg, a, v, which, window)
+        np.testing.assert_allclose(P.sum(-1), 1, atol=1e-9)
+        for i in range(2):
+            mc, n_eff = mc_posterior(cfg, a[i], v[i], which=which, window=window, ess=True)
+            assert n_eff > 500
+            np.testing.assert_allclose(mc, P[i], atol=2.5 / np.sqrt(n_eff))
+            worst = max(worst, np.abs(mc - posterior(off, a, v, which, window)[i]).max() * np.sqrt(n_eff) / 2.5)
+    assert worst > 2
+
+
 @pytest.mark.parametrize('lag', [0, 1])
 def test_ar1_posterior_matches_simulation(lag):
     """AR(1) noise over seconds (rho 0.6): the forward-backward closed form agrees with a Monte-Carlo posterior that
@@ -102,18 +119,7 @@ def test_ar1_posterior_matches_simulation(lag):
     and windowed; tolerance 2.5 / sqrt(n_eff) as above. Treating the noise as white misses by far more."""
     cfg = LatentConfig(classes=3, d_a=4, d_v=3, mu_a=0.7, mu_v=0.6, q_a=0.2, q_v=0.4, rho_v=0.7, rho_noise=0.6,
                        lag_v=lag, seed=2)
-    white = LatentConfig(**(asdict(cfg) | dict(rho_noise=0.0)))
-    a, v, _ = render_features(cfg, sample_latents(cfg, 2, seed=9), seed=9)
-    worst = 0
-    for which, window in (('av', None), ('v', None), ('av', 1)):
-        P = posterior(cfg, a, v, which, window)
-        np.testing.assert_allclose(P.sum(-1), 1, atol=1e-9)
-        for i in range(2):
-            mc, n_eff = mc_posterior(cfg, a[i], v[i], which=which, window=window, ess=True)
-            assert n_eff > 500
-            np.testing.assert_allclose(mc, P[i], atol=2.5 / np.sqrt(n_eff))
-            worst = max(worst, np.abs(mc - posterior(white, a, v, which, window)[i]).max() * np.sqrt(n_eff) / 2.5)
-    assert worst > 2
+    _agrees_with_mc(cfg, 'rho_noise', (('av', None), ('v', None), ('av', 1)))
 
 
 def test_ar1_optimum_agrees_with_scoring_on_the_labels():
@@ -277,18 +283,7 @@ def test_nuisance_posterior_matches_simulation(lag):
     more (the test can fail)."""
     cfg = LatentConfig(classes=3, d_a=4, d_v=3, mu_a=0.9, mu_v=0.8, q_a=0.2, q_v=0.4, rho_v=0.7, nuisance=1.0,
                        lag_v=lag, seed=2)
-    white = LatentConfig(**(asdict(cfg) | dict(nuisance=0.0)))
-    a, v, _ = render_features(cfg, sample_latents(cfg, 2, seed=9), seed=9)
-    worst = 0
-    for which, window in (('av', None), ('v', None), ('a', None), ('av', 1), ('av', 0)):
-        P = posterior(cfg, a, v, which, window)
-        np.testing.assert_allclose(P.sum(-1), 1, atol=1e-9)
-        for i in range(2):
-            mc, n_eff = mc_posterior(cfg, a[i], v[i], which=which, window=window, ess=True)
-            assert n_eff > 500
-            np.testing.assert_allclose(mc, P[i], atol=2.5 / np.sqrt(n_eff))
-            worst = max(worst, np.abs(mc - posterior(white, a, v, which, window)[i]).max() * np.sqrt(n_eff) / 2.5)
-    assert worst > 2
+    _agrees_with_mc(cfg, 'nuisance', (('av', None), ('v', None), ('a', None), ('av', 1), ('av', 0)))
 
 
 def test_ignoring_the_nuisance_scores_worse_and_the_optimum_stays_a_bound():
