@@ -10,7 +10,7 @@ from .core import AVBTError
 from .ave import CATEGORIES, T_SEGMENTS, BG_INDEX, NUM_CLASSES
 
 # %% auto 0
-__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'PROPERTIES', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V',
+__all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'PROPERTIES', 'LOOK', 'CUES', 'CUTS', 'PART_FULL', 'MU_BALANCE_A', 'MU_BALANCE_V',
            'PRESETS', 'PRESET_ROLES', 'all_spans', 'ave_span_prior', 'part_span_prior', 'span_counts', 'LatentConfig',
            'codes', 'delay_visual', 'sample_latents', 'embeddings', 'render_features', 'posterior', 'mc_posterior',
            'bayes_accuracy', 'calibrate_mu', 'preset']
@@ -20,7 +20,8 @@ __all__ = ['AVE_PARTIAL_LENGTHS', 'AVE_CLIPS', 'PROPERTIES', 'CUES', 'CUTS', 'PA
 AVE_PARTIAL_LENGTHS = {2: 214, 3: 220, 4: 217, 5: 196, 6: 200, 7: 139, 8: 111, 9: 95}
 AVE_CLIPS = 4143
 PROPERTIES = ('shape', 'hue', 'orientation', 'texture')   # the rendered object's properties
-CUES = PROPERTIES + ('look',)          # 'look': shape, hue and texture together (orientation random)
+LOOK = ('shape', 'hue', 'texture')     # the properties the cue 'look' ties to the class (orientation stays random)
+CUES = PROPERTIES + ('look',)
 CUTS = (3, 4, 5, 6, 7)                  # where a two-event clip is cut (uniform)
 
 def all_spans(lo: int = 0,           # first second of the region
@@ -451,7 +452,9 @@ def mc_posterior(cfg: LatentConfig,  # the knobs
     P, n_eff, seen = np.empty((T, cfg.classes + 1)), [], {}
     for t in range(T):
         keep = abs(np.arange(T) - t) <= (T if window is None else window)
-        lt = seen[keep.tobytes()] if keep.tobytes() in seen else seen.setdefault(keep.tobytes(), loglik(keep))
+        key = keep.tobytes()                        # the same seconds kept (all, without a window): one likelihood
+        if key not in seen: seen[key] = loglik(keep)
+        lt = seen[key]
         w = np.exp(lt - lt.max()); w /= w.sum()
         P[t] = np.bincount(lat['labels'][:, t], weights=w, minlength=cfg.classes + 1)
         n_eff.append(1 / (w ** 2).sum())

@@ -746,7 +746,7 @@ def make_synthetic_like(like, # a real `Annotations.txt` (its folder may hold th
     return out
 
 # %% ../nbs/04a_synth.ipynb 46
-from .latent import LatentConfig, PROPERTIES, codes, sample_latents, delay_visual   # one home: `latent`
+from .latent import LatentConfig, PROPERTIES, LOOK, codes, sample_latents, delay_visual  # one home: latent
 
 VIS_NOISE, AUD_LEVEL, AUD_NOISE = 10.0, 0.1, 0.30   # pixel noise std (0..255), tone RMS at full strength, noise RMS
 GAIN = dict(a=1.0, v=8.0)   # per-modality gain G_m of the strength tanh(G_m mu / 2): set so the balance survives
@@ -783,7 +783,8 @@ def clip_look(cfg: LatentConfig, # the knobs (classes, cue, seed)
     "The clip's random draws that carry no class: the non-cue properties (as codes), rotation, motion, pitch factor."
     rng = np.random.default_rng([cfg.seed, index, 5])
     rand = {p: int(rng.integers(cfg.classes)) for p in PROPERTIES}
-    return dict(random={p: j for p, j in rand.items() if not carries(cfg, p)}, rotation=float(rng.uniform(0, 2 * np.pi)),
+    return dict(random={p: j for p, j in rand.items() if not carries(cfg, p)},
+                rotation=float(rng.uniform(0, 2 * np.pi)),
                 motion_seed=int(rng.integers(2**31)), pitch=float(rng.uniform(0.985, 1.015)),
                 render_seed=int(rng.integers(2**31)))
 
@@ -791,7 +792,7 @@ def carries(cfg: LatentConfig, # the knobs
             prop: str,         # a property in `PROPERTIES`
            ) -> bool:
     "Whether the rendered object's property `prop` shows the visual code (the cue, or one of the cue `look`'s)."
-    return cfg.cue == prop or (cfg.cue == 'look' and prop in ('shape', 'hue', 'texture'))
+    return cfg.cue == prop or (cfg.cue == 'look' and prop in LOOK)
 
 def _object(cfg, look, j, dx, dy, R):
     "(opacity [..], colour [.., 3]) of the object showing visual code `j` at offsets (dx, dy) from its centre."
