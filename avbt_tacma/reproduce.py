@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, sys, json, time, argparse, datetime
 from pathlib import Path
+from contextlib import contextmanager
 from .core import (AVBTError, RunError, save_json, load_json, default_run_dir, run_lock,
     die_with_parent, usable_cores)
 from .report import write_summary
@@ -18,7 +19,7 @@ from .steps import (step_hash, step_state, notebook_parameters, kernel_for_this_
                               REPRO_MODULES)
 
 # %% auto 0
-__all__ = ['reproduce', 'avbt_jobs', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
+__all__ = ['reproduce', 'child_threads', 'avbt_jobs', 'avbt_trainings', 'train_parallel', 'reproduce_parser', 'reproduce_main']
 
 # %% ../nbs/19a_reproduce.ipynb 5
 def reproduce(scale: str = 'default', data=None, features=None, only=None, device: str = 'auto', out=None,
@@ -53,6 +54,21 @@ def reproduce(scale: str = 'default', data=None, features=None, only=None, devic
                           jobs, avbt_seeds)
 
 # %% ../nbs/19a_reproduce.ipynb 6
+# the thread pools of a child process: ours (torch, `scales.torch_threads`) and the native libraries' (OpenMP, BLAS:
+# numpy, scikit-learn), which otherwise start one thread per core in every process; processes sharing the cores then
+# stall each other (Fig. 7's t-SNE beside one busy process on 2 cores: 7x slower)
+_THREAD_VARS = ('AVBT_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+
+@contextmanager
+def child_threads(jobs: int, # processes that share the cores
+                 ):
+    "Within the block, the processes started get the cores' share of each thread pool (values already set win)."
+    unset = [k for k in _THREAD_VARS if k not in os.environ] if jobs > 1 else []
+    os.environ.update({k: str(max(1, usable_cores() // jobs)) for k in unset})
+    try: yield
+    finally:
+        for k in unset: os.environ.pop(k, None)
+
 def _check_scale(out: Path, scale: str):
     "A run folder holds one scale: its report's header and its tables must never come from two."
     try: prev = load_json(out / 'run.json').get('scale') if (out / 'run.json').exists() else None
@@ -74,9 +90,7 @@ def _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebo
     # the AV-BT trainings go to parallel processes first: one per GPU of --gpus, or `jobs` CPU processes
     devices = gpus or (['cpu'] * jobs if jobs > 1 and kind != 'features' else None)
     train = (lambda names: train_parallel(out, params, devices, plan(STEPS, names), log=log)) if devices else None
-    threads0 = os.environ.get('AVBT_THREADS')
-    if jobs > 1 and threads0 is None: os.environ['AVBT_THREADS'] = str(max(1, usable_cores() // jobs))  # for children
-    try:
+    with child_threads(jobs):                 # each process its share of the cores, in every thread pool
         if train_only: return train_parallel(out, params, devices or [_device_id(device)], plan(STEPS, only), log=log)
         from avbt_tacma.core import versions
         from avbt_tacma import __version__
@@ -103,8 +117,6 @@ def _reproduce(scale, kind, path, steps, only, device, out, force, seeds, notebo
             md, h = write_summary(out, steps)
             log(f"report: {md} and {h} ({time.time() - t0:.0f} s)")
         return res
-    finally:
-        if threads0 is None: os.environ.pop('AVBT_THREADS', None)
 
 def _notebook_params(params: dict) -> dict:
     "What the notebooks may declare: the paper notebooks take `scale`, `out` and the rest as `run`."
