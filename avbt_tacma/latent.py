@@ -507,8 +507,10 @@ PRESETS = {
     'temporal-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=1.5, second_event=1.0, distractors=0.3,
                          d_a=16, d_v=16),
     'temporal-neg': dict(classes=10, mu_a=0.8, mu_v=0.8, spans=[[0, 10, 1]], d_a=16, d_v=16),
-    'aug-hue-pos': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='hue', d_a=16, d_v=16),
-    'aug-shape-neg': dict(classes=10, q_a=0.3, q_v=0.3, mu_a=0.5, mu_v=2.0, cue='shape', d_a=16, d_v=16),
+    # rendering (b) only (AV-BT trains on them): six classes and a sound that carries the class, so AV-BT's visual
+    # encoder can learn the cue from the sound (at ten classes and mu_a 0.5 its probes stayed at the floor)
+    'aug-hue-pos': dict(classes=6, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=2.0, cue='hue', d_a=16, d_v=16),
+    'aug-shape-neg': dict(classes=6, q_a=0.3, q_v=0.3, mu_a=1.5, mu_v=2.0, cue='shape', d_a=16, d_v=16),
     'lag-pos': dict(classes=10, q_a=0.1, q_v=0.1, mu_a=1.0, mu_v=3.0, lag_v=1, d_a=16, d_v=16),
 }
 PRESET_ROLES = {  # preset: (what it is, the claim family it controls, 'positive'/'negative'/None)

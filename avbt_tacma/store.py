@@ -303,8 +303,17 @@ class Repro:
 
     @property
     def ablation_seeds(self) -> list:
-        "Seeds of the probes of the Table 4-5 variants (`ablation_seeds` of the scale: fewer where it says so)."
+        ("Head seeds of the rows that are many or that no claim reads (the Table 4-5 probes, Table 3's and the weak "
+         "step's extra rows): the scale's `ablation_seeds`, fewer where it says so.")
         return self.seeds[:self.S.get('ablation_seeds') or len(self.seeds)]
+
+    def fewer_seeds_note(self, avbt: bool = True, # the row reads the first AV-BT seed's features only
+                        ) -> str:
+        "The note of a row that no claim reads and that trains on fewer seeds (`ablation_seeds`): '' when as many."
+        n, k = len(self.avbt_seeds), len(self.ablation_seeds)
+        few = [f"AV-BT seed {self.avbt_seeds[0]} only (of {n})"] if avbt and n > 1 else []
+        if k < len(self.seeds): few.append(f"{k} head seeds (of {len(self.seeds)})")
+        return ', '.join(few) + ': no claim reads this row' if few else ''
 
     def known(self, preset: str,            # a name in `latent.PRESETS`
              ) -> Path:

@@ -7,9 +7,9 @@ from avbt_tacma.steps import STEPS, run_notebook, paper_notebooks
 from avbt_tacma.scales import SCALES, VIDEO_CONTROL_SCALES
 
 
-def test_no_shipped_scale_runs_the_video_controls():
+def test_only_quick_runs_the_video_controls_by_default():
     step = next(s for s in STEPS if s.name == 'controls-video')
-    assert not set(step.scales) & set(SCALES) and step.scales == VIDEO_CONTROL_SCALES
+    assert step.scales == VIDEO_CONTROL_SCALES == ('quick',) and 'controls_video' in SCALES['quick']
     assert [CONTROLS[k] for k in VIDEO_CONTROLS] == [('aug-hue-pos', 'aug-shape-neg')]
 
 
