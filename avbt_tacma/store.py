@@ -293,8 +293,9 @@ class Repro:
             head_kw = dict(d_vfc=ch, d_model=max(8, ch // 8 * 4)) | head_kw
         kw = dict(recipe=recipe, device=self.device, **({'setting': setting} if weak else {}), **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
-            lr = S.get('head_lrs', {}).get(head, S['head_lr'])
-            kw = dict(epochs=S['head_epochs'], batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)
+            lr = S.get('head_lrs', {}).get(head, S['head_lr'])      # and `attention_epochs` their epochs where set
+            ep = S.get('attention_epochs', S['head_epochs']) if head in S.get('head_lrs', {}) else S['head_epochs']
+            kw = dict(epochs=ep, batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)
         folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
                   f"{name or head}-{_key([head, kw], 'train_heads')}")
         seeds = self.seeds if seeds is None else seeds     # every head the same seeds unless the caller says
@@ -303,16 +304,20 @@ class Repro:
 
     @property
     def ablation_seeds(self) -> list:
-        ("Head seeds of the rows that are many or that no claim reads (the Table 4-5 probes, Table 3's and the weak "
-         "step's extra rows): the scale's `ablation_seeds`, fewer where it says so.")
+        "Seeds of the probes of the Table 4-5 variants (`ablation_seeds` of the scale: fewer where it says so)."
         return self.seeds[:self.S.get('ablation_seeds') or len(self.seeds)]
+
+    @property
+    def unclaimed_seeds(self) -> list:
+        "Head seeds of the rows no claim reads (Table 3's and the weak step's extras): the scale's `unclaimed_seeds`."
+        return self.seeds[:self.S.get('unclaimed_seeds') or self.S.get('ablation_seeds') or len(self.seeds)]
 
     def fewer_seeds_note(self, avbt: bool = True, # the row reads the first AV-BT seed's features only
                         ) -> str:
-        "The note of a row that no claim reads and that trains on fewer seeds (`ablation_seeds`): '' when as many."
-        n, k = len(self.avbt_seeds), len(self.ablation_seeds)
+        "The note of a row that no claim reads and that trains on fewer seeds (`unclaimed_seeds`): '' when as many."
+        n, k = len(self.avbt_seeds), len(self.unclaimed_seeds)
         few = [f"AV-BT seed {self.avbt_seeds[0]} only (of {n})"] if avbt and n > 1 else []
-        if k < len(self.seeds): few.append(f"{k} head seeds (of {len(self.seeds)})")
+        if k < len(self.seeds): few.append(f"{k} head seed{'s' if k > 1 else ''} (of {len(self.seeds)})")
         return ', '.join(few) + ': no claim reads this row' if few else ''
 
     def known(self, preset: str,            # a name in `latent.PRESETS`
