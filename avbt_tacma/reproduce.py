@@ -289,8 +289,8 @@ def reproduce_parser(p: argparse.ArgumentParser,  # the parser (or sub-parser) t
     "Arguments of `avbt reproduce`."
     p.add_argument('--scale', choices=list(SCALES), default='default',
                    help='smoke: CI-sized, learns little; default: every table and figure in under 10 minutes on 2 CPU '
-                        'cores, enough seeds for verdicts; quick: more data, longer head training, the weak setting '
-                        'and CMBS (about 25 minutes); rehearsal: '
+                        'cores, enough seeds for verdicts; quick: more data, longer training, the weak setting, CMBS '
+                        'and the video-level controls (about 25 minutes); rehearsal: '
                         'the paper\'s models and settings, each training capped at a few steps, random weights '
                         '(a CPU check of the paper path); paper: the paper\'s settings on a GPU (default %(default)s)')
     p.add_argument('--data', help='the AVE folder (videos + Annotations.txt) or a cache from `avbt prepare` '

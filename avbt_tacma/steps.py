@@ -233,6 +233,8 @@ def run_steps(out,            # the run folder
     with ThreadPoolExecutor(max_workers=int(jobs)) as pool:
         while running or (pending and error is None):
             ready = [n for n in pending if not any(d in work and d not in res['ran'] for d in work[n][0].deps)]
+            ready.sort(key=lambda n: bool(work[n][0].deps))   # steps that wait for none first, so that a long one
+                                                               # of them (the controls) never runs alone at the end
             for n in (ready[:int(jobs) - len(running)] if error is None else []):
                 pending.remove(n); running[pool.submit(execute, *work[n])] = n
             if not running: break
