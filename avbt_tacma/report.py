@@ -437,7 +437,7 @@ CONTROLS = {  # claim key: (positive control preset, negative control preset), p
     'jitter_damages': ('aug-hue-pos', 'aug-shape-neg'),
 }
 UNTESTABLE = 'untestable here (control failed)'
-# claims whose controls train AV-BT on rendered video (step controls-video): no shipped scale runs them (budget)
+# claims whose controls train AV-BT on rendered video (step controls-video): quick runs them, smaller scales on request
 VIDEO_CONTROLS = ('jitter_damages',)
 VIDEO_NOT_RUN = 'not run at this scale (budget): avbt reproduce --only controls-video'
 
