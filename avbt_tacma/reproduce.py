@@ -63,8 +63,8 @@ _THREAD_VARS = ('AVBT_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_
 def child_threads(jobs: int, # processes that share the cores
                  ):
     "Within the block, the processes started get the cores' share of each thread pool (values already set win)."
-    unset = [k for k in _THREAD_VARS if k not in os.environ] if jobs > 1 else []
-    os.environ.update({k: str(max(1, usable_cores() // jobs)) for k in unset})
+    unset, n = [k for k in _THREAD_VARS if k not in os.environ] if jobs > 1 else [], max(1, usable_cores() // jobs)
+    os.environ.update(dict.fromkeys(unset, str(n)))
     try: yield
     finally:
         for k in unset: os.environ.pop(k, None)

@@ -293,8 +293,9 @@ class Repro:
             head_kw = dict(d_vfc=ch, d_model=max(8, ch // 8 * 4)) | head_kw
         kw = dict(recipe=recipe, device=self.device, **({'setting': setting} if weak else {}), **head_kw)
         if recipe == 'tacma':      # head_lrs: heads whose own lr the scale sets (the attention heads: a smaller one)
-            lr = S.get('head_lrs', {}).get(head, S['head_lr'])      # and `attention_epochs` their epochs where set
-            ep = S.get('attention_epochs', S['head_epochs']) if head in S.get('head_lrs', {}) else S['head_epochs']
+            attention = head in S.get('head_lrs', {})                # and `attention_epochs` their epochs where set
+            lr, ep = ((S['head_lrs'][head], S.get('attention_epochs', S['head_epochs'])) if attention else
+                      (S['head_lr'], S['head_epochs']))
             kw = dict(epochs=ep, batch_size=S['head_batch'], lr=lr) | kw   # given ones win (tuning)
         folder = (self.out / 'models' / 'heads' / f"{features.parent.name}-{features.stem}" /
                   f"{name or head}-{_key([head, kw], 'train_heads')}")
@@ -310,7 +311,7 @@ class Repro:
     @property
     def unclaimed_seeds(self) -> list:
         "Head seeds of the rows no claim reads (Table 3's and the weak step's extras): the scale's `unclaimed_seeds`."
-        return self.seeds[:self.S.get('unclaimed_seeds') or self.S.get('ablation_seeds') or len(self.seeds)]
+        return self.seeds[:self.S['unclaimed_seeds']] if self.S.get('unclaimed_seeds') else self.ablation_seeds
 
     def fewer_seeds_note(self, avbt: bool = True, # the row reads the first AV-BT seed's features only
                         ) -> str:
